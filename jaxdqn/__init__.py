@@ -1,0 +1,1 @@
+"""jaxdqn: DQN-family reinforcement learning compiled end to end with JAX, on EnvPool."""

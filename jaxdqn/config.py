@@ -1,0 +1,222 @@
+"""Typed, frozen configuration, the named presets, and validation with clear errors.
+
+Every field carries a docstring; the `jaxdqn train` command turns them into `--help`.
+Step counts are environment steps *per seed* unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a DQN training run."""
+
+    env_id: str = "CartPole-v1"
+    """EnvPool task id (for example CartPole-v1, LunarLander-v3); its action space must be discrete."""
+    seed: int = 0
+    """Base random seed; seed k of a multi-seed run derives its keys from (seed, k)."""
+    num_seeds: int = 1
+    """Independent agents trained at once, each with its own initialisation, exploration and replay."""
+    num_envs: int = 1
+    """Environments stepped in parallel for each seed."""
+    env_threads: int = 0
+    """EnvPool worker threads for the whole pool; 0 lets jaxdqn choose (min of pool size and CPU count)."""
+    total_steps: int = 500_000
+    """Environment steps per seed (summed over that seed's environments); rounded up to a whole training period."""
+    learning_starts: int = 10_000
+    """Environment steps per seed collected before the first gradient update."""
+    train_frequency: int = 10
+    """Environment steps per seed between training phases (must divide num_envs or be a multiple of it)."""
+    gradient_steps: int = 1
+    """Gradient updates in each training phase."""
+    buffer_size: int = 10_000
+    """Replay capacity in transitions, per seed."""
+    batch_size: int = 128
+    """Transitions sampled for each gradient update."""
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    learning_rate: float = 2.5e-4
+    """Adam step size, > 0."""
+    adam_eps: float = 1e-8
+    """Adam epsilon, > 0."""
+    max_grad_norm: float = 0.0
+    """Clip gradients to this global norm; 0 disables."""
+    clip_grad_value: float = 0.0
+    """Clip each gradient element to [-v, v]; 0 disables."""
+    target_update_period: int = 50
+    """Gradient updates between target-network updates."""
+    target_tau: float = 1.0
+    """Target update rate: 1 copies the online network (hard update), below 1 is a Polyak average."""
+    double_q: bool = False
+    """Use the double Q-learning target (online network picks the action, target network values it)."""
+    dueling: bool = False
+    """Use a dueling head (separate value and advantage streams)."""
+    dueling_aggregation: Literal["mean", "max"] = "mean"
+    """How the dueling head centres advantages: subtract their mean or their max."""
+    dueling_hidden: int = 0
+    """Width of a hidden layer in each dueling stream; 0 for none."""
+    torso: Literal["mlp", "nature_cnn"] = "mlp"
+    """Feature extractor: an MLP, or the Nature DQN CNN for uint8 image stacks."""
+    hidden_sizes: tuple[int, ...] = (120, 84)
+    """Hidden layer widths of the MLP torso, or the dense layer after the Nature CNN."""
+    loss: Literal["l2", "huber"] = "l2"
+    """TD loss: l2 is 0.5 * td^2 (mean squared error up to a factor), huber is smooth-L1."""
+    huber_delta: float = 1.0
+    """Huber loss threshold, > 0."""
+    epsilon_schedule: Literal["constant", "linear", "exponential", "piecewise"] = "linear"
+    """Exploration schedule over environment steps."""
+    epsilon_start: float = 1.0
+    """Initial epsilon (constant: the value used throughout), in [0, 1]."""
+    epsilon_end: float = 0.05
+    """Final epsilon, in [0, 1]."""
+    epsilon_decay_steps: int = 250_000
+    """Environment steps to go from epsilon_start to epsilon_end (linear or geometric)."""
+    epsilon_boundaries: tuple[int, ...] = ()
+    """Piecewise schedule: step numbers (increasing) at which epsilon_values hold."""
+    epsilon_values: tuple[float, ...] = ()
+    """Piecewise schedule: epsilon at each boundary, linear in between, constant after the last."""
+    eval_episodes: int = 10
+    """Greedy evaluation episodes per seed at the end of training."""
+    eval_epsilon: float = 0.0
+    """Epsilon used during evaluation."""
+    log_interval: int = 10_000
+    """Environment steps per seed between log points (one compiled chunk each)."""
+    solved_return: float | None = None
+    """Mean return over the last 100 training episodes that counts as solving the task; None for none."""
+    stop_when_solved: bool = False
+    """End training the first time every seed has reached solved_return."""
+
+
+PRESETS: dict[str, Config] = {
+    "cartpole": Config(solved_return=475.0),
+}
+"""Named configurations; `jaxdqn presets` lists them."""
+
+PRESET_DOCS: dict[str, str] = {
+    "cartpole": (
+        "CartPole-v1, CleanRL dqn_jax.py defaults: 500k steps, buffer 10k, batch 128, Adam 2.5e-4, "
+        "target copied every 500 steps, eps 1->0.05 over 250k, L2, MLP 120-84"
+    ),
+}
+
+
+def get_preset(name: str) -> Config:
+    """Return the preset called `name`, or raise ConfigError listing the valid names."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; allowed: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def periods(cfg: Config) -> tuple[int, int]:
+    """Return (iterations per training period, updates per training period).
+
+    One iteration steps all `num_envs` environments of every seed once.
+    """
+    if cfg.train_frequency >= cfg.num_envs:
+        return cfg.train_frequency // cfg.num_envs, cfg.gradient_steps
+    return 1, (cfg.num_envs // cfg.train_frequency) * cfg.gradient_steps
+
+
+def _require(condition: bool, field: str, allowed: str, value) -> None:
+    if not condition:
+        raise ConfigError(f"{field}: {allowed} (got {value!r})")
+
+
+def validate(cfg: Config) -> Config:
+    """Check every field and the environment; raise one ConfigError naming the first problem.
+
+    Runs before anything is compiled or any file is written.
+    """
+    positive_ints = ["num_seeds", "num_envs", "total_steps", "train_frequency", "gradient_steps",
+                     "buffer_size", "batch_size", "target_update_period", "epsilon_decay_steps",
+                     "eval_episodes", "log_interval"]
+    for name in positive_ints:
+        value = getattr(cfg, name)
+        _require(isinstance(value, int) and value > 0, name, "must be an integer > 0", value)
+    _require(cfg.env_threads >= 0, "env_threads", "must be >= 0", cfg.env_threads)
+    _require(cfg.learning_starts >= 0, "learning_starts", "must be >= 0", cfg.learning_starts)
+    for name in ["learning_rate", "adam_eps", "huber_delta"]:
+        value = getattr(cfg, name)
+        _require(math.isfinite(value) and value > 0, name, "must be a finite number > 0", value)
+    for name in ["max_grad_norm", "clip_grad_value"]:
+        value = getattr(cfg, name)
+        _require(math.isfinite(value) and value >= 0, name, "must be >= 0 (0 disables)", value)
+    _require(0 < cfg.gamma <= 1, "gamma", "must be in (0, 1]", cfg.gamma)
+    _require(0 < cfg.target_tau <= 1, "target_tau", "must be in (0, 1]", cfg.target_tau)
+    for name in ["epsilon_start", "epsilon_end", "eval_epsilon"]:
+        value = getattr(cfg, name)
+        _require(0 <= value <= 1, name, "must be in [0, 1]", value)
+    if cfg.epsilon_schedule == "exponential":
+        _require(cfg.epsilon_end > 0, "epsilon_end", "must be > 0 for the exponential schedule", cfg.epsilon_end)
+        _require(cfg.epsilon_start > 0, "epsilon_start", "must be > 0 for the exponential schedule", cfg.epsilon_start)
+    if cfg.epsilon_schedule == "piecewise":
+        _require(len(cfg.epsilon_boundaries) >= 1, "epsilon_boundaries",
+                 "needs at least one step for the piecewise schedule", cfg.epsilon_boundaries)
+        _require(len(cfg.epsilon_values) == len(cfg.epsilon_boundaries), "epsilon_values",
+                 f"needs one value per boundary ({len(cfg.epsilon_boundaries)})", cfg.epsilon_values)
+        _require(all(b >= 0 for b in cfg.epsilon_boundaries)
+                 and all(a < b for a, b in zip(cfg.epsilon_boundaries, cfg.epsilon_boundaries[1:])),
+                 "epsilon_boundaries", "must be increasing steps >= 0", cfg.epsilon_boundaries)
+        _require(all(0 <= v <= 1 for v in cfg.epsilon_values), "epsilon_values",
+                 "must all be in [0, 1]", cfg.epsilon_values)
+    _require(len(cfg.hidden_sizes) >= 1 and all(h > 0 for h in cfg.hidden_sizes), "hidden_sizes",
+             "must be one or more widths > 0", cfg.hidden_sizes)
+    _require(cfg.dueling_hidden >= 0, "dueling_hidden", "must be >= 0", cfg.dueling_hidden)
+    _require(cfg.train_frequency % cfg.num_envs == 0 or cfg.num_envs % cfg.train_frequency == 0,
+             "train_frequency", f"must divide num_envs ({cfg.num_envs}) or be a multiple of it",
+             cfg.train_frequency)
+    _require(cfg.batch_size <= cfg.buffer_size, "batch_size",
+             f"must be <= buffer_size ({cfg.buffer_size})", cfg.batch_size)
+    _require(cfg.buffer_size >= cfg.num_envs, "buffer_size",
+             f"must hold at least one step of all environments (num_envs={cfg.num_envs})", cfg.buffer_size)
+    _require(cfg.learning_starts < cfg.total_steps, "learning_starts",
+             f"must be below total_steps ({cfg.total_steps}) or no update ever runs", cfg.learning_starts)
+    _require(cfg.learning_starts >= cfg.batch_size, "learning_starts",
+             f"must be >= batch_size ({cfg.batch_size}) so the first batch has data to sample", cfg.learning_starts)
+    if cfg.solved_return is not None:
+        _require(math.isfinite(cfg.solved_return), "solved_return", "must be a finite number or None",
+                 cfg.solved_return)
+    _require(not cfg.stop_when_solved or cfg.solved_return is not None, "stop_when_solved",
+             "needs solved_return to be set", cfg.stop_when_solved)
+    validate_env(cfg.env_id)
+    return cfg
+
+
+def validate_env(env_id: str) -> None:
+    """Raise ConfigError unless `env_id` is an EnvPool task with a discrete action space."""
+    import envpool
+    import gymnasium
+
+    all_ids = envpool.list_all_envs()
+    if env_id not in all_ids:
+        close = difflib.get_close_matches(env_id, all_ids, n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "run `python -c 'import envpool; print(envpool.list_all_envs())'` for the list"
+        raise ConfigError(f"env_id: {env_id!r} is not an EnvPool environment; {hint}")
+    space = envpool.make_spec(env_id).action_space
+    if not isinstance(space, gymnasium.spaces.Discrete):
+        raise ConfigError(f"env_id: {env_id!r} has a {type(space).__name__} action space; "
+                          "jaxdqn needs a discrete (Discrete) action space")
+
+
+def to_dict(cfg: Config) -> dict:
+    """The config as a JSON-ready dict."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def from_dict(data: dict) -> Config:
+    """Rebuild a Config from `to_dict` output."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"config: unknown fields {unknown}")
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
