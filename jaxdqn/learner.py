@@ -49,7 +49,7 @@ def init_agent(parts: LearnerParts, key, example_obs, example_transition) -> Age
     params = parts.network.init(init_key, example_obs[None])
     return AgentState(
         params=params,
-        target_params=params,
+        target_params=jax.tree.map(jnp.copy, params),  # own buffers, so the state can be donated
         opt_state=parts.optimizer.init(params),
         replay=parts.replay.init(example_transition),
         key=agent_key,
@@ -94,7 +94,7 @@ def make_train_step(cfg, parts: LearnerParts) -> Callable:
         metrics = {
             "loss": losses.weighted_loss(td, sample.weights, cfg.loss, cfg.huber_delta),
             "q_mean": jnp.mean(q_tm1),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         new_state = state._replace(params=params, target_params=target_params, opt_state=opt_state,
                                    replay=replay, updates=count)

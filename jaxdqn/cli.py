@@ -1,0 +1,111 @@
+"""The `jaxdqn` command: `train` and `presets`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+from jaxdqn import config as config_lib
+
+USAGE = """usage: jaxdqn COMMAND [options]
+
+commands:
+  train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
+             [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field
+  presets    list the presets, one line each
+"""
+
+TRAIN_DESCRIPTION = """Train a DQN agent.
+
+Run options (besides the config fields below):
+  --preset NAME   start from a named preset (see `jaxdqn presets`; default cartpole)
+  --out DIR       where config.json, metrics.jsonl and summary.json go (default runs/PRESET-sSEED-TIME);
+                  a directory that already holds a run is refused, never overwritten
+
+Every config field below can be overridden; values are environment steps per seed unless stated."""
+
+
+class CliError(Exception):
+    """A command-line problem reported as one line."""
+
+
+def _fail(message: str) -> int:
+    print(f"jaxdqn: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--preset", default="cartpole")
+    parser.add_argument("--out", default=None)
+    return parser.parse_known_args(argv)
+
+
+def parse_train_args(argv: list[str]):
+    """Return (config, preset name, output directory or None) from `jaxdqn train` arguments."""
+    import tyro
+
+    run_options, field_args = _split_run_options(argv)
+    preset = config_lib.get_preset(run_options.preset)
+    cfg = tyro.cli(config_lib.Config, default=preset, args=field_args, prog="jaxdqn train",
+                   description=TRAIN_DESCRIPTION, config=(tyro.conf.FlagConversionOff,))
+    return cfg, run_options.preset, run_options.out
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an output directory that already holds a run, so nothing saved is overwritten."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out: {out} exists and is not a directory")
+    if out.is_dir() and any((out / name).exists() for name in ("config.json", "metrics.jsonl", "summary.json")):
+        raise CliError(f"--out: {out} already holds a run; choose a new directory")
+
+
+def train_command(argv: list[str]) -> int:
+    """`jaxdqn train`: validate everything, then train and write the run directory."""
+    try:
+        cfg, preset, out = parse_train_args(argv)
+        config_lib.validate(cfg)
+        if out is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = f"runs/{preset}-s{cfg.seed}-{stamp}"
+        out_path = Path(out)
+        check_out_dir(out_path)
+    except (config_lib.ConfigError, CliError) as error:
+        return _fail(str(error))
+    from jaxdqn.train import run_training
+
+    print(f"jaxdqn train: preset {preset}, {cfg.env_id}, {cfg.num_seeds} seed(s) x {cfg.num_envs} env(s), "
+          f"{cfg.total_steps} steps per seed -> {out_path}", flush=True)
+    run_training(cfg, out_path, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def presets_command(argv: list[str]) -> int:
+    """`jaxdqn presets`: one line per preset."""
+    if argv:
+        return _fail(f"presets takes no arguments (got {' '.join(argv)})")
+    width = max(len(name) for name in config_lib.PRESETS)
+    for name in sorted(config_lib.PRESETS):
+        print(f"{name:<{width}}  {config_lib.PRESET_DOCS[name]}")
+    return 0
+
+
+COMMANDS = {"train": train_command, "presets": presets_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `jaxdqn` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        return _fail(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
+    return COMMANDS[command](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The `jaxdqn` command as a user types it (subprocesses), including a real CartPole learning run."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The installed console script: next to this interpreter (a virtual environment) or on PATH.
+JAXDQN = str(Path(sys.executable).with_name("jaxdqn")) if Path(sys.executable).with_name("jaxdqn").exists() \
+    else shutil.which("jaxdqn")
+
+
+def jaxdqn(*args, timeout=900):
+    assert JAXDQN, "the jaxdqn command is not installed (pip install -e .)"
+    return subprocess.run([JAXDQN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_presets_lists_one_line_each():
+    result = jaxdqn("presets")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].startswith("cartpole ")
+
+
+def test_train_help_lists_fields_with_docstrings():
+    result = jaxdqn("train", "--help")
+    assert result.returncode == 0
+    assert "--learning-rate" in result.stdout and "Adam step size" in result.stdout
+    assert "--preset" in result.stdout and "--out" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--learning-rate", "-1"], "learning_rate: must be a finite number > 0 (got -1.0)"),
+    (["--env-id", "CartPol-v1"], "closest: CartPole-v1"),
+    (["--preset", "nope"], "preset: unknown preset 'nope'; allowed: cartpole"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = jaxdqn("train", *args, "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"jaxdqn: error: {result.stderr.strip().split('error: ', 1)[1]}"
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{\"keep\": true}")
+    result = jaxdqn("train", "--total-steps", "20000", "--out", str(out))
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert json.loads((out / "summary.json").read_text()) == {"keep": True}
+
+
+def test_cartpole_preset_solves(tmp_path):
+    """The README's training command: the 1-environment CleanRL-default preset reaches 475 greedy."""
+    out = tmp_path / "cartpole"
+    result = jaxdqn("train", "--preset", "cartpole", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sps" in result.stdout and "return(100)" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["env_id"] == "CartPole-v1" and config["num_envs"] == 1
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 50
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("env_steps", "updates", "wall_seconds", "compile_seconds", "sps", "eval_return_mean"):
+        assert key in summary
+    assert summary["env_steps"] == 500_000 and summary["updates"] == 49_000
+    assert summary["eval_episodes"] >= 10
+    assert summary["eval_return_mean"][0] >= 475
+
+
+def test_ten_environments_keep_one_update_per_ten_steps(tmp_path):
+    out = tmp_path / "ten"
+    result = jaxdqn("train", "--num-envs", "10", "--total-steps", "30000", "--num-seeds", "2",
+                    "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    # (30000 - 10000) / 10 updates once learning has started
+    assert summary["env_steps"] == 30_000 and summary["updates"] == 2_000
+    assert len(summary["eval_return_mean"]) == 2
