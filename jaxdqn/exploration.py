@@ -33,10 +33,14 @@ def make_epsilon_schedule(cfg) -> Callable:
 
 
 def epsilon_greedy(key, q_values, epsilon):
-    """Per row of `q_values` (batch, actions): a uniform random action with probability epsilon, else argmax."""
-    explore_key, action_key = jax.random.split(key)
+    """Per row of `q_values` (batch, actions): a uniform random action with probability epsilon, else argmax.
+
+    One uniform draw per row serves both choices (explore when u < epsilon; the random action is
+    floor(u / epsilon * actions)), so acting costs a single random-bits call per step.
+    """
     batch, num_actions = q_values.shape
     greedy = jnp.argmax(q_values, axis=-1).astype(jnp.int32)
-    random_actions = jax.random.randint(action_key, (batch,), 0, num_actions, jnp.int32)
-    explore = jax.random.uniform(explore_key, (batch,)) < epsilon
+    u = jax.random.uniform(key, (batch,))
+    explore = u < epsilon
+    random_actions = jnp.minimum((u / jnp.maximum(epsilon, 1e-12) * num_actions).astype(jnp.int32), num_actions - 1)
     return jnp.where(explore, random_actions, greedy)

@@ -81,7 +81,7 @@ def make_train_step(cfg, parts: LearnerParts) -> Callable:
 
     def train_step(state: AgentState, key, progress=0.0):
         sample = parts.replay.sample(state.replay, key, progress)
-        grads, (td, q_tm1) = jax.grad(loss_fn, has_aux=True)(
+        (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, sample.batch, sample.weights)
         updates, opt_state = parts.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -92,7 +92,7 @@ def make_train_step(cfg, parts: LearnerParts) -> Callable:
             params, state.target_params)
         replay = parts.replay.update(state.replay, sample.indices, td)
         metrics = {
-            "loss": losses.weighted_loss(td, sample.weights, cfg.loss, cfg.huber_delta),
+            "loss": loss,
             "q_mean": jnp.mean(q_tm1),
             "grad_norm": optax.tree.norm(grads),
         }

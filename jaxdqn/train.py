@@ -127,8 +127,7 @@ def make_train(cfg) -> Trainer:
     def act_and_store(state: LoopState, _):
         env_steps = state.iteration * num_envs
         epsilon = epsilon_at(env_steps)
-        split = jax.vmap(jax.random.split)(state.agents.key)
-        agent_keys, act_keys = split[:, 0], split[:, 1]
+        act_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(state.agents.key, state.iteration)
         q_values = jax.vmap(parts.network.apply)(state.agents.params, state.obs)
         actions = jax.vmap(epsilon_greedy, in_axes=(0, 0, None))(act_keys, q_values, epsilon)
         handle, (next_obs, reward, terminated, truncated) = env_step(
@@ -141,7 +140,7 @@ def make_train(cfg) -> Trainer:
         replay = jax.vmap(parts.replay.add)(state.agents.replay, transitions, valid)
         done = (terminated | truncated) & valid
         stats = record_episodes(state.stats, reward, valid, done, env_steps + num_envs)
-        agents = state.agents._replace(replay=replay, key=agent_keys)
+        agents = state.agents._replace(replay=replay)
         return LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), None
 
     def learn(agents: AgentState, progress):
