@@ -59,6 +59,14 @@ class Config:
     """Target update rate: 1 copies the online network (hard update), below 1 is a Polyak average."""
     double_q: bool = False
     """Use the double Q-learning target (online network picks the action, target network values it)."""
+    prioritized: bool = False
+    """Use proportional prioritized replay (sum tree) instead of uniform replay."""
+    priority_alpha: float = 0.6
+    """Prioritization exponent: P(i) is proportional to (|td| + priority_eps)^alpha; 0 is uniform."""
+    priority_beta0: float = 0.4
+    """Initial importance-weight exponent, annealed linearly to 1 over training."""
+    priority_eps: float = 1e-6
+    """Added to |td| so that no transition gets zero priority, > 0."""
     dueling: bool = False
     """Use a dueling head (separate value and advantage streams)."""
     dueling_aggregation: Literal["mean", "max"] = "mean"
@@ -99,6 +107,19 @@ class Config:
 
 PRESETS: dict[str, Config] = {
     "cartpole": Config(solved_return=475.0),
+    "lunarlander": Config(
+        env_id="LunarLander-v3", total_steps=300_000, num_envs=4, train_frequency=4, gradient_steps=2,
+        learning_starts=5_000, buffer_size=50_000, batch_size=128, learning_rate=5e-4, gamma=0.99,
+        target_update_period=250, hidden_sizes=(128, 128), loss="l2", clip_grad_value=100.0,
+        epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=100_000,
+        solved_return=200.0, log_interval=20_000),
+    "lunarlander-per": Config(
+        env_id="LunarLander-v3", total_steps=300_000, num_envs=4, train_frequency=4, gradient_steps=1,
+        learning_starts=5_000, buffer_size=100_000, batch_size=64, learning_rate=1e-3, gamma=0.99,
+        target_update_period=250, hidden_sizes=(128, 128), loss="huber", max_grad_norm=10.0,
+        double_q=True, dueling=True, prioritized=True, priority_alpha=0.5, priority_beta0=0.4,
+        epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=100_000,
+        solved_return=200.0, log_interval=20_000),
 }
 """Named configurations; `jaxdqn presets` lists them."""
 
@@ -106,6 +127,14 @@ PRESET_DOCS: dict[str, str] = {
     "cartpole": (
         "CartPole-v1, CleanRL dqn_jax.py defaults: 500k steps, buffer 10k, batch 128, Adam 2.5e-4, "
         "target copied every 500 steps, eps 1->0.05 over 250k, L2, MLP 120-84"
+    ),
+    "lunarlander": (
+        "LunarLander-v3, seed 003's DQN (MLP 128-128, L2, clip by value 100, exponential eps to 0.01); "
+        "4 envs, 2 updates per 4 steps, lr 5e-4, buffer 50k, target every 250 updates so it solves in 300k steps"
+    ),
+    "lunarlander-per": (
+        "LunarLander-v3, seed 001's agent: Double DQN + dueling + prioritized replay (alpha 0.5, beta 0.4->1), "
+        "Adam 1e-3, batch 64, 1 update per 4 steps, buffer 100k; 4 envs"
     ),
 }
 
@@ -145,13 +174,15 @@ def validate(cfg: Config) -> Config:
         _require(isinstance(value, int) and value > 0, name, "must be an integer > 0", value)
     _require(cfg.env_threads >= 0, "env_threads", "must be >= 0", cfg.env_threads)
     _require(cfg.learning_starts >= 0, "learning_starts", "must be >= 0", cfg.learning_starts)
-    for name in ["learning_rate", "adam_eps", "huber_delta"]:
+    for name in ["learning_rate", "adam_eps", "huber_delta", "priority_eps"]:
         value = getattr(cfg, name)
         _require(math.isfinite(value) and value > 0, name, "must be a finite number > 0", value)
     for name in ["max_grad_norm", "clip_grad_value"]:
         value = getattr(cfg, name)
         _require(math.isfinite(value) and value >= 0, name, "must be >= 0 (0 disables)", value)
     _require(0 < cfg.gamma <= 1, "gamma", "must be in (0, 1]", cfg.gamma)
+    _require(cfg.priority_alpha >= 0, "priority_alpha", "must be >= 0", cfg.priority_alpha)
+    _require(0 <= cfg.priority_beta0 <= 1, "priority_beta0", "must be in [0, 1]", cfg.priority_beta0)
     _require(0 < cfg.target_tau <= 1, "target_tau", "must be in (0, 1]", cfg.target_tau)
     for name in ["epsilon_start", "epsilon_end", "eval_epsilon"]:
         value = getattr(cfg, name)

@@ -1,0 +1,62 @@
+"""Machine and version facts stored with every benchmark result."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's guess)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str:
+    """The current commit of this checkout, or 'unknown'."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(__file__), check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine_facts() -> dict:
+    """Backend, devices, CPU, core count, package versions, commit and date."""
+    import jax
+
+    devices = jax.devices()
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "envpool", "numpy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "backend": jax.default_backend(),
+        "devices": [d.device_kind for d in devices],
+        "device_count": len(devices),
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def machine_tag(facts: dict) -> str:
+    """A short file-name tag: backend, device or CPU, core count."""
+    name = facts["devices"][0] if facts["backend"] != "cpu" else facts["cpu_model"]
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return f"{facts['backend']}-{slug}-{facts['cpu_cores']}cores"
