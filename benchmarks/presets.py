@@ -1,9 +1,14 @@
-"""End-to-end CartPole benchmark: the `cartpole` preset at 1 and 10 environments, 1 and 4 seeds.
+"""End-to-end preset benchmarks, each configuration as its own `jaxdqn train` process.
 
-Each configuration runs as its own `jaxdqn train` process (so compile time is measured cold), and the
-figures come from the run's summary.json. Usage:
+Suites:
+- cartpole: the `cartpole` preset at 1 and 10 environments, 1 and 4 seeds;
+- lunarlander: the `lunarlander` and `lunarlander-per` presets: wall time, SPS, step at which the
+  100-episode mean first reached 200, greedy evaluation.
 
-    python benchmarks/cartpole.py [--out benchmarks/results] [--repeats 1]
+Compile time is measured cold (a fresh process per case); figures come from the run's summary.json.
+Usage:
+
+    python benchmarks/presets.py --suite cartpole|lunarlander [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -19,11 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_facts, machine_tag  # noqa: E402
 
-CASES = {
-    "1env-1seed": ["--num-envs", "1"],
-    "10env-1seed": ["--num-envs", "10"],
-    "10env-4seeds": ["--num-envs", "10", "--num-seeds", "4"],
-    "1env-4seeds": ["--num-envs", "1", "--num-seeds", "4"],
+SUITES = {
+    "cartpole": {
+        "1env-1seed": ["--preset", "cartpole", "--num-envs", "1"],
+        "10env-1seed": ["--preset", "cartpole", "--num-envs", "10"],
+        "10env-4seeds": ["--preset", "cartpole", "--num-envs", "10", "--num-seeds", "4"],
+        "1env-4seeds": ["--preset", "cartpole", "--num-envs", "1", "--num-seeds", "4"],
+    },
+    "lunarlander": {
+        "lunarlander": ["--preset", "lunarlander"],
+        "lunarlander-per": ["--preset", "lunarlander-per"],
+    },
 }
 
 
@@ -34,14 +45,14 @@ def jaxdqn_command() -> str:
 
 
 def run_case(args: list[str], workdir: Path) -> dict:
-    """Run `jaxdqn train --preset cartpole ARGS` and return its summary plus the command."""
+    """Run `jaxdqn train ARGS` and return its summary plus the command."""
     out = workdir / "run"
-    command = [jaxdqn_command(), "train", "--preset", "cartpole", *args, "--out", str(out)]
+    command = [jaxdqn_command(), "train", *args, "--out", str(out)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     summary = json.loads((out / "summary.json").read_text())
     shutil.rmtree(out)
     keys = ("env_steps", "updates", "wall_seconds", "compile_seconds", "sps", "updates_per_second",
-            "eval_return_mean", "solved_step", "num_envs", "num_seeds")
+            "eval_return_mean", "return_mean_100", "solved_step", "num_envs", "num_seeds")
     return {"command": " ".join(["jaxdqn", *command[1:-2]]), **{k: summary[k] for k in keys}}
 
 
@@ -49,17 +60,18 @@ def main() -> None:
     """Run every case, print a table, and write the JSON result file."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--suite", choices=list(SUITES), default="cartpole")
     args = parser.parse_args()
+    cases = SUITES[args.suite]
     facts = machine_facts()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.cases:
-            results[name] = run_case(CASES[name], Path(tmp))
+        for name, case_args in cases.items():
+            results[name] = run_case(case_args, Path(tmp))
             r = results[name]
-            print(f"{name:>13}: wall {r['wall_seconds']:6.1f} s (compile {r['compile_seconds']:4.1f} s), "
-                  f"{r['sps']:8.0f} SPS, {r['updates_per_second']:6.0f} updates/s, eval {r['eval_return_mean']}",
-                  flush=True)
+            print(f"{name:>15}: wall {r['wall_seconds']:6.1f} s (compile {r['compile_seconds']:4.1f} s), "
+                  f"{r['sps']:8.0f} SPS, {r['updates_per_second']:6.0f} updates/s, solved at {r['solved_step']}, "
+                  f"eval {r['eval_return_mean']}", flush=True)
     if "10env-1seed" in results and "10env-4seeds" in results:
         ratio = results["10env-4seeds"]["wall_seconds"] / results["10env-1seed"]["wall_seconds"]
         results["seed_scaling_10env_4_vs_1"] = ratio
@@ -68,9 +80,9 @@ def main() -> None:
         ratio = results["1env-4seeds"]["wall_seconds"] / results["1env-1seed"]["wall_seconds"]
         results["seed_scaling_1env_4_vs_1"] = ratio
         print(f"4 seeds / 1 seed wall time (1 env): {ratio:.2f}x")
-    record = {"benchmark": "cartpole", "script": "python benchmarks/cartpole.py " + " ".join(sys.argv[1:]),
+    record = {"benchmark": args.suite, "script": "python benchmarks/presets.py " + " ".join(sys.argv[1:]),
               "machine": facts, "results": results}
-    path = Path(args.out) / f"cartpole-{machine_tag(facts)}.json"
+    path = Path(args.out) / f"{args.suite}-{machine_tag(facts)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path}")
