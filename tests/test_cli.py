@@ -82,3 +82,15 @@ def test_ten_environments_keep_one_update_per_ten_steps(tmp_path):
     # (30000 - 10000) / 10 updates once learning has started
     assert summary["env_steps"] == 30_000 and summary["updates"] == 2_000
     assert len(summary["eval_return_mean"]) == 2
+
+
+def test_solved_message_and_stop_when_solved(tmp_path):
+    # a random CartPole policy averages about 22, so a threshold of 15 is reached by the first log point
+    out = tmp_path / "solved"
+    result = jaxdqn("train", "--total-steps", "100000", "--solved-return", "15", "--stop-when-solved", "True",
+                    "--log-interval", "5000", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "seed 0: solved at step" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 5000
+    assert 100 * 8 <= summary["solved_step"][0] <= 5000  # needs 100 episodes of at least 8 steps

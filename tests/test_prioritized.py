@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxdqn.config import Config
-from jaxdqn.replay import make_prioritized_replay, sumtree_find, sumtree_init, sumtree_set
+from jaxdqn.replay import (make_prioritized_replay, sumtree_find, sumtree_init, sumtree_leaves, sumtree_set,
+                           sumtree_total)
 
 
 def _replay_with(priorities, alpha=1.0, beta0=0.4, batch_size=256, capacity=None):
@@ -73,14 +74,15 @@ def test_priority_update_shifts_frequencies():
 def test_duplicate_indices_in_one_update():
     replay, state = _replay_with(np.ones(8))
     state = replay.update(state, jnp.array([3, 3, 3, 5]), jnp.array([2.0, 2.0, 2.0, 4.0]))
-    leaves = np.asarray(state.priorities.nodes[8:16])
-    np.testing.assert_allclose(leaves, [1, 1, 1, 2, 1, 4, 1, 1])
-    assert float(state.priorities.nodes[1]) == pytest.approx(leaves.sum())
+    leaves = np.asarray(sumtree_leaves(state.priorities))
+    np.testing.assert_allclose(leaves[:8], [1, 1, 1, 2, 1, 4, 1, 1])
+    assert (leaves[8:] == 0).all()
+    assert float(sumtree_total(state.priorities)) == pytest.approx(leaves.sum())
     # with conflicting duplicates one value wins, and the tree stays consistent with its leaves
     state = replay.update(state, jnp.array([0, 0]), jnp.array([3.0, 5.0]))
-    leaves = np.asarray(state.priorities.nodes[8:16])
+    leaves = np.asarray(sumtree_leaves(state.priorities))
     assert leaves[0] in (3.0, 5.0)
-    assert float(state.priorities.nodes[1]) == pytest.approx(leaves.sum())
+    assert float(sumtree_total(state.priorities)) == pytest.approx(leaves.sum())
 
 
 def test_importance_weights_by_hand():
@@ -101,7 +103,7 @@ def test_importance_weights_by_hand():
 def test_new_transitions_enter_at_max_priority():
     replay, state = _replay_with([1.0, 9.0, 2.0], capacity=8)
     state = replay.add(state, {"x": jnp.array([3, 4])}, jnp.array([True, True]))
-    np.testing.assert_allclose(np.asarray(state.priorities.nodes[8:13]), [1, 9, 2, 9, 9])
+    np.testing.assert_allclose(np.asarray(sumtree_leaves(state.priorities)[:5]), [1, 9, 2, 9, 9])
 
 
 def test_empty_and_zero_priority_slots_never_sampled():
@@ -130,12 +132,14 @@ def test_tree_total_matches_leaves_after_many_random_updates():
         return jax.lax.scan(body, tree, jax.random.split(key, 800))[0]
 
     tree = jax.jit(many)(tree, jax.random.PRNGKey(0))  # 800 x 128 = 102,400 leaf updates
-    nodes = np.asarray(tree.nodes, np.float64)
-    leaves = nodes[capacity:]
-    assert float(tree.nodes[1]) == pytest.approx(leaves.sum(), rel=1e-5)
-    # every internal node equals the sum of its children exactly as float32 computes it
-    internal = np.asarray(tree.nodes)
-    np.testing.assert_array_equal(internal[1:capacity], internal[2:2 * capacity:2] + internal[3:2 * capacity:2])
+    leaves = np.asarray(sumtree_leaves(tree), np.float64)
+    assert float(sumtree_total(tree)) == pytest.approx(leaves.sum(), rel=1e-5)
+    # every internal node equals the sum of its 16 children (up to float32 summation order)
+    for parents, children in zip(tree.levels[:-1], tree.levels[1:]):
+        row_sums = np.asarray(jnp.sum(children, axis=1))
+        flat_parents = np.asarray(parents).reshape(-1)
+        np.testing.assert_allclose(flat_parents[:len(row_sums)], row_sums, rtol=1e-6)
+        assert (flat_parents[len(row_sums):] == 0).all()
     # the leaf search agrees with a cumulative-sum search
     targets = np.random.default_rng(0).random(1000) * leaves.sum()
     found = np.asarray(sumtree_find(tree, jnp.asarray(targets, jnp.float32)))
@@ -160,7 +164,7 @@ def test_prioritized_train_step_compiles_once_and_updates_priorities():
                        jnp.asarray(rng.normal(size=n), jnp.float32), jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
                        jnp.zeros(n, bool))
     state = state._replace(replay=parts.replay.add(state.replay, batch, jnp.ones(n, bool)))
-    assert np.allclose(np.asarray(state.replay.priorities.nodes[256:256 + n]), 1.0)
+    assert np.allclose(np.asarray(sumtree_leaves(state.replay.priorities)[:n]), 1.0)
     traces = []
 
     def counted(state, key, progress):
@@ -171,6 +175,6 @@ def test_prioritized_train_step_compiles_once_and_updates_priorities():
     for i in range(4):
         state, _ = step(state, jax.random.PRNGKey(i), jnp.float32(i / 4))
     assert len(traces) == 1
-    leaves = np.asarray(state.replay.priorities.nodes[256:256 + n])
+    leaves = np.asarray(sumtree_leaves(state.replay.priorities)[:n])
     assert not np.allclose(leaves, 1.0)  # sampled slots got |td|-based priorities
-    assert float(state.replay.priorities.nodes[1]) == pytest.approx(leaves.sum(), rel=1e-5)
+    assert float(sumtree_total(state.replay.priorities)) == pytest.approx(leaves.sum(), rel=1e-5)
