@@ -61,8 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--suite", choices=list(SUITES), default="cartpole")
+    parser.add_argument("--cases", nargs="*", help="run only these cases of the suite")
     args = parser.parse_args()
-    cases = SUITES[args.suite]
+    cases = {name: case for name, case in SUITES[args.suite].items() if not args.cases or name in args.cases}
     facts = machine_facts()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
