@@ -21,7 +21,9 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
-    """The current commit of this checkout, or 'unknown'."""
+    """The current commit of this checkout, else $JAXDQN_GIT_COMMIT (a copy without .git), else 'unknown'."""
+    if os.environ.get("JAXDQN_GIT_COMMIT"):
+        return os.environ["JAXDQN_GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                               cwd=os.path.dirname(__file__), check=True).stdout.strip()
