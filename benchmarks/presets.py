@@ -21,8 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_facts, machine_tag  # noqa: E402
+from benchmarks.machine import machine_facts, machine_tag  # noqa: E402
 
 SUITES = {
     "cartpole": {

@@ -22,8 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_facts, machine_tag  # noqa: E402
+from benchmarks.machine import machine_facts, machine_tag  # noqa: E402
 
 from jaxdqn.config import Config  # noqa: E402
 from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step  # noqa: E402

@@ -15,6 +15,8 @@ commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
              [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field
   presets    list the presets, one line each
+  bench      measure throughput: jaxdqn bench [--tiny] [--out DIR];
+             jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR]
 """
 
 TRAIN_DESCRIPTION = """Train a DQN agent.
@@ -92,7 +94,36 @@ def presets_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "presets": presets_command}
+def bench_command(argv: list[str]) -> int:
+    """`jaxdqn bench`: run the throughput harness; `jaxdqn bench report`: table and charts from results."""
+    if argv and argv[0] == "report":
+        parser = argparse.ArgumentParser(prog="jaxdqn bench report",
+                                         description="Markdown table and PNG charts from stored bench results.")
+        parser.add_argument("--results", default="benchmarks/results", help="folder of bench-*.json files")
+        parser.add_argument("--out", default="benchmarks/results/REPORT.md", help="Markdown file to write")
+        parser.add_argument("--charts", default=None, help="folder for the PNG charts (default: beside --out)")
+        parser.add_argument("--include-tiny", action="store_true", help="also report results of --tiny runs")
+        args = parser.parse_args(argv[1:])
+        from benchmarks.report import ReportError, write_report
+
+        try:
+            table, pngs = write_report(args.results, args.out, args.charts, args.include_tiny)
+        except ReportError as error:
+            return _fail(str(error))
+        print(f"wrote {table} and {', '.join(str(p) for p in pngs)}")
+        return 0
+    parser = argparse.ArgumentParser(prog="jaxdqn bench", description="Measure jaxdqn throughput on this machine.")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
+    args = parser.parse_args(argv)
+    from benchmarks.harness import run_bench
+
+    run_bench("tiny" if args.tiny else "full", args.out, command=" ".join(["jaxdqn", "bench", *argv]),
+              log=lambda line: print(line, flush=True))
+    return 0
+
+
+COMMANDS = {"train": train_command, "presets": presets_command, "bench": bench_command}
 
 
 def main(argv: list[str] | None = None) -> int:

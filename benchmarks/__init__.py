@@ -1,0 +1,1 @@
+"""Benchmarks for jaxdqn: the `jaxdqn bench` harness, its report, and stored results."""

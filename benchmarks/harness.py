@@ -1,0 +1,224 @@
+"""`jaxdqn bench`: throughput of every layer, measured the same way on CPU, GPU and TPU.
+
+Measures, separately and end to end:
+- environment steps/s: EnvPool stepped from Python, and EnvPool's XLA step inside a compiled scan;
+- `train_step` updates/s: MLP and Nature CNN, batch 32/64/256, uniform and prioritized replay, at
+  several replay capacities;
+- end-to-end SPS of presets at their replay ratio, with 1 and several seeds at once, and the host-loop
+  reference DQN (benchmarks/hostloop.py) at the same setting;
+- compile time of each measured function, and peak host and device memory.
+
+Every timing excludes warm-up (the first call compiles), waits with `block_until_ready` before the
+clock stops, repeats, and reports the median with min and max. No code path depends on the backend:
+JAX picks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.machine import machine_facts, machine_tag
+from jaxdqn.config import PRESETS, Config
+from jaxdqn.envs import env_info, make_pool, make_xla_step
+from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step
+from jaxdqn.networks import make_network
+from jaxdqn.replay import Transition, make_replay
+
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("schema_version", "command", "machine", "env_steps", "train_step", "end_to_end", "memory")
+REQUIRED_MACHINE_FIELDS = ("backend", "devices", "device_count", "cpu_model", "cpu_cores", "versions", "git_commit")
+
+SIZES = {
+    "full": {
+        "env_cases": [("CartPole-v1", 1), ("CartPole-v1", 16), ("LunarLander-v3", 16)],
+        "env_steps": 20_000, "repeats": 5,
+        "mlp_capacities": [10**4, 10**5, 10**6], "cnn_capacities": [10**3, 10**4],
+        "batches": [32, 64, 256], "train_steps": 500, "cnn_train_steps": 20,
+        "presets": [("cartpole", ["--num-envs", "10"], 1), ("cartpole", ["--num-envs", "10"], 4),
+                    ("lunarlander", [], 1), ("lunarlander-per", [], 1)],
+        "host_loop_steps": 100_000,
+    },
+    "tiny": {
+        "env_cases": [("CartPole-v1", 4)],
+        "env_steps": 500, "repeats": 2,
+        "mlp_capacities": [1_000], "cnn_capacities": [256],
+        "batches": [32], "train_steps": 5, "cnn_train_steps": 2,
+        "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1),
+                    ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2)],
+        "host_loop_steps": 12_000,
+    },
+}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "repeats": len(values)}
+
+
+def time_compiled(fn, args: tuple, repeats: int) -> tuple[dict, float]:
+    """Run the jitted `fn(*args)` once to compile (timed), then `repeats` more; seconds per call."""
+    jitted = jax.jit(fn)
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_seconds = time.perf_counter() - start
+    jax.block_until_ready(compiled(*args))  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return _spread(times), compile_seconds
+
+
+def bench_env_steps(env_id: str, num_envs: int, steps: int, repeats: int) -> dict:
+    """EnvPool steps/s from a Python loop and from its XLA step inside a compiled scan."""
+    info = env_info(env_id)
+    env, _ = make_pool(env_id, num_envs, 0)
+    actions = np.zeros(num_envs, np.int32)
+    iterations = max(1, steps // num_envs)
+    env.step(actions)
+    python_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            env.step(actions)
+        python_times.append(time.perf_counter() - start)
+    handle, step = make_xla_step(env)
+
+    def scan_steps(handle):
+        def body(handle, _):
+            handle, (obs, reward, terminated, truncated) = step(handle, jnp.zeros(num_envs, jnp.int32))
+            return handle, reward.sum()
+        return jax.lax.scan(body, handle, None, length=iterations)
+
+    timing, compile_seconds = time_compiled(scan_steps, (handle,), repeats)
+    env.close()
+    python = _spread([iterations * num_envs / t for t in python_times])
+    xla = {k: (iterations * num_envs / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
+    xla["min"], xla["max"] = xla["max"], xla["min"]  # a shorter time is a higher rate
+    del info
+    return {"env_id": env_id, "num_envs": num_envs, "python_steps_per_second": python,
+            "xla_scan_steps_per_second": xla, "xla_compile_seconds": compile_seconds}
+
+
+def _train_state(cfg, obs_shape, obs_dtype, num_actions: int, capacity: int):
+    parts = LearnerParts(make_network(cfg, num_actions), make_optimizer(cfg), make_replay(cfg))
+    example = jnp.zeros(obs_shape, obs_dtype)
+    state = init_agent(parts, jax.random.PRNGKey(0), example,
+                       Transition(example, jnp.int32(0), jnp.float32(0), example, jnp.bool_(False)))
+    # Fill the replay with random transitions in chunks (a capacity-sized batch would not fit for CNNs).
+    add = jax.jit(parts.replay.add)
+    chunk = min(capacity, 1 << 14 if obs_dtype != jnp.uint8 else 512)
+    key = jax.random.PRNGKey(1)
+    for _ in range(capacity // chunk):
+        key, k1, k2, k3 = jax.random.split(key, 4)
+        if obs_dtype == jnp.uint8:
+            obs = jax.random.randint(k1, (chunk, *obs_shape), 0, 255).astype(jnp.uint8)
+            next_obs = jax.random.randint(k2, (chunk, *obs_shape), 0, 255).astype(jnp.uint8)
+        else:
+            obs = jax.random.normal(k1, (chunk, *obs_shape))
+            next_obs = jax.random.normal(k2, (chunk, *obs_shape))
+        batch = Transition(obs, jax.random.randint(k3, (chunk,), 0, num_actions), jnp.ones(chunk),
+                           next_obs, jnp.zeros(chunk, bool))
+        state = state._replace(replay=add(state.replay, batch, jnp.ones(chunk, bool)))
+    return make_train_step(cfg, parts), state
+
+
+def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, steps: int, repeats: int) -> dict:
+    """Updates/s of `steps` train steps in a compiled scan, with a full replay of `capacity`."""
+    if torso == "mlp":
+        cfg = dataclasses.replace(Config(), hidden_sizes=(128, 128), batch_size=batch, buffer_size=capacity,
+                                  prioritized=prioritized, learning_starts=batch)
+        obs_shape, obs_dtype, actions = (8,), jnp.float32, 4
+    else:
+        cfg = dataclasses.replace(Config(), torso="nature_cnn", hidden_sizes=(512,), batch_size=batch,
+                                  buffer_size=capacity, prioritized=prioritized, learning_starts=batch)
+        obs_shape, obs_dtype, actions = (4, 84, 84), jnp.uint8, 6
+    train_step, state = _train_state(cfg, obs_shape, obs_dtype, actions, capacity)
+
+    def many(state, key):
+        return jax.lax.scan(lambda s, k: (train_step(s, k, 0.5)[0], None), state, jax.random.split(key, steps))[0]
+
+    timing, compile_seconds = time_compiled(many, (state, jax.random.PRNGKey(2)), repeats)
+    rate = {k: (steps / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
+    rate["min"], rate["max"] = rate["max"], rate["min"]
+    return {"torso": torso, "batch": batch, "capacity": capacity, "replay": "prioritized" if prioritized else "uniform",
+            "updates_per_second": rate, "compile_seconds": compile_seconds}
+
+
+def bench_end_to_end(preset: str, extra_args: list[str], num_seeds: int) -> dict:
+    """One `jaxdqn train` process for the preset: wall, compile, SPS and updates/s from its summary."""
+    from benchmarks.presets import run_case
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_case(["--preset", preset, *extra_args, "--num-seeds", str(num_seeds)], Path(tmp))
+    return {"preset": preset, "args": extra_args, **result}
+
+
+def bench_host_loop(preset: str, extra_args: list[str], steps: int) -> dict:
+    """The host-loop reference DQN at the preset's setting (first `steps` env steps)."""
+    from benchmarks.hostloop import run_host_loop
+
+    cfg = PRESETS[preset]
+    if "--num-envs" in extra_args:
+        cfg = dataclasses.replace(cfg, num_envs=int(extra_args[extra_args.index("--num-envs") + 1]))
+    cfg = dataclasses.replace(cfg, learning_starts=min(cfg.learning_starts, steps // 5))
+    return {"preset": preset, "args": extra_args, **run_host_loop(cfg, steps)}
+
+
+def peak_memory() -> dict:
+    """Peak resident host memory of this process and its finished children, and device peak bytes."""
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    stats = jax.devices()[0].memory_stats() or {}
+    return {"host_peak_rss_mb": self_kb / 1024, "children_peak_rss_mb": children_kb / 1024,
+            "device_peak_bytes": stats.get("peak_bytes_in_use")}
+
+
+def run_bench(size: str = "full", out_dir: str | Path = "benchmarks/results", command: str | None = None,
+              log=print) -> Path:
+    """Run every measurement at `size` ('full' or 'tiny') and write one JSON result; return its path."""
+    spec = SIZES[size]
+    record = {"schema_version": SCHEMA_VERSION, "size": size,
+              "command": command or " ".join(["jaxdqn", "bench", *sys.argv[2:]]),
+              "machine": machine_facts(), "env_steps": [], "train_step": [], "end_to_end": [], "host_loop": []}
+    for env_id, num_envs in spec["env_cases"]:
+        row = bench_env_steps(env_id, num_envs, spec["env_steps"], spec["repeats"])
+        record["env_steps"].append(row)
+        log(f"env {env_id} x{num_envs}: python {row['python_steps_per_second']['median']:.0f}/s, "
+            f"xla scan {row['xla_scan_steps_per_second']['median']:.0f}/s")
+    for torso, capacities, steps in [("mlp", spec["mlp_capacities"], spec["train_steps"]),
+                                     ("nature_cnn", spec["cnn_capacities"], spec["cnn_train_steps"])]:
+        for batch in spec["batches"]:
+            for capacity in capacities:
+                for prioritized in (False, True):
+                    row = bench_train_step(torso, batch, capacity, prioritized, steps, spec["repeats"])
+                    record["train_step"].append(row)
+                    log(f"train_step {torso} batch {batch} capacity {capacity} {row['replay']}: "
+                        f"{row['updates_per_second']['median']:.0f} updates/s (compile {row['compile_seconds']:.1f} s)")
+    for preset, extra_args, num_seeds in spec["presets"]:
+        row = bench_end_to_end(preset, extra_args, num_seeds)
+        record["end_to_end"].append(row)
+        log(f"end-to-end {preset} {' '.join(extra_args)} x{num_seeds} seeds: {row['sps']:.0f} SPS, "
+            f"wall {row['wall_seconds']:.1f} s (compile {row['compile_seconds']:.1f} s)")
+    row = bench_host_loop("cartpole", ["--num-envs", "10"], spec["host_loop_steps"])
+    record["host_loop"].append(row)
+    log(f"host loop cartpole --num-envs 10: {row['sps']:.0f} SPS over {row['env_steps']} steps")
+    record["memory"] = peak_memory()
+    facts = record["machine"]
+    path = Path(out_dir) / f"bench-{machine_tag(facts)}{'-tiny' if size == 'tiny' else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    log(f"wrote {path}")
+    return path

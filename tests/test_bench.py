@@ -1,0 +1,67 @@
+"""The benchmark harness on tiny sizes through the real `jaxdqn bench` command, and its report."""
+
+import json
+
+import pytest
+
+from tests.test_cli import jaxdqn
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = jaxdqn("bench", "--tiny", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = list(out.glob("bench-*-tiny.json"))
+    assert len(files) == 1
+    return files[0]
+
+
+def test_tiny_bench_writes_a_complete_result(tiny_result):
+    record = json.loads(tiny_result.read_text())
+    assert record["command"] == f"jaxdqn bench --tiny --out {tiny_result.parent}"
+    machine = record["machine"]
+    for key in ("backend", "devices", "device_count", "cpu_model", "cpu_cores", "git_commit"):
+        assert machine[key] not in (None, "", [])
+    assert set(machine["versions"]) >= {"jax", "jaxlib", "flax", "optax", "envpool"}
+    env = record["env_steps"][0]
+    assert env["python_steps_per_second"]["median"] > 0 and env["xla_scan_steps_per_second"]["median"] > 0
+    kinds = {(r["torso"], r["replay"]) for r in record["train_step"]}
+    assert kinds == {("mlp", "uniform"), ("mlp", "prioritized"), ("nature_cnn", "uniform"), ("nature_cnn", "prioritized")}
+    for row in record["train_step"]:
+        spread = row["updates_per_second"]
+        assert spread["min"] <= spread["median"] <= spread["max"] and spread["repeats"] == 2
+        assert row["compile_seconds"] > 0
+    seeds = sorted(r["num_seeds"] for r in record["end_to_end"])
+    assert seeds == [1, 2]
+    assert all(r["env_steps"] == 12_000 and r["sps"] > 0 for r in record["end_to_end"])
+    assert record["host_loop"][0]["env_steps"] == 12_000 and record["host_loop"][0]["updates"] > 0
+    assert record["memory"]["host_peak_rss_mb"] > 0
+
+
+def test_report_writes_table_and_charts(tiny_result, tmp_path):
+    out = tmp_path / "REPORT.md"
+    result = jaxdqn("bench", "report", "--results", str(tiny_result.parent), "--out", str(out), "--include-tiny")
+    assert result.returncode == 0, result.stderr
+    table = out.read_text()
+    assert "| measure | unit | cpu: " in table
+    assert "train_step nature_cnn b32" in table and "compiled / host loop SPS" in table
+    pngs = sorted(p.name for p in tmp_path.glob("bench-*.png"))
+    assert pngs == ["bench-end_to_end.png", "bench-env_steps.png", "bench-train_step.png"]
+    assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_report_rejects_a_result_with_a_missing_field(tiny_result, tmp_path):
+    record = json.loads(tiny_result.read_text())
+    del record["machine"]["cpu_model"]
+    (tmp_path / "bench-broken.json").write_text(json.dumps(record))
+    result = jaxdqn("bench", "report", "--results", str(tmp_path), "--out", str(tmp_path / "r.md"))
+    assert result.returncode == 2
+    assert "bench-broken.json: machine is missing cpu_model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.md").exists()
+
+    del record["train_step"]
+    (tmp_path / "bench-broken.json").write_text(json.dumps(record))
+    result = jaxdqn("bench", "report", "--results", str(tmp_path), "--out", str(tmp_path / "r.md"))
+    assert result.returncode == 2 and "missing field(s) train_step" in result.stderr
