@@ -43,7 +43,7 @@ SIZES = {
         "env_cases": [("CartPole-v1", 1), ("CartPole-v1", 16), ("LunarLander-v3", 16)],
         "env_steps": 20_000, "repeats": 5,
         "mlp_capacities": [10**4, 10**5, 10**6], "cnn_capacities": [10**3, 10**4],
-        "batches": [32, 64, 256], "train_steps": 500, "cnn_train_steps": 20,
+        "batches": [32, 64, 256], "train_steps": 500, "cnn_train_steps": 4, "cnn_repeats": 3,
         "presets": [("cartpole", ["--num-envs", "10"], 1), ("cartpole", ["--num-envs", "10"], 4),
                     ("lunarlander", [], 1), ("lunarlander-per", [], 1)],
         "host_loop_steps": 100_000,
@@ -52,7 +52,7 @@ SIZES = {
         "env_cases": [("CartPole-v1", 4)],
         "env_steps": 500, "repeats": 2,
         "mlp_capacities": [1_000], "cnn_capacities": [256],
-        "batches": [32], "train_steps": 5, "cnn_train_steps": 2,
+        "batches": [32], "train_steps": 5, "cnn_train_steps": 2, "cnn_repeats": 2,
         "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1),
                     ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2)],
         "host_loop_steps": 12_000,
@@ -152,7 +152,7 @@ def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, s
     rate = {k: (steps / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
     rate["min"], rate["max"] = rate["max"], rate["min"]
     return {"torso": torso, "batch": batch, "capacity": capacity, "replay": "prioritized" if prioritized else "uniform",
-            "updates_per_second": rate, "compile_seconds": compile_seconds}
+            "updates_per_second": rate, "compile_seconds": compile_seconds, "steps_per_repeat": steps}
 
 
 def bench_end_to_end(preset: str, extra_args: list[str], num_seeds: int) -> dict:
@@ -190,7 +190,7 @@ def run_bench(size: str = "full", out_dir: str | Path = "benchmarks/results", co
               log=print) -> Path:
     """Run every measurement at `size` ('full' or 'tiny') and write one JSON result; return its path."""
     spec = SIZES[size]
-    record = {"schema_version": SCHEMA_VERSION, "size": size,
+    record = {"schema_version": SCHEMA_VERSION, "size": size, "sizes": spec,
               "command": command or " ".join(["jaxdqn", "bench", *sys.argv[2:]]),
               "machine": machine_facts(), "env_steps": [], "train_step": [], "end_to_end": [], "host_loop": []}
     for env_id, num_envs in spec["env_cases"]:
@@ -198,12 +198,13 @@ def run_bench(size: str = "full", out_dir: str | Path = "benchmarks/results", co
         record["env_steps"].append(row)
         log(f"env {env_id} x{num_envs}: python {row['python_steps_per_second']['median']:.0f}/s, "
             f"xla scan {row['xla_scan_steps_per_second']['median']:.0f}/s")
-    for torso, capacities, steps in [("mlp", spec["mlp_capacities"], spec["train_steps"]),
-                                     ("nature_cnn", spec["cnn_capacities"], spec["cnn_train_steps"])]:
+    for torso, capacities, steps, repeats in [
+            ("mlp", spec["mlp_capacities"], spec["train_steps"], spec["repeats"]),
+            ("nature_cnn", spec["cnn_capacities"], spec["cnn_train_steps"], spec["cnn_repeats"])]:
         for batch in spec["batches"]:
             for capacity in capacities:
                 for prioritized in (False, True):
-                    row = bench_train_step(torso, batch, capacity, prioritized, steps, spec["repeats"])
+                    row = bench_train_step(torso, batch, capacity, prioritized, steps, repeats)
                     record["train_step"].append(row)
                     log(f"train_step {torso} batch {batch} capacity {capacity} {row['replay']}: "
                         f"{row['updates_per_second']['median']:.0f} updates/s (compile {row['compile_seconds']:.1f} s)")
