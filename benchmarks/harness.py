@@ -16,7 +16,6 @@ JAX picks it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import resource
 import statistics
 import sys
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.machine import machine_facts, machine_tag
+from benchmarks.machine import machine_facts, write_result
 from jaxdqn.config import PRESETS, Config
 from jaxdqn.envs import env_info, make_pool, make_xla_step
 from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step
@@ -119,17 +118,18 @@ def _train_state(cfg, obs_shape, obs_dtype, num_actions: int, capacity: int):
     add = jax.jit(parts.replay.add)
     chunk = min(capacity, 1 << 14 if obs_dtype != jnp.uint8 else 512)
     key = jax.random.PRNGKey(1)
-    for _ in range(capacity // chunk):
+    for start in range(0, capacity, chunk):
+        n = min(chunk, capacity - start)
         key, k1, k2, k3 = jax.random.split(key, 4)
         if obs_dtype == jnp.uint8:
-            obs = jax.random.randint(k1, (chunk, *obs_shape), 0, 255).astype(jnp.uint8)
-            next_obs = jax.random.randint(k2, (chunk, *obs_shape), 0, 255).astype(jnp.uint8)
+            obs = jax.random.randint(k1, (n, *obs_shape), 0, 255).astype(jnp.uint8)
+            next_obs = jax.random.randint(k2, (n, *obs_shape), 0, 255).astype(jnp.uint8)
         else:
-            obs = jax.random.normal(k1, (chunk, *obs_shape))
-            next_obs = jax.random.normal(k2, (chunk, *obs_shape))
-        batch = Transition(obs, jax.random.randint(k3, (chunk,), 0, num_actions), jnp.ones(chunk),
-                           next_obs, jnp.zeros(chunk, bool))
-        state = state._replace(replay=add(state.replay, batch, jnp.ones(chunk, bool)))
+            obs = jax.random.normal(k1, (n, *obs_shape))
+            next_obs = jax.random.normal(k2, (n, *obs_shape))
+        batch = Transition(obs, jax.random.randint(k3, (n,), 0, num_actions), jnp.ones(n), next_obs,
+                           jnp.zeros(n, bool))
+        state = state._replace(replay=add(state.replay, batch, jnp.ones(n, bool)))
     return make_train_step(cfg, parts), state
 
 
@@ -217,9 +217,4 @@ def run_bench(size: str = "full", out_dir: str | Path = "benchmarks/results", co
     record["host_loop"].append(row)
     log(f"host loop cartpole --num-envs 10: {row['sps']:.0f} SPS over {row['env_steps']} steps")
     record["memory"] = peak_memory()
-    facts = record["machine"]
-    path = Path(out_dir) / f"bench-{machine_tag(facts)}{'-tiny' if size == 'tiny' else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    log(f"wrote {path}")
-    return path
+    return write_result(record, out_dir, "bench" if size == "full" else "bench-tiny")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -62,3 +64,12 @@ def machine_tag(facts: dict) -> str:
     while "--" in slug:
         slug = slug.replace("--", "-")
     return f"{facts['backend']}-{slug}-{facts['cpu_cores']}cores"
+
+
+def write_result(record: dict, out_dir, name: str) -> Path:
+    """Write `record` as `out_dir/name-<machine tag>.json` and return the path."""
+    path = Path(out_dir) / f"{name}-{machine_tag(record['machine'])}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.machine import machine_facts, machine_tag  # noqa: E402
+from benchmarks.machine import machine_facts, write_result  # noqa: E402
 
 SUITES = {
     "cartpole": {
@@ -82,10 +82,7 @@ def main() -> None:
         print(f"4 seeds / 1 seed wall time (1 env): {ratio:.2f}x")
     record = {"benchmark": args.suite, "script": "python benchmarks/presets.py " + " ".join(sys.argv[1:]),
               "machine": facts, "results": results}
-    path = Path(args.out) / f"{args.suite}-{machine_tag(facts)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(record, args.out, args.suite)
 
 
 if __name__ == "__main__":

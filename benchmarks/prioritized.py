@@ -12,8 +12,6 @@ of a `lax.scan` over many steps, median and spread reported. Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -22,12 +20,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks.machine import machine_facts, machine_tag  # noqa: E402
+from benchmarks.machine import machine_facts, write_result  # noqa: E402
 
-from jaxdqn.config import Config  # noqa: E402
-from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step  # noqa: E402
-from jaxdqn.networks import make_network  # noqa: E402
-from jaxdqn.replay import Transition, make_prioritized_replay, make_replay  # noqa: E402
+from jaxdqn.replay import make_prioritized_replay  # noqa: E402
 
 
 def time_scan(step_fn, state, steps: int, repeats: int) -> dict:
@@ -71,23 +66,18 @@ def sample_update_scaling(capacities, batches, steps, repeats) -> list:
 
 
 def train_step_comparison(capacity: int, steps: int, repeats: int) -> dict:
-    """Full train step (LunarLander-sized MLP 128-128, batch 64) with uniform vs prioritized replay."""
+    """Full train step (MLP 128-128, batch 64) with uniform vs prioritized replay, via the bench harness."""
+    from benchmarks.harness import bench_train_step
+
     out = {}
     for prioritized in (False, True):
-        cfg = dataclasses.replace(Config(), buffer_size=capacity, batch_size=64, hidden_sizes=(128, 128),
-                                  prioritized=prioritized, learning_starts=64)
-        parts = LearnerParts(make_network(cfg, 4), make_optimizer(cfg), make_replay(cfg))
-        example = jnp.zeros(8)
-        state = init_agent(parts, jax.random.PRNGKey(0), example,
-                           Transition(example, jnp.int32(0), jnp.float32(0), example, jnp.bool_(False)))
-        fill = Transition(jax.random.normal(jax.random.PRNGKey(1), (capacity, 8)), jnp.zeros(capacity, jnp.int32),
-                          jnp.ones(capacity), jax.random.normal(jax.random.PRNGKey(2), (capacity, 8)),
-                          jnp.zeros(capacity, bool))
-        state = state._replace(replay=jax.jit(parts.replay.add)(state.replay, fill, jnp.ones(capacity, bool)))
-        train_step = make_train_step(cfg, parts)
-        name = "prioritized" if prioritized else "uniform"
-        out[name] = time_scan(lambda s, k: train_step(s, k, 0.5)[0], state, steps, repeats)
-        print(f"train step {name:>11} capacity {capacity}: {out[name]['median_us']:8.1f} us/step", flush=True)
+        row = bench_train_step("mlp", 64, capacity, prioritized, steps, repeats)
+        rate = row["updates_per_second"]
+        out[row["replay"]] = {"median_us": 1e6 / rate["median"], "min_us": 1e6 / rate["max"],
+                              "max_us": 1e6 / rate["min"], "repeats": repeats, "steps_per_repeat": steps,
+                              "compile_seconds": row["compile_seconds"]}
+        print(f"train step {row['replay']:>11} capacity {capacity}: {out[row['replay']]['median_us']:8.1f} us/step",
+              flush=True)
     out["ratio_prioritized_over_uniform"] = out["prioritized"]["median_us"] / out["uniform"]["median_us"]
     print(f"prioritized / uniform: {out['ratio_prioritized_over_uniform']:.2f}x")
     return out
@@ -111,11 +101,7 @@ def main() -> None:
         "sample_update": sample_update_scaling(capacities, batches, steps, repeats),
         "train_step": train_step_comparison(train_capacity, steps, repeats),
     }
-    suffix = "-quick" if args.quick else ""
-    path = Path(args.out) / f"prioritized-{machine_tag(facts)}{suffix}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(record, args.out, "prioritized-quick" if args.quick else "prioritized")
 
 
 if __name__ == "__main__":

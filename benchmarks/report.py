@@ -158,7 +158,7 @@ def write_report(results_dir: Path, out_file: Path, charts_dir: Path | None = No
     """Load every bench-*.json under `results_dir`, write the Markdown table and charts."""
     files = sorted(Path(results_dir).glob("bench-*.json"))
     if not include_tiny:
-        files = [f for f in files if not f.stem.endswith("-tiny")] or files
+        files = [f for f in files if not f.stem.startswith("bench-tiny-")] or files
     if not files:
         raise ReportError(f"{results_dir}: no bench-*.json result files; run `jaxdqn bench` first")
     records = [load_result(f) for f in files]

@@ -12,7 +12,7 @@ def tiny_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     result = jaxdqn("bench", "--tiny", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    files = list(out.glob("bench-*-tiny.json"))
+    files = list(out.glob("bench-tiny-*.json"))
     assert len(files) == 1
     return files[0]
 
