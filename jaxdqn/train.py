@@ -10,6 +10,7 @@ Agent state carries a leading seed axis; S seeds share one pool of S x num_envs 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -109,12 +110,8 @@ def make_train(cfg) -> Trainer:
         running_return = stats.running_return + reward * valid
         running_length = stats.running_length + valid.astype(jnp.int32)
 
-        def per_seed(recent, position, finished_returns, finished):
-            recent, position, count = ring_write(recent, position, finished_returns, finished, EPISODE_WINDOW)
-            return recent, position, count
-
-        recent, position, count = jax.vmap(per_seed)(stats.recent_returns, stats.recent_position,
-                                                     running_return, done)
+        write = functools.partial(ring_write, capacity=EPISODE_WINDOW)
+        recent, position, count = jax.vmap(write)(stats.recent_returns, stats.recent_position, running_return, done)
         episodes = stats.episodes + count
         solved_step = stats.solved_step
         if cfg.solved_return is not None:
