@@ -1,4 +1,9 @@
-"""EnvPool factory, its XLA step for use inside jit, and environment facts read from the spec."""
+"""EnvPool factory, its XLA step for use inside jit, and environment facts read from the spec.
+
+Environments EnvPool lacks but Gymnasium has run through a Gymnasium vector environment instead:
+`make_pool` and `make_xla_step` return the same kinds of objects for both, and the Gymnasium step
+is a host callback inside the compiled chunk (slower, but the training code is the same).
+"""
 
 from __future__ import annotations
 
@@ -26,21 +31,46 @@ def _quiet_envpool():
     return envpool
 
 
+GYMNASIUM_NOTE = ("note: EnvPool has no {env_id!r}; it runs through a Gymnasium vector environment stepped on "
+                  "the host from inside the compiled chunk, which is much slower than EnvPool's in-jit step")
+"""Printed when a run takes the Gymnasium path."""
+
+
+def is_envpool_env(env_id: str) -> bool:
+    """True when EnvPool has `env_id` (else jaxdqn falls back to Gymnasium)."""
+    return env_id in _quiet_envpool().list_all_envs()
+
+
+def env_spaces(env_id: str):
+    """(observation space, action space, episode step limit or 0) of `env_id`, from EnvPool or Gymnasium."""
+    if is_envpool_env(env_id):
+        spec = _quiet_envpool().make_spec(env_id)
+        return (spec.observation_space, spec.action_space,
+                int(getattr(spec.config, "max_episode_steps", 0) or 0))
+    import gymnasium
+
+    with warnings.catch_warnings():  # deprecation notices for old versions; validation reports real problems
+        warnings.simplefilter("ignore")
+        env = gymnasium.make(env_id)
+    spaces = (env.observation_space, env.action_space, int(env.spec.max_episode_steps or 0))
+    env.close()
+    return spaces
+
+
 def env_info(env_id: str) -> EnvInfo:
-    """Observation shape/dtype, number of actions and episode step limit, from EnvPool's spec."""
-    envpool = _quiet_envpool()
-    spec = envpool.make_spec(env_id)
-    obs_space = spec.observation_space
-    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), int(spec.action_space.n),
-                   int(getattr(spec.config, "max_episode_steps", 0) or 0))
+    """Observation shape/dtype, number of actions and episode step limit, from EnvPool's or Gymnasium's spec."""
+    obs_space, action_space, max_episode_steps = env_spaces(env_id)
+    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), int(action_space.n), max_episode_steps)
 
 
 def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0):
     """A synchronous EnvPool (Gymnasium API) of `num_envs` environments, already reset.
 
     Environment i is seeded with seed + i. Reset happens here because stepping through `env.xla()`
-    inside jit after an `async_reset()` hangs.
+    inside jit after an `async_reset()` hangs. An id EnvPool lacks gives a Gymnasium vector environment.
     """
+    if not is_envpool_env(env_id):
+        return make_gymnasium_pool(env_id, num_envs, seed)
     envpool = _quiet_envpool()
     threads = num_threads or min(num_envs, os.cpu_count() or 1)
     env = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
@@ -55,6 +85,10 @@ def make_xla_step(env):
     `step` runs inside jit. EnvPool resets an environment on the step after it ended; that step's
     transition is not real, and callers must track it (see `train.py`).
     """
+    import gymnasium
+
+    if isinstance(env, gymnasium.vector.VectorEnv):
+        return make_gymnasium_step(env)
     handle, _recv, _send, xla_step = env.xla()
 
     def step(handle, actions):
@@ -62,3 +96,55 @@ def make_xla_step(env):
         return handle, (obs, reward, terminated, truncated)
 
     return handle, step
+
+
+def _host_dtype(dtype) -> np.dtype:
+    # what jax holds an array of this dtype as (int64 -> int32 unless x64 is enabled)
+    import jax
+
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+
+
+def make_gymnasium_pool(env_id: str, num_envs: int, seed: int):
+    """A Gymnasium `SyncVectorEnv` of `num_envs` copies of `env_id`, reset with seeds seed + i.
+
+    Its autoreset mode is NEXT_STEP, like EnvPool's: the step after an episode ends returns the reset
+    observation (reward 0, not done), so the same "skip the step after done" logic applies.
+    """
+    import gymnasium
+
+    env = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id) for _ in range(num_envs)],
+                                         autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP)
+    obs, _ = env.reset(seed=[seed + i for i in range(num_envs)])
+    return env, obs.astype(_host_dtype(obs.dtype))
+
+
+def make_gymnasium_step(env):
+    """`make_xla_step` for a Gymnasium vector env: an ordered `io_callback` that steps it on the host.
+
+    The handle is a step counter, threaded through like EnvPool's so that callers cannot tell the two apart.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import io_callback
+
+    num_envs = env.num_envs
+    obs_space = env.single_observation_space
+    obs_dtype = _host_dtype(obs_space.dtype)
+    result_shapes = (jax.ShapeDtypeStruct((), jnp.int32),
+                     jax.ShapeDtypeStruct((num_envs, *obs_space.shape), obs_dtype),
+                     jax.ShapeDtypeStruct((num_envs,), jnp.float32),
+                     jax.ShapeDtypeStruct((num_envs,), jnp.bool_),
+                     jax.ShapeDtypeStruct((num_envs,), jnp.bool_))
+
+    def host_step(handle, actions):
+        obs, reward, terminated, truncated, _info = env.step(np.asarray(actions))
+        return (np.asarray(handle + 1, np.int32), np.asarray(obs, obs_dtype), np.asarray(reward, np.float32),
+                np.asarray(terminated, bool), np.asarray(truncated, bool))
+
+    def step(handle, actions):
+        handle, obs, reward, terminated, truncated = io_callback(host_step, result_shapes, handle, actions,
+                                                                 ordered=True)
+        return handle, (obs, reward, terminated, truncated)
+
+    return jnp.zeros((), jnp.int32), step
