@@ -81,8 +81,12 @@ class QNetwork(nn.Module):
         return nn.Dense(self.num_actions)(features)
 
 
-def make_network(cfg, num_actions: int) -> QNetwork:
-    """Build the Q-network that `cfg` describes."""
+def make_network(cfg, num_actions: int):
+    """Build the Q-network that `cfg` describes (for the tabular agent, a Q-table lookup with the same `apply`)."""
+    if cfg.agent == "tabular":
+        from jaxdqn.tabular import QTable
+
+        return QTable(num_actions)
     return QNetwork(
         num_actions=num_actions,
         torso=cfg.torso,

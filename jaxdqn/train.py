@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn import config as config_lib
-from jaxdqn.envs import EnvInfo, env_info, make_pool, make_xla_step
+from jaxdqn.envs import GYMNASIUM_NOTE, EnvInfo, env_info, is_envpool_env, make_pool, make_xla_step
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
 from jaxdqn.learner import AgentState, LearnerParts, init_agent, make_optimizer, make_train_step
 from jaxdqn.networks import make_network
@@ -64,6 +64,32 @@ class ChunkMetrics(NamedTuple):
     updates: chex.Array
 
 
+def init_episode_stats(num_seeds: int, num_envs: int) -> EpisodeStats:
+    """Episode statistics before the first step."""
+    zeros_sn = jnp.zeros((num_seeds, num_envs), jnp.float32)
+    return EpisodeStats(zeros_sn, zeros_sn.astype(jnp.int32), jnp.zeros((num_seeds, EPISODE_WINDOW), jnp.float32),
+                        jnp.zeros((num_seeds,), jnp.int32), jnp.zeros((num_seeds,), jnp.int32),
+                        jnp.full((num_seeds,), -1, jnp.int32))
+
+
+def update_episode_stats(stats: EpisodeStats, reward, valid, done, env_steps, solved_return=None) -> EpisodeStats:
+    """Add one step's rewards (where `valid`), close the episodes that are `done`, and note when each seed
+    first reaches `solved_return` over the last 100 episodes. Arrays are (seeds, envs)."""
+    running_return = stats.running_return + reward * valid
+    running_length = stats.running_length + valid.astype(jnp.int32)
+
+    write = functools.partial(ring_write, capacity=EPISODE_WINDOW)
+    recent, position, count = jax.vmap(write)(stats.recent_returns, stats.recent_position, running_return, done)
+    episodes = stats.episodes + count
+    solved_step = stats.solved_step
+    if solved_return is not None:
+        window_full = episodes >= EPISODE_WINDOW
+        solved_now = window_full & (recent.mean(axis=1) >= solved_return) & (solved_step < 0)
+        solved_step = jnp.where(solved_now, env_steps, solved_step)
+    return EpisodeStats(jnp.where(done, 0.0, running_return), jnp.where(done, 0, running_length),
+                        recent, position, episodes, solved_step)
+
+
 class Trainer(NamedTuple):
     """A compiled-loop trainer: `init(key) -> LoopState`, `run_chunk(state, n_periods) -> (state, metrics)`."""
 
@@ -98,28 +124,10 @@ def make_train(cfg) -> Trainer:
     def init(key) -> LoopState:
         seed_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_seeds))
         agents = jax.vmap(lambda k: init_agent(parts, k, example_obs, example_transition))(seed_keys)
-        zeros_sn = jnp.zeros((num_seeds, num_envs), jnp.float32)
-        stats = EpisodeStats(zeros_sn, zeros_sn.astype(jnp.int32),
-                             jnp.zeros((num_seeds, EPISODE_WINDOW), jnp.float32),
-                             jnp.zeros((num_seeds,), jnp.int32), jnp.zeros((num_seeds,), jnp.int32),
-                             jnp.full((num_seeds,), -1, jnp.int32))
-        return LoopState(agents, handle, first_obs, jnp.zeros((num_seeds, num_envs), jnp.bool_), stats,
-                         jnp.zeros((), jnp.int32))
+        return LoopState(agents, handle, first_obs, jnp.zeros((num_seeds, num_envs), jnp.bool_),
+                         init_episode_stats(num_seeds, num_envs), jnp.zeros((), jnp.int32))
 
-    def record_episodes(stats: EpisodeStats, reward, valid, done, env_steps) -> EpisodeStats:
-        running_return = stats.running_return + reward * valid
-        running_length = stats.running_length + valid.astype(jnp.int32)
-
-        write = functools.partial(ring_write, capacity=EPISODE_WINDOW)
-        recent, position, count = jax.vmap(write)(stats.recent_returns, stats.recent_position, running_return, done)
-        episodes = stats.episodes + count
-        solved_step = stats.solved_step
-        if cfg.solved_return is not None:
-            window_full = episodes >= EPISODE_WINDOW
-            solved_now = window_full & (recent.mean(axis=1) >= cfg.solved_return) & (solved_step < 0)
-            solved_step = jnp.where(solved_now, env_steps, solved_step)
-        return EpisodeStats(jnp.where(done, 0.0, running_return), jnp.where(done, 0, running_length),
-                            recent, position, episodes, solved_step)
+    record_episodes = functools.partial(update_episode_stats, solved_return=cfg.solved_return)
 
     def act_and_store(state: LoopState, _):
         env_steps = state.iteration * num_envs
@@ -233,12 +241,19 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     Returns the summary dict. Nothing is written before validation passes.
     """
     config_lib.validate(cfg)
+    if not is_envpool_env(cfg.env_id):
+        log(GYMNASIUM_NOTE.format(env_id=cfg.env_id))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
     start = time.perf_counter()
-    trainer = make_train(cfg)
+    if cfg.agent == "tabular":
+        from jaxdqn.tabular import make_tabular_train
+
+        trainer = make_tabular_train(cfg)
+    else:
+        trainer = make_train(cfg)
     num_envs = cfg.num_envs
     steps_per_period = trainer.iters_per_period * num_envs
     total_periods = math.ceil(cfg.total_steps / steps_per_period)
@@ -319,5 +334,5 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"done: {env_steps} steps x {cfg.num_seeds} seed(s), {updates} updates, {wall_seconds:.1f} s "
         f"({compile_seconds:.1f} s compiling), {summary['sps']:.0f} SPS; greedy eval return per seed: "
-        + ", ".join(f"{r:.1f}" for r in summary["eval_return_mean"]))
+        + ", ".join(f"{r:.4g}" for r in summary["eval_return_mean"]))
     return summary

@@ -24,8 +24,18 @@ BAD_VALUES = [
      "epsilon_values: needs one value per boundary (2)"),
     ({"hidden_sizes": ()}, "hidden_sizes: must be one or more widths > 0"),
     ({"stop_when_solved": True, "solved_return": None}, "stop_when_solved: needs solved_return"),
-    ({"env_id": "CartPol-v1"}, "env_id: 'CartPol-v1' is not an EnvPool environment; closest: CartPole-v1"),
+    ({"env_id": "CartPol-v1"},
+     "env_id: 'CartPol-v1' is not an EnvPool or Gymnasium environment; closest: CartPole-v1"),
     ({"env_id": "Pendulum-v1"}, "env_id: 'Pendulum-v1' has a Box action space; jaxdqn needs a discrete"),
+    ({"env_id": "FrozenLake-v1"}, "env_id: 'FrozenLake-v1' has a Discrete observation space (16 states); "
+                                  "the dqn agent needs array observations: use --agent tabular"),
+    ({"env_id": "Taxi-v4"}, "env_id: 'Taxi-v4' has a Discrete observation space (500 states)"),  # Gymnasium-only
+    ({"agent": "tabular"}, "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
+    ({"agent": "tabular", "env_id": "FrozenLake-v1", "tabular_alpha": 0.0}, "tabular_alpha: must be in (0, 1]"),
+    ({"agent": "tabular", "env_id": "FrozenLake-v1", "tabular_alpha_end": 1.5},
+     "tabular_alpha_end: must be in [0, 1] or None"),
+    ({"env_id": "LunarLanderContinuous-v3"}, "has a Box action space"),
+    ({"env_id": "Ant-v2"}, "env_id: 'Ant-v2' cannot be created: The mujoco v2 and v3 based environments"),
 ]
 
 
@@ -58,3 +68,9 @@ def test_every_field_has_a_docstring():
     documented = {node.target.id for node, doc in zip(body, body[1:])
                   if isinstance(node, ast.AnnAssign) and isinstance(doc, ast.Expr)}
     assert documented == {f.name for f in dataclasses.fields(Config)}
+
+
+def test_tabular_agent_skips_replay_constraints():
+    # no replay: batch_size / learning_starts / train_frequency do not constrain the tabular agent
+    validate(dataclasses.replace(PRESETS["frozenlake"], batch_size=512, buffer_size=10, learning_starts=0,
+                                 train_frequency=3))
