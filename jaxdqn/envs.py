@@ -2,7 +2,9 @@
 
 Environments EnvPool lacks but Gymnasium has run through a Gymnasium vector environment instead:
 `make_pool` and `make_xla_step` return the same kinds of objects for both, and the Gymnasium step
-is a host callback inside the compiled chunk (slower, but the training code is the same).
+is a host callback inside the compiled chunk, so the training code is the same. That path steps its
+environments one by one in Python: on this 2-core CPU, CartPole-v1 measured about as fast as EnvPool with
+1-8 environments and about 3x slower with 64-256 (env steps alone, in a jitted scan).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def _quiet_envpool():
     return envpool
 
 
-GYMNASIUM_NOTE = ("note: EnvPool has no {env_id!r}; it runs through a Gymnasium vector environment stepped on "
-                  "the host from inside the compiled chunk, which is much slower than EnvPool's in-jit step")
+GYMNASIUM_NOTE = ("note: EnvPool has no {env_id!r}; it runs through a Gymnasium vector environment that a host "
+                  "callback steps one environment at a time: a slower path than EnvPool's threaded in-jit step, "
+                  "the more so the more environments")
 """Printed when a run takes the Gymnasium path."""
 
 
