@@ -253,8 +253,8 @@ def restore_params(run_dir) -> tuple[Any, Any]:
     info = env_info(cfg.env_id)
     network = make_network(cfg, info.num_actions)
     example_obs = jax.ShapeDtypeStruct((1, *info.obs_shape), info.obs_dtype)
-    template = jax.eval_shape(jax.vmap(lambda key: network.init(key, example_obs), axis_size=cfg.num_seeds),
-                              jax.ShapeDtypeStruct((cfg.num_seeds, 2), np.uint32))
+    template = jax.eval_shape(lambda keys, obs: jax.vmap(lambda key: network.init(key, obs))(keys),
+                              jax.ShapeDtypeStruct((cfg.num_seeds, 2), np.uint32), example_obs)
     prefix = ".agents.params"
     values = []
     for path, spec in named_leaves(template).items():

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -435,7 +436,7 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     if progress_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_env_steps, initial=env_steps, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total_env_steps, initial=env_steps, unit="step", dynamic_ncols=True, file=sys.stdout)
     say = bar.write if bar is not None else log
     solved_reported = {i for i, s in enumerate(np.asarray(state.stats.solved_step)) if s >= 0}
     last_time, last_steps = time.perf_counter(), env_steps
