@@ -67,7 +67,8 @@ def check_out_dir(out: Path) -> None:
     """Refuse an output directory that already holds a run, so nothing saved is overwritten."""
     if out.exists() and not out.is_dir():
         raise CliError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any((out / name).exists() for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints")):
+    run_files = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
+    if out.is_dir() and any((out / name).exists() for name in run_files):
         raise CliError(f"--out: {out} already holds a run; choose a new directory")
 
 
