@@ -110,8 +110,7 @@ class Config:
     keep_checkpoints: int = 3
     """Complete checkpoints kept in the run directory (older ones are deleted), >= 1."""
     checkpoint_replay: bool = True
-    """Save the replay buffer (and priorities) in checkpoints; False gives small checkpoints, and a resumed
-    run then refills its replay for learning_starts steps before learning again (so it is not bit-exact)."""
+    """Save the replay (and priorities) in checkpoints; False: small files, resume refills it first (not bit-exact)."""
 
 
 PRESETS: dict[str, Config] = {
