@@ -70,7 +70,8 @@ class ChunkMetrics(NamedTuple):
 
 
 class Trainer(NamedTuple):
-    """A compiled-loop trainer: `init(key) -> LoopState`, `run_chunk(state, n_periods, learn_after) -> (state, metrics)`.
+    """A compiled-loop trainer: `init(key) -> LoopState`; `run_chunk(state, n_periods, learn_after)` returns
+    `(state, metrics)`.
 
     `metrics.actions` logs the first `action_log_length` iterations of a chunk (one log interval; longer
     chunks drop the rest); `learn_after` (env steps per seed, default cfg.learning_starts) gates learning.

@@ -162,10 +162,12 @@ BAD_RUNS = {
     "no checkpoint": (lambda run: shutil.rmtree(run / "checkpoints"), [], "holds no complete checkpoint"),
     "truncated arrays": (lambda run: _truncate(_latest("arrays.npz")(run)), [], "arrays.npz is truncated or corrupt"),
     "corrupt arrays": (lambda run: _flip_byte(_latest("arrays.npz")(run)), [], "arrays.npz is truncated or corrupt"),
-    "truncated meta": (lambda run: _truncate(_latest("meta.json")(run)), [], "meta.json is missing, truncated or corrupt"),
+    "truncated meta": (lambda run: _truncate(_latest("meta.json")(run)), [],
+                       "meta.json is missing, truncated or corrupt"),
     "other network": (_edit_config(hidden_sizes=[64]), [],
                       "incompatible config (hidden_sizes: checkpoint has [120, 84], config has [64])"),
-    "other env": (_edit_config(env_id="Acrobot-v1"), [], "env_id: checkpoint has 'CartPole-v1', config has 'Acrobot-v1'"),
+    "other env": (_edit_config(env_id="Acrobot-v1"), [],
+                  "env_id: checkpoint has 'CartPole-v1', config has 'Acrobot-v1'"),
     "other replay": (_edit_config(prioritized=True), [], "prioritized: checkpoint has False, config has True"),
     "changed field": (lambda run: None, ["--learning-rate", "1e-3"], "only --total-steps may be given with --resume"),
     "lower total": (lambda run: None, ["--total-steps", "1000"], "can only be raised on resume"),
@@ -277,5 +279,6 @@ def test_restore_params_gives_the_latest_checkpoint_params(reference):
     kernel = params["params"]["MLPTorso_0"]["Dense_0"]["kernel"]
     assert kernel.shape == (1, 4, 120)  # leading seed axis
     meta = json.loads(sorted((reference / "checkpoints").glob("step_*"))[-1].joinpath("meta.json").read_text())
-    index = [leaf["path"] for leaf in meta["leaves"]].index(".agents.params['params']['MLPTorso_0']['Dense_0']['kernel']")
+    kernel_path = ".agents.params['params']['MLPTorso_0']['Dense_0']['kernel']"
+    index = [leaf["path"] for leaf in meta["leaves"]].index(kernel_path)
     np.testing.assert_array_equal(kernel, final_arrays(reference)[f"leaf_{index:05d}"])
