@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -437,7 +438,10 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     if progress_bar:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_env_steps, initial=env_steps, unit="step", dynamic_ncols=True, file=sys.stdout)
+        # a terminal may report a 0 x 0 size (e.g. `script`); tqdm then draws nothing, so fall back to 100 x 24
+        size = shutil.get_terminal_size((100, 24))
+        bar = tqdm(total=total_env_steps, initial=env_steps, unit="step", ncols=size.columns, nrows=size.lines,
+                   file=sys.stdout)
     say = bar.write if bar is not None else log
     solved_reported = {i for i, s in enumerate(np.asarray(state.stats.solved_step)) if s >= 0}
     last_time, last_steps = time.perf_counter(), env_steps
@@ -499,8 +503,9 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
                 return_text = _format(_mean_of(record["return_mean_100"]))
                 loss_text = _format(_mean_of(record["loss"]), ".4g")
                 if bar is not None:
+                    bar.set_postfix_str(f"return(100) {return_text} eps {record['epsilon']:.3f} loss {loss_text}",
+                                        refresh=False)
                     bar.update(env_steps - previous_steps)
-                    bar.set_postfix_str(f"return(100) {return_text} eps {record['epsilon']:.3f} loss {loss_text}")
                 else:
                     log(f"step {env_steps:>9}/{total_env_steps} | sps {sps:9.0f} | return(100) {return_text} | "
                         f"eps {record['epsilon']:.3f} | loss {loss_text}")
