@@ -26,6 +26,8 @@ BAD_VALUES = [
     ({"stop_when_solved": True, "solved_return": None}, "stop_when_solved: needs solved_return"),
     ({"env_id": "CartPol-v1"}, "env_id: 'CartPol-v1' is not an EnvPool environment; closest: CartPole-v1"),
     ({"env_id": "Pendulum-v1"}, "env_id: 'Pendulum-v1' has a Box action space; jaxdqn needs a discrete"),
+    ({"checkpoint_interval": -1}, "checkpoint_interval: must be an integer >= 0 (0 saves only at the end)"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints: must be an integer >= 1"),
 ]
 
 
