@@ -536,6 +536,7 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     wall_seconds = time.perf_counter() - start
     eval_returns = evaluate_params(cfg, state.agents.params, cfg.eval_episodes, cfg.seed + 1_000_003)
     session_steps = env_steps - (resume_from.env_steps if resume_from is not None else 0)
+    session_updates = updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
         "env_id": cfg.env_id,
         "num_seeds": cfg.num_seeds,
@@ -545,7 +546,7 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
         "wall_seconds": wall_seconds,
         "compile_seconds": compile_seconds,
         "sps": session_steps * cfg.num_seeds / wall_seconds,
-        "updates_per_second": updates * cfg.num_seeds / wall_seconds,
+        "updates_per_second": session_updates * cfg.num_seeds / wall_seconds,
         "return_mean_100": recent_return_means(state.stats),
         "solved_step": [int(s) if s >= 0 else None for s in np.asarray(state.stats.solved_step)],
         "eval_episodes": cfg.eval_episodes,
