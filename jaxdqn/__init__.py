@@ -1,11 +1,13 @@
 """jaxdqn: DQN-family reinforcement learning compiled end to end with JAX, on EnvPool."""
 
+from jaxdqn.checkpoint import CheckpointError, load_latest, restore_params
 from jaxdqn.config import PRESETS, Config, ConfigError, get_preset, validate
 from jaxdqn.learner import AgentState, make_train_step
 from jaxdqn.replay import Replay, ReplayState, make_replay, make_uniform_replay
-from jaxdqn.train import make_train, run_training
+from jaxdqn.train import TrainingStopped, make_train, run_training
 
 __all__ = [
-    "PRESETS", "AgentState", "Config", "ConfigError", "Replay", "ReplayState", "get_preset", "make_replay",
+    "PRESETS", "AgentState", "CheckpointError", "Config", "ConfigError", "TrainingStopped", "load_latest",
+    "restore_params", "Replay", "ReplayState", "get_preset", "make_replay",
     "make_train", "make_train_step", "make_uniform_replay", "run_training", "validate",
 ]

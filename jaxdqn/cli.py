@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -13,7 +16,8 @@ USAGE = """usage: jaxdqn COMMAND [options]
 
 commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
-             [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field
+             [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field;
+             continue a stopped run: jaxdqn train --resume DIR [--total-steps N]
   presets    list the presets, one line each
   bench      measure throughput: jaxdqn bench [--tiny] [--out DIR];
              jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR]
@@ -23,8 +27,10 @@ TRAIN_DESCRIPTION = """Train a DQN agent.
 
 Run options (besides the config fields below):
   --preset NAME   start from a named preset (see `jaxdqn presets`; default cartpole)
-  --out DIR       where config.json, metrics.jsonl and summary.json go (default runs/PRESET-sSEED-TIME);
-                  a directory that already holds a run is refused, never overwritten
+  --out DIR       where config.json, metrics.jsonl, TensorBoard events, checkpoints/ and summary.json go
+                  (default runs/PRESET-sSEED-TIME); a directory that already holds a run is refused
+  --resume DIR    continue the run in DIR exactly from its latest complete checkpoint, with its config.json;
+                  only --total-steps may be given (to raise it); Ctrl-C/SIGTERM save a checkpoint and stop
 
 Every config field below can be overridden; values are environment steps per seed unless stated."""
 
@@ -42,6 +48,7 @@ def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--preset", default="cartpole")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--resume", default=None)
     return parser.parse_known_args(argv)
 
 
@@ -60,12 +67,83 @@ def check_out_dir(out: Path) -> None:
     """Refuse an output directory that already holds a run, so nothing saved is overwritten."""
     if out.exists() and not out.is_dir():
         raise CliError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any((out / name).exists() for name in ("config.json", "metrics.jsonl", "summary.json")):
+    run_files = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
+    if out.is_dir() and any((out / name).exists() for name in run_files):
         raise CliError(f"--out: {out} already holds a run; choose a new directory")
+
+
+def parse_resume_args(run_dir: str, field_args: list[str]):
+    """The config of the run in `run_dir` with an optional raised --total-steps, and its latest checkpoint.
+
+    Reads only; raises CliError, ConfigError or CheckpointError with a one-line message.
+    """
+    from jaxdqn.checkpoint import CheckpointError, load_latest
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--total-steps", "--total_steps", type=int, default=None)
+    known, unknown = parser.parse_known_args(field_args)
+    if unknown:
+        raise CliError(f"--resume: only --total-steps may be given with --resume (got {' '.join(unknown)}); "
+                       "the run's config.json is used as saved")
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise CliError(f"--resume: {path} is not a directory")
+    try:
+        saved = json.loads((path / "config.json").read_text())
+        cfg = config_lib.from_dict(saved)
+    except OSError:
+        raise CliError(f"--resume: {path / 'config.json'} is missing") from None
+    except (ValueError, TypeError) as error:
+        raise CliError(f"--resume: {path / 'config.json'} is not a valid jaxdqn config ({error})") from None
+    if known.total_steps is not None:
+        if known.total_steps < cfg.total_steps:
+            raise CliError(f"--total-steps: can only be raised on resume (the run has {cfg.total_steps}, "
+                           f"got {known.total_steps})")
+        cfg = dataclasses.replace(cfg, total_steps=known.total_steps)
+    config_lib.validate(cfg)
+    try:
+        checkpoint = load_latest(path, cfg)
+    except CheckpointError as error:
+        raise CliError(f"--resume: {error}") from None
+    iters_per_period, _ = config_lib.periods(cfg)
+    steps_per_period = iters_per_period * cfg.num_envs
+    if checkpoint.env_steps >= math.ceil(cfg.total_steps / steps_per_period) * steps_per_period:
+        raise CliError(f"--resume: {path} already reached its {cfg.total_steps} steps (checkpoint at step "
+                       f"{checkpoint.env_steps}); pass a larger --total-steps to continue it")
+    return cfg, checkpoint
+
+
+def resume_command(run_dir: str, field_args: list[str]) -> int:
+    """`jaxdqn train --resume DIR`: check the run and its checkpoint, then continue it exactly."""
+    from jaxdqn.checkpoint import CheckpointError
+
+    try:
+        cfg, checkpoint = parse_resume_args(run_dir, field_args)
+    except (config_lib.ConfigError, CliError) as error:
+        return _fail(str(error))
+    from jaxdqn.train import TrainingStopped, run_training
+
+    print(f"jaxdqn train: resuming {run_dir} ({cfg.env_id}, {cfg.num_seeds} seed(s) x {cfg.num_envs} env(s)) "
+          f"from step {checkpoint.env_steps} to {cfg.total_steps}", flush=True)
+    try:
+        run_training(cfg, run_dir, log=lambda line: print(line, flush=True), resume_from=checkpoint,
+                     progress_bar=sys.stdout.isatty())
+    except CheckpointError as error:
+        return _fail(f"--resume: {error}")
+    except TrainingStopped as stopped:
+        print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
+        return stopped.exit_code
+    return 0
 
 
 def train_command(argv: list[str]) -> int:
     """`jaxdqn train`: validate everything, then train and write the run directory."""
+    run_options, field_args = _split_run_options(argv)
+    if run_options.resume is not None:
+        if "--preset" in argv or run_options.out is not None:
+            return _fail("--resume: --preset and --out cannot be combined with --resume (the run's own "
+                         "config.json and directory are used)")
+        return resume_command(run_options.resume, field_args)
     try:
         cfg, preset, out = parse_train_args(argv)
         config_lib.validate(cfg)
@@ -76,11 +154,15 @@ def train_command(argv: list[str]) -> int:
         check_out_dir(out_path)
     except (config_lib.ConfigError, CliError) as error:
         return _fail(str(error))
-    from jaxdqn.train import run_training
+    from jaxdqn.train import TrainingStopped, run_training
 
     print(f"jaxdqn train: preset {preset}, {cfg.env_id}, {cfg.num_seeds} seed(s) x {cfg.num_envs} env(s), "
           f"{cfg.total_steps} steps per seed -> {out_path}", flush=True)
-    run_training(cfg, out_path, log=lambda line: print(line, flush=True))
+    try:
+        run_training(cfg, out_path, log=lambda line: print(line, flush=True), progress_bar=sys.stdout.isatty())
+    except TrainingStopped as stopped:
+        print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
+        return stopped.exit_code
     return 0
 
 

@@ -113,6 +113,14 @@ class Config:
     stop_when_solved: bool = False
     """End training the first time every seed has reached solved_return."""
 
+    # Checkpoints (see jaxdqn/checkpoint.py); they never change what is trained.
+    checkpoint_interval: int = 100_000
+    """Environment steps per seed between checkpoints, rounded up to whole log chunks; 0 saves only at the end."""
+    keep_checkpoints: int = 3
+    """Complete checkpoints kept in the run directory (older ones are deleted), >= 1."""
+    checkpoint_replay: bool = True
+    """Save the replay (and priorities) in checkpoints; False: small files, resume refills it first (not bit-exact)."""
+
 
 PRESETS: dict[str, Config] = {
     "cartpole": Config(solved_return=475.0),
@@ -211,6 +219,10 @@ def validate(cfg: Config) -> Config:
     for name in positive_ints:
         value = getattr(cfg, name)
         _require(isinstance(value, int) and value > 0, name, "must be an integer > 0", value)
+    _require(isinstance(cfg.checkpoint_interval, int) and cfg.checkpoint_interval >= 0, "checkpoint_interval",
+             "must be an integer >= 0 (0 saves only at the end)", cfg.checkpoint_interval)
+    _require(isinstance(cfg.keep_checkpoints, int) and cfg.keep_checkpoints >= 1, "keep_checkpoints",
+             "must be an integer >= 1", cfg.keep_checkpoints)
     _require(cfg.env_threads >= 0, "env_threads", "must be >= 0", cfg.env_threads)
     _require(cfg.learning_starts >= 0, "learning_starts", "must be >= 0", cfg.learning_starts)
     for name in ["learning_rate", "adam_eps", "huber_delta", "priority_eps"]:

@@ -151,3 +151,24 @@ def make_gymnasium_step(env):
         return handle, (obs, reward, terminated, truncated)
 
     return jnp.zeros((), jnp.int32), step
+
+
+def replay_actions(env_step, handle, reset_obs, actions: np.ndarray):
+    """Step the pool through `actions` (iterations x pool size) in one jitted scan; return (handle, obs).
+
+    Used on resume to bring a freshly reset pool (whose reset observation is `reset_obs`) to the exact
+    state of a checkpointed run: an EnvPool environment's trajectory depends only on its seed and the
+    actions it received. `obs` is the pool's observation after the last row of `actions`.
+    """
+    import jax
+
+    def scan(handle, obs, actions):
+        def one(carry, row):
+            handle, _ = carry
+            handle, (obs, _reward, _terminated, _truncated) = env_step(handle, row.astype(np.int32))
+            return (handle, obs), None
+
+        (handle, obs), _ = jax.lax.scan(one, (handle, obs), actions)
+        return handle, obs
+
+    return jax.jit(scan)(handle, reset_obs, actions)

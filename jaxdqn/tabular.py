@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 from jaxdqn.envs import EnvInfo, env_spaces, make_pool, make_xla_step
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
-from jaxdqn.train import ChunkMetrics, LoopState, Trainer, init_episode_stats, update_episode_stats
+from jaxdqn.train import (ChunkMetrics, LoopState, Trainer, action_log_dtype, init_episode_stats, log_chunk_periods,
+                          update_episode_stats)
 
 
 class QTable(NamedTuple):
@@ -88,11 +89,13 @@ def make_tabular_train(cfg) -> Trainer:
     num_states, num_actions = int(obs_space.n), int(action_space.n)
     info = EnvInfo((), jnp.int32, num_actions, max_episode_steps)
     num_seeds, num_envs = cfg.num_seeds, cfg.num_envs
-    env, first_obs = make_pool(cfg.env_id, num_seeds * num_envs, cfg.seed, cfg.env_threads)
+    env, reset_obs = make_pool(cfg.env_id, num_seeds * num_envs, cfg.seed, cfg.env_threads)
     handle, env_step = make_xla_step(env)
+    action_log_length = log_chunk_periods(cfg)
+    log_dtype = action_log_dtype(num_actions)
     table = QTable(num_actions)
     epsilon_at = make_epsilon_schedule(cfg)
-    first_obs = jnp.asarray(first_obs, jnp.int32).reshape(num_seeds, num_envs)
+    first_obs = jnp.asarray(reset_obs, jnp.int32).reshape(num_seeds, num_envs)
     alpha_at = make_alpha_schedule(cfg, math.ceil(cfg.total_steps / num_envs) * num_envs)
     learn_all = jax.vmap(functools.partial(sequential_q_learning_updates, gamma=cfg.gamma),
                          in_axes=(0, 0, 0, 0, 0, 0, 0, None))
@@ -106,19 +109,21 @@ def make_tabular_train(cfg) -> Trainer:
                          init_episode_stats(num_seeds, num_envs), jnp.zeros((), jnp.int32))
 
     def period(_, carry):
-        state, metrics = carry
+        state, metrics, first_iteration, learn_after = carry
         agents = state.agents
         env_steps = state.iteration * num_envs
         act_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(agents.key, state.iteration)
         q_values = jax.vmap(table.apply)(agents.params, state.obs)
         actions = jax.vmap(epsilon_greedy, in_axes=(0, 0, None))(act_keys, q_values, epsilon_at(env_steps))
-        handle, (next_obs, reward, terminated, truncated) = env_step(
-            state.env_handle, actions.reshape(num_seeds * num_envs))
+        pool_actions = actions.reshape(num_seeds * num_envs)
+        action_log = metrics.actions.at[state.iteration - first_iteration].set(pool_actions.astype(log_dtype),
+                                                                               mode="drop")
+        handle, (next_obs, reward, terminated, truncated) = env_step(state.env_handle, pool_actions)
         shape_sn = (num_seeds, num_envs)
         next_obs = next_obs.astype(jnp.int32).reshape(shape_sn)
         reward, terminated, truncated = (x.reshape(shape_sn) for x in (reward, terminated, truncated))
         valid = ~state.done  # the step after an episode ended is the auto-reset, not a transition
-        learning = env_steps >= cfg.learning_starts
+        learning = env_steps >= learn_after
         learn_mask = valid & learning
         q_tables, td = learn_all(agents.params, state.obs, actions, reward, terminated, next_obs, learn_mask,
                                  alpha_at(env_steps))
@@ -129,12 +134,18 @@ def make_tabular_train(cfg) -> Trainer:
         masked_count = jnp.maximum(learn_mask.sum(axis=1), 1)
         metrics = ChunkMetrics(metrics.loss_sum + jnp.where(learning, (td**2).sum(axis=1) / masked_count, 0.0),
                                metrics.q_sum + jnp.where(learning, taken_q.mean(axis=1), 0.0),
-                               metrics.updates + learning.astype(jnp.int32))
-        return LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), metrics
+                               metrics.updates + learning.astype(jnp.int32), action_log)
+        return LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), metrics, first_iteration, \
+            learn_after
 
-    def run_chunk(state: LoopState, n_periods):
+    def run_chunk(state: LoopState, n_periods, learn_after=None):
         zeros = jnp.zeros((num_seeds,), jnp.float32)
-        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32))
-        return jax.lax.fori_loop(0, n_periods, period, (state, metrics))
+        action_log = jnp.zeros((action_log_length, num_seeds * num_envs), log_dtype)
+        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log)
+        learn_after = cfg.learning_starts if learn_after is None else learn_after
+        state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
+                                                 (state, metrics, state.iteration, jnp.asarray(learn_after)))
+        return state, metrics
 
-    return Trainer(cfg, info, env, init, run_chunk, None, table, 1, 1)
+    return Trainer(cfg, info, env, init, run_chunk, None, table, 1, 1, action_log_length, env_step, handle,
+                   reset_obs)

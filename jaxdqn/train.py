@@ -14,6 +14,10 @@ import functools
 import json
 import math
 import os
+import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -24,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn import config as config_lib
-from jaxdqn.envs import GYMNASIUM_NOTE, EnvInfo, env_info, is_envpool_env, make_pool, make_xla_step
+from jaxdqn.envs import GYMNASIUM_NOTE, EnvInfo, env_info, is_envpool_env, make_pool, make_xla_step, replay_actions
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
 from jaxdqn.learner import AgentState, LearnerParts, init_agent, make_optimizer, make_train_step
 from jaxdqn.networks import make_network
@@ -35,11 +39,12 @@ EPISODE_WINDOW = 100
 
 
 class EpisodeStats(NamedTuple):
-    """Per seed: running returns and lengths of each environment, and the last 100 episode returns."""
+    """Per seed: running returns and lengths of each environment, and the last 100 episode returns and lengths."""
 
     running_return: chex.Array  # (S, N)
     running_length: chex.Array  # (S, N)
     recent_returns: chex.Array  # (S, EPISODE_WINDOW)
+    recent_lengths: chex.Array  # (S, EPISODE_WINDOW), same slots as recent_returns
     recent_position: chex.Array  # (S,)
     episodes: chex.Array  # (S,)
     solved_step: chex.Array  # (S,), -1 until solved
@@ -57,17 +62,19 @@ class LoopState(NamedTuple):
 
 
 class ChunkMetrics(NamedTuple):
-    """Sums over one chunk, per seed, for the host to average."""
+    """Sums over one chunk, per seed, for the host to average, and the actions sent to the pool."""
 
     loss_sum: chex.Array
     q_sum: chex.Array
     updates: chex.Array
+    actions: chex.Array  # (action_log_length, S * N): row i is the chunk's i-th iteration (see Trainer)
 
 
 def init_episode_stats(num_seeds: int, num_envs: int) -> EpisodeStats:
     """Episode statistics before the first step."""
     zeros_sn = jnp.zeros((num_seeds, num_envs), jnp.float32)
-    return EpisodeStats(zeros_sn, zeros_sn.astype(jnp.int32), jnp.zeros((num_seeds, EPISODE_WINDOW), jnp.float32),
+    window = jnp.zeros((num_seeds, EPISODE_WINDOW), jnp.float32)
+    return EpisodeStats(zeros_sn, zeros_sn.astype(jnp.int32), window, window.astype(jnp.int32),
                         jnp.zeros((num_seeds,), jnp.int32), jnp.zeros((num_seeds,), jnp.int32),
                         jnp.full((num_seeds,), -1, jnp.int32))
 
@@ -80,6 +87,7 @@ def update_episode_stats(stats: EpisodeStats, reward, valid, done, env_steps, so
 
     write = functools.partial(ring_write, capacity=EPISODE_WINDOW)
     recent, position, count = jax.vmap(write)(stats.recent_returns, stats.recent_position, running_return, done)
+    lengths, _, _ = jax.vmap(write)(stats.recent_lengths, stats.recent_position, running_length, done)
     episodes = stats.episodes + count
     solved_step = stats.solved_step
     if solved_return is not None:
@@ -87,11 +95,16 @@ def update_episode_stats(stats: EpisodeStats, reward, valid, done, env_steps, so
         solved_now = window_full & (recent.mean(axis=1) >= solved_return) & (solved_step < 0)
         solved_step = jnp.where(solved_now, env_steps, solved_step)
     return EpisodeStats(jnp.where(done, 0.0, running_return), jnp.where(done, 0, running_length),
-                        recent, position, episodes, solved_step)
+                        recent, lengths, position, episodes, solved_step)
 
 
 class Trainer(NamedTuple):
-    """A compiled-loop trainer: `init(key) -> LoopState`, `run_chunk(state, n_periods) -> (state, metrics)`."""
+    """A compiled-loop trainer: `init(key) -> LoopState`; `run_chunk(state, n_periods, learn_after)` returns
+    `(state, metrics)`.
+
+    `metrics.actions` logs the first `action_log_length` iterations of a chunk (one log interval; longer
+    chunks drop the rest); `learn_after` (env steps per seed, default cfg.learning_starts) gates learning.
+    """
 
     cfg: Any
     info: EnvInfo
@@ -102,13 +115,22 @@ class Trainer(NamedTuple):
     parts: LearnerParts
     iters_per_period: int
     updates_per_period: int
+    action_log_length: int
+    env_step: Callable
+    env_handle: Any  # the pool's handle right after its reset
+    reset_obs: Any  # the pool's observations right after its reset, (S * N, *obs_shape)
+
+
+def action_log_dtype(num_actions: int):
+    """The narrowest dtype that holds every action index (uint8 for every EnvPool discrete task we run)."""
+    return np.uint8 if num_actions <= 256 else np.int32
 
 
 def make_train(cfg) -> Trainer:
     """Build the EnvPool and the pure functions of a compiled training run for `cfg` (validated)."""
     info = env_info(cfg.env_id)
     num_seeds, num_envs = cfg.num_seeds, cfg.num_envs
-    env, first_obs = make_pool(cfg.env_id, num_seeds * num_envs, cfg.seed, cfg.env_threads)
+    env, reset_obs = make_pool(cfg.env_id, num_seeds * num_envs, cfg.seed, cfg.env_threads)
     handle, env_step = make_xla_step(env)
     parts = LearnerParts(make_network(cfg, info.num_actions), make_optimizer(cfg), make_replay(cfg))
     train_step = make_train_step(cfg, parts)
@@ -116,10 +138,12 @@ def make_train(cfg) -> Trainer:
     iters_per_period, updates_per_period = config_lib.periods(cfg)
     total_periods = math.ceil(cfg.total_steps / (num_envs * iters_per_period))
     total_env_steps = total_periods * iters_per_period * num_envs
+    action_log_length = log_chunk_periods(cfg) * iters_per_period
+    log_dtype = action_log_dtype(info.num_actions)
     example_obs = jnp.zeros(info.obs_shape, info.obs_dtype)
     example_transition = Transition(example_obs, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32),
                                     example_obs, jnp.zeros((), jnp.bool_))
-    first_obs = jnp.asarray(first_obs).reshape(num_seeds, num_envs, *info.obs_shape)
+    first_obs = jnp.asarray(reset_obs).reshape(num_seeds, num_envs, *info.obs_shape)
 
     def init(key) -> LoopState:
         seed_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_seeds))
@@ -129,14 +153,17 @@ def make_train(cfg) -> Trainer:
 
     record_episodes = functools.partial(update_episode_stats, solved_return=cfg.solved_return)
 
-    def act_and_store(state: LoopState, _):
+    def act_and_store(carry, _):
+        state, action_log, first_iteration = carry
         env_steps = state.iteration * num_envs
         epsilon = epsilon_at(env_steps)
         act_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(state.agents.key, state.iteration)
         q_values = jax.vmap(parts.network.apply)(state.agents.params, state.obs)
         actions = jax.vmap(epsilon_greedy, in_axes=(0, 0, None))(act_keys, q_values, epsilon)
-        handle, (next_obs, reward, terminated, truncated) = env_step(
-            state.env_handle, actions.reshape(num_seeds * num_envs))
+        pool_actions = actions.reshape(num_seeds * num_envs)
+        action_log = action_log.at[state.iteration - first_iteration].set(pool_actions.astype(log_dtype),
+                                                                          mode="drop")
+        handle, (next_obs, reward, terminated, truncated) = env_step(state.env_handle, pool_actions)
         shape_sn = (num_seeds, num_envs)
         next_obs = next_obs.reshape(*shape_sn, *info.obs_shape)
         reward, terminated, truncated = (x.reshape(shape_sn) for x in (reward, terminated, truncated))
@@ -146,7 +173,8 @@ def make_train(cfg) -> Trainer:
         done = (terminated | truncated) & valid
         stats = record_episodes(state.stats, reward, valid, done, env_steps + num_envs)
         agents = state.agents._replace(replay=replay)
-        return LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), None
+        return (LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), action_log,
+                first_iteration), None
 
     def learn(agents: AgentState, progress):
         def one_update(agents, _):
@@ -159,8 +187,9 @@ def make_train(cfg) -> Trainer:
         return agents, loss.sum(axis=0), q_mean.sum(axis=0)
 
     def period(_, carry):
-        state, metrics = carry
-        state, _ = jax.lax.scan(act_and_store, state, None, length=iters_per_period)
+        state, metrics, first_iteration, learn_after = carry
+        (state, action_log, _), _ = jax.lax.scan(act_and_store, (state, metrics.actions, first_iteration), None,
+                                                 length=iters_per_period)
         env_steps = state.iteration * num_envs
         progress = jnp.minimum(env_steps / total_env_steps, 1.0).astype(jnp.float32)
 
@@ -168,18 +197,29 @@ def make_train(cfg) -> Trainer:
             zeros = jnp.zeros((num_seeds,), jnp.float32)
             return agents, zeros, zeros
 
-        agents, loss_sum, q_sum = jax.lax.cond(env_steps > cfg.learning_starts, learn, no_update,
-                                               state.agents, progress)
-        learned = (env_steps > cfg.learning_starts).astype(jnp.int32) * updates_per_period
-        metrics = ChunkMetrics(metrics.loss_sum + loss_sum, metrics.q_sum + q_sum, metrics.updates + learned)
-        return state._replace(agents=agents), metrics
+        agents, loss_sum, q_sum = jax.lax.cond(env_steps > learn_after, learn, no_update, state.agents, progress)
+        learned = (env_steps > learn_after).astype(jnp.int32) * updates_per_period
+        metrics = ChunkMetrics(metrics.loss_sum + loss_sum, metrics.q_sum + q_sum, metrics.updates + learned,
+                               action_log)
+        return state._replace(agents=agents), metrics, first_iteration, learn_after
 
-    def run_chunk(state: LoopState, n_periods):
+    def run_chunk(state: LoopState, n_periods, learn_after=None):
         zeros = jnp.zeros((num_seeds,), jnp.float32)
-        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32))
-        return jax.lax.fori_loop(0, n_periods, period, (state, metrics))
+        action_log = jnp.zeros((action_log_length, num_seeds * num_envs), log_dtype)
+        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log)
+        learn_after = cfg.learning_starts if learn_after is None else learn_after
+        state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
+                                                 (state, metrics, state.iteration, jnp.asarray(learn_after)))
+        return state, metrics
 
-    return Trainer(cfg, info, env, init, run_chunk, train_step, parts, iters_per_period, updates_per_period)
+    return Trainer(cfg, info, env, init, run_chunk, train_step, parts, iters_per_period, updates_per_period,
+                   action_log_length, env_step, handle, reset_obs)
+
+
+def log_chunk_periods(cfg) -> int:
+    """Training periods in one compiled chunk: one log interval, rounded to whole periods (at least 1)."""
+    iters_per_period, _ = config_lib.periods(cfg)
+    return max(1, round(cfg.log_interval / (iters_per_period * cfg.num_envs)))
 
 
 def make_greedy_policy(cfg, network) -> Callable:
@@ -226,6 +266,13 @@ def recent_return_means(stats: EpisodeStats) -> list:
     return [float(recent[s, :filled[s]].mean()) if filled[s] else None for s in range(len(filled))]
 
 
+def recent_length_means(stats: EpisodeStats) -> list:
+    """Per seed: the mean length over the last (up to) 100 episodes, None before the first episode."""
+    lengths, episodes = np.asarray(stats.recent_lengths), np.asarray(stats.episodes)
+    filled = np.minimum(episodes, EPISODE_WINDOW)
+    return [float(lengths[s, :filled[s]].mean()) if filled[s] else None for s in range(len(filled))]
+
+
 def _mean_of(values: list):
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
@@ -235,16 +282,126 @@ def _format(value, spec=".2f"):
     return "n/a" if value is None else format(value, spec)
 
 
-def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train `cfg` (validated here) to its step budget; write config, metrics and summary to `out_dir`.
+class TrainingStopped(Exception):
+    """Training ended before its budget: a signal (after saving a checkpoint) or non-finite values.
 
-    Returns the summary dict. Nothing is written before validation passes.
+    `exit_code` is what the `jaxdqn` command exits with (128 + signal number, or 3 for non-finite values).
     """
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+NON_FINITE_EXIT_CODE = 3
+
+
+def resume_state(trainer: Trainer, checkpoint, key) -> LoopState:
+    """The `LoopState` of `checkpoint`, with the environment pool brought back to the saved state.
+
+    Checks every array against this config's state (CheckpointError before anything compiles), replays
+    the logged actions on the freshly reset pool, and checks that the observations come out identical.
+    """
+    from jaxdqn.checkpoint import CheckpointError, restore_state
+
+    cfg = trainer.cfg
+    template = jax.eval_shape(trainer.init, key)
+    saved = restore_state(checkpoint, template, checkpoint.has_replay)
+    pool_size = cfg.num_seeds * cfg.num_envs
+    iterations = int(saved.iteration)
+    if checkpoint.action_log.shape != (iterations, pool_size):
+        raise CheckpointError(f"checkpoint {checkpoint.path}: action log has shape {checkpoint.action_log.shape}, "
+                              f"expected ({iterations}, {pool_size})")
+    handle, obs = replay_actions(trainer.env_step, trainer.env_handle, jnp.asarray(trainer.reset_obs),
+                                 jnp.asarray(checkpoint.action_log))
+    if not np.array_equal(np.asarray(obs).reshape(np.shape(saved.obs)), saved.obs):
+        raise CheckpointError(f"replaying the {iterations} logged steps of {cfg.env_id} did not reproduce the "
+                              "saved observations; this environment is not deterministic given seed and actions")
+    agents = saved.agents
+    if not checkpoint.has_replay and hasattr(agents, "replay"):
+        agents = agents._replace(replay=jax.jit(trainer.init)(key).agents.replay)
+    state = jax.tree.map(jnp.asarray, saved._replace(agents=agents, env_handle=None))
+    return state._replace(env_handle=handle)
+
+
+def _keep_metrics_until(path: Path, last_step: int) -> None:
+    """Drop metrics records past `last_step` (and a torn last line), so a resumed run appends cleanly."""
+    kept = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("env_steps", 0) <= last_step:
+                kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
+def _all_finite(tree):
+    return jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]))
+
+
+class _StopSignals:
+    """Records SIGINT/SIGTERM while installed so the host loop can stop after the current chunk."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self.previous = {}
+
+    def _handle(self, signum, _frame):
+        if self.received:  # a second signal: stop now (the last complete checkpoint stays valid)
+            raise KeyboardInterrupt
+        self.received.append(signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _scalars(record: dict, num_seeds: int) -> dict:
+    """TensorBoard scalars of one metrics record: seed means, plus per-seed values for several seeds."""
+    scalars = {}
+    for name in ("return_mean_100", "length_mean_100", "loss", "q_mean"):
+        values = record[name]
+        if _mean_of(values) is not None:
+            scalars[name] = _mean_of(values)
+        if num_seeds > 1:
+            scalars.update({f"{name}/seed_{k}": v for k, v in enumerate(values) if v is not None})
+    for name in ("epsilon", "beta", "sps"):
+        if name in record:
+            scalars[name] = record[name]
+    return scalars
+
+
+def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print,
+                 resume_from=None, progress_bar: bool = False) -> dict:
+    """Train `cfg` (validated here) to its step budget; write config, metrics, TensorBoard events,
+    checkpoints and summary to `out_dir`.
+
+    `resume_from` is a `checkpoint.Checkpoint` of the run in `out_dir` (see `checkpoint.load_latest`):
+    training continues from it exactly, and metrics past its step are dropped. `progress_bar` shows a
+    tqdm bar instead of one log line per chunk. SIGINT/SIGTERM stop after the current chunk with a
+    checkpoint; they and non-finite values raise `TrainingStopped`. Returns the summary dict. Nothing
+    is written before validation (and, when resuming, the checkpoint's checks) pass.
+    """
+    from jaxdqn.checkpoint import save_checkpoint
+
     config_lib.validate(cfg)
     if not is_envpool_env(cfg.env_id):
         log(GYMNASIUM_NOTE.format(env_id=cfg.env_id))
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
+    if resume_from is not None and out is None:
+        raise ValueError("resume_from needs the run's out_dir")
+    if out is not None and resume_from is None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
     start = time.perf_counter()
@@ -254,66 +411,148 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
         trainer = make_tabular_train(cfg)
     else:
         trainer = make_train(cfg)
-    num_envs = cfg.num_envs
-    steps_per_period = trainer.iters_per_period * num_envs
+    steps_per_period = trainer.iters_per_period * cfg.num_envs
     total_periods = math.ceil(cfg.total_steps / steps_per_period)
-    log_periods = max(1, round(cfg.log_interval / steps_per_period))
+    total_env_steps = total_periods * steps_per_period
+    log_periods = log_chunk_periods(cfg)
+    key = jax.random.PRNGKey(cfg.seed)
 
     compile_start = time.perf_counter()
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed))
-    chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(state, jnp.int32(log_periods)).compile()
+    if resume_from is None:
+        state = jax.jit(trainer.init)(key)
+        periods_done, updates, learn_after, action_log = 0, 0, cfg.learning_starts, []
+    else:
+        try:
+            state = resume_state(trainer, resume_from, key)
+        except BaseException:
+            trainer.env.close()
+            raise
+        periods_done, updates = resume_from.periods_done, resume_from.updates
+        learn_after, action_log = resume_from.learn_after, [resume_from.action_log]
+        if not resume_from.has_replay:
+            learn_after = resume_from.env_steps + cfg.learning_starts
+            log(f"checkpoint holds no replay (checkpoint_replay False): refilling it, learning resumes "
+                f"after step {learn_after}")
+    chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(
+        state, jnp.int32(log_periods), jnp.int32(learn_after)).compile()
     compile_seconds = time.perf_counter() - compile_start
     epsilon_at = make_epsilon_schedule(cfg)
+    # a tabular agent has only `params`; a DQN agent also has target parameters
+    params_finite = jax.jit(lambda agents: _all_finite((agents.params, getattr(agents, "target_params", ()))))
 
-    metrics_file = open(out / "metrics.jsonl", "w") if out is not None else None
-    periods_done, updates, solved_reported = 0, 0, set()
-    last_time, last_steps = time.perf_counter(), 0
-    try:
-        while periods_done < total_periods:
-            n = min(log_periods, total_periods - periods_done)
-            state, chunk_metrics = chunk(state, jnp.int32(n))
-            jax.block_until_ready(state)
-            periods_done += n
-            env_steps = periods_done * steps_per_period
-            now = time.perf_counter()
-            sps = (env_steps - last_steps) * cfg.num_seeds / max(now - last_time, 1e-9)
-            last_time, last_steps = now, env_steps
-            chunk_updates = int(chunk_metrics.updates)
-            updates += chunk_updates
-            counts = np.full(cfg.num_seeds, chunk_updates)
-            record = {
-                "env_steps": env_steps,
-                "updates": updates,
-                "wall_seconds": now - start,
-                "sps": sps,
-                "epsilon": float(epsilon_at(env_steps)),
-                "loss": _seed_means(np.asarray(chunk_metrics.loss_sum), counts),
-                "q_mean": _seed_means(np.asarray(chunk_metrics.q_sum), counts),
-                "episodes": np.asarray(state.stats.episodes).tolist(),
-                "return_mean_100": recent_return_means(state.stats),
-            }
-            if metrics_file is not None:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-            log(f"step {env_steps:>9}/{total_periods * steps_per_period} | sps {sps:9.0f} | "
-                f"return(100) {_format(_mean_of(record['return_mean_100']))} | "
-                f"eps {record['epsilon']:.3f} | loss {_format(_mean_of(record['loss']), '.4g')}")
-            solved_steps = np.asarray(state.stats.solved_step)
-            for seed_index, solved_at in enumerate(solved_steps):
-                if solved_at >= 0 and seed_index not in solved_reported:
-                    solved_reported.add(seed_index)
-                    log(f"seed {seed_index}: solved at step {int(solved_at)} "
-                        f"(100-episode mean >= {cfg.solved_return})")
-            if cfg.stop_when_solved and (solved_steps >= 0).all():
-                log(f"all seeds solved; stopping at step {env_steps}")
-                break
-    finally:
-        if metrics_file is not None:
-            metrics_file.close()
-    wall_seconds = time.perf_counter() - start
     env_steps = periods_done * steps_per_period
+    metrics_file = writer = bar = None
+    if out is not None:
+        if resume_from is not None:
+            _keep_metrics_until(out / "metrics.jsonl", env_steps)
+            (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
+            log(f"resumed from {resume_from.path} at step {env_steps}")
+        from tensorboardX import SummaryWriter
+
+        metrics_file = open(out / "metrics.jsonl", "a" if resume_from is not None else "w")
+        writer = SummaryWriter(str(out), purge_step=env_steps if resume_from is not None else None)
+    if progress_bar:
+        from tqdm import tqdm
+
+        # a terminal may report a 0 x 0 size (e.g. `script`); tqdm then draws nothing, so fall back to 100 x 24
+        size = shutil.get_terminal_size((100, 24))
+        bar = tqdm(total=total_env_steps, initial=env_steps, unit="step", ncols=size.columns, nrows=size.lines,
+                   file=sys.stdout)
+    say = bar.write if bar is not None else log
+    solved_reported = {i for i, s in enumerate(np.asarray(state.stats.solved_step)) if s >= 0}
+    last_time, last_steps = time.perf_counter(), env_steps
+    last_checkpoint = resume_from.path if resume_from is not None else None
+
+    def save():
+        nonlocal action_log, last_checkpoint
+        action_log = [np.concatenate(action_log)]
+        counters = {"env_steps": env_steps, "periods_done": periods_done, "updates": updates,
+                    "learn_after": learn_after}
+        last_checkpoint = save_checkpoint(out, cfg, state, action_log[0], counters, cfg.keep_checkpoints)
+
+    try:
+        with _StopSignals() as stop:
+            while periods_done < total_periods:
+                n = min(log_periods, total_periods - periods_done)
+                previous_steps = env_steps
+                state, chunk_metrics = chunk(state, jnp.int32(n), jnp.int32(learn_after))
+                jax.block_until_ready(state)
+                periods_done += n
+                env_steps = periods_done * steps_per_period
+                action_log.append(np.asarray(chunk_metrics.actions[:n * trainer.iters_per_period]))
+                loss_sum, q_sum = np.asarray(chunk_metrics.loss_sum), np.asarray(chunk_metrics.q_sum)
+                if not (np.isfinite(loss_sum).all() and np.isfinite(q_sum).all()
+                        and bool(params_finite(state.agents))):
+                    kept = f"the last good checkpoint {last_checkpoint} is kept" if last_checkpoint else \
+                        "no checkpoint was saved"
+                    raise TrainingStopped(
+                        f"non-finite loss or parameters at env step {env_steps} (in the chunk of steps "
+                        f"{previous_steps + 1}-{env_steps}); stopped without saving this state; {kept}",
+                        NON_FINITE_EXIT_CODE)
+                now = time.perf_counter()
+                sps = (env_steps - last_steps) * cfg.num_seeds / max(now - last_time, 1e-9)
+                last_time, last_steps = now, env_steps
+                chunk_updates = int(chunk_metrics.updates)
+                updates += chunk_updates
+                counts = np.full(cfg.num_seeds, chunk_updates)
+                record = {
+                    "env_steps": env_steps,
+                    "updates": updates,
+                    "wall_seconds": now - start,
+                    "sps": sps,
+                    "epsilon": float(epsilon_at(env_steps)),
+                    "loss": _seed_means(loss_sum, counts),
+                    "q_mean": _seed_means(q_sum, counts),
+                    "episodes": np.asarray(state.stats.episodes).tolist(),
+                    "return_mean_100": recent_return_means(state.stats),
+                    "length_mean_100": recent_length_means(state.stats),
+                }
+                if cfg.prioritized:
+                    progress = min(env_steps / total_env_steps, 1.0)
+                    record["beta"] = cfg.priority_beta0 + (1.0 - cfg.priority_beta0) * progress
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+                    for tag, value in _scalars(record, cfg.num_seeds).items():
+                        writer.add_scalar(tag, value, env_steps)
+                    writer.flush()
+                return_text = _format(_mean_of(record["return_mean_100"]))
+                loss_text = _format(_mean_of(record["loss"]), ".4g")
+                if bar is not None:
+                    bar.set_postfix_str(f"return(100) {return_text} eps {record['epsilon']:.3f} loss {loss_text}",
+                                        refresh=False)
+                    bar.update(env_steps - previous_steps)
+                else:
+                    log(f"step {env_steps:>9}/{total_env_steps} | sps {sps:9.0f} | return(100) {return_text} | "
+                        f"eps {record['epsilon']:.3f} | loss {loss_text}")
+                solved_steps = np.asarray(state.stats.solved_step)
+                for seed_index, solved_at in enumerate(solved_steps):
+                    if solved_at >= 0 and seed_index not in solved_reported:
+                        solved_reported.add(seed_index)
+                        say(f"seed {seed_index}: solved at step {int(solved_at)} "
+                            f"(100-episode mean >= {cfg.solved_return})")
+                all_solved = cfg.stop_when_solved and (solved_steps >= 0).all()
+                interval = cfg.checkpoint_interval
+                due = interval > 0 and env_steps // interval > previous_steps // interval
+                if out is not None and (due or stop.received or all_solved or periods_done == total_periods):
+                    save()
+                if stop.received:
+                    signum = stop.received[0]
+                    where = (f"saved a checkpoint at step {env_steps}; resume with: jaxdqn train --resume {out}"
+                             if out is not None else f"stopped at step {env_steps} (no run directory, nothing saved)")
+                    raise TrainingStopped(f"interrupted by {signal.Signals(signum).name}: {where}", 128 + signum)
+                if all_solved:
+                    say(f"all seeds solved; stopping at step {env_steps}")
+                    break
+    finally:
+        for resource in (metrics_file, writer, bar):
+            if resource is not None:
+                resource.close()
+        trainer.env.close()
+    wall_seconds = time.perf_counter() - start
     eval_returns = evaluate_params(cfg, state.agents.params, cfg.eval_episodes, cfg.seed + 1_000_003)
-    trainer.env.close()
+    session_steps = env_steps - (resume_from.env_steps if resume_from is not None else 0)
+    session_updates = updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
         "env_id": cfg.env_id,
         "num_seeds": cfg.num_seeds,
@@ -322,14 +561,16 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
         "updates": updates,
         "wall_seconds": wall_seconds,
         "compile_seconds": compile_seconds,
-        "sps": env_steps * cfg.num_seeds / wall_seconds,
-        "updates_per_second": updates * cfg.num_seeds / wall_seconds,
+        "sps": session_steps * cfg.num_seeds / wall_seconds,
+        "updates_per_second": session_updates * cfg.num_seeds / wall_seconds,
         "return_mean_100": recent_return_means(state.stats),
         "solved_step": [int(s) if s >= 0 else None for s in np.asarray(state.stats.solved_step)],
         "eval_episodes": cfg.eval_episodes,
         "eval_return_mean": eval_returns.mean(axis=1).tolist(),
         "eval_return_std": eval_returns.std(axis=1).tolist(),
     }
+    if resume_from is not None:
+        summary["resumed_from_step"] = resume_from.env_steps
     if out is not None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"done: {env_steps} steps x {cfg.num_seeds} seed(s), {updates} updates, {wall_seconds:.1f} s "

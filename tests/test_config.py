@@ -36,6 +36,8 @@ BAD_VALUES = [
      "tabular_alpha_end: must be in [0, 1] or None"),
     ({"env_id": "LunarLanderContinuous-v3"}, "has a Box action space"),
     ({"env_id": "Ant-v2"}, "env_id: 'Ant-v2' cannot be created: The mujoco v2 and v3 based environments"),
+    ({"checkpoint_interval": -1}, "checkpoint_interval: must be an integer >= 0 (0 saves only at the end)"),
+    ({"keep_checkpoints": 0}, "keep_checkpoints: must be an integer >= 1"),
 ]
 
 

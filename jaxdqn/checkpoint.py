@@ -1,0 +1,265 @@
+"""Checkpoints of the whole training state, written atomically, and the exact-resume scheme.
+
+Layout of a run directory's checkpoints::
+
+    RUN/checkpoints/step_000000004000/arrays.npz   every array of the state, plus the action log
+    RUN/checkpoints/step_000000004000/meta.json    config, counters, leaf names/shapes/dtypes, sha256 of arrays.npz
+
+What is saved: `LoopState` (train.py) without the EnvPool handle, i.e. online and target parameters,
+optimiser state, replay storage with its priorities/sum tree (unless `checkpoint_replay` is False), RNG
+keys, iteration counter, last observations and done flags, episode statistics; and the host counters
+(env steps, periods done, updates done, the step after which learning runs).
+
+Atomic writes: a checkpoint is written into `checkpoints/.tmp-step_...`, each file is fsynced, then the
+folder is renamed to `step_...` (a rename is atomic on POSIX) and the parent folder fsynced. A crash at
+any moment leaves either the old set of complete checkpoints or the old set plus the new one; leftover
+`.tmp-*` folders are never read and are removed by the next save. `meta.json` holds a sha256 of
+`arrays.npz`, so a truncated or corrupted checkpoint is detected before anything is compiled. We use
+this small scheme rather than orbax-checkpoint: the state is a few host-side NumPy arrays, the rename
+gives the atomicity orbax gives, and it adds no dependency.
+
+Exact resume. EnvPool's environment state cannot be read or written, so the checkpoint carries the log
+of every action sent to the pool (one row of S x N action indices per iteration, uint8 when the task
+has at most 256 actions). On resume the pool is rebuilt with the same seed and size, reset, and the
+logged actions are replayed through EnvPool's XLA step inside one jitted `lax.scan` (an environment's
+trajectory depends only on its seed and its actions; every pool is made with batch_size == num_envs,
+so no environment is skipped or reordered). The replayed observations are then compared bit for bit
+with the saved ones, so a non-deterministic environment is reported rather than silently resumed.
+On CPU a run of 2N steps and a run of N steps resumed for N more give bit-identical parameters and
+metrics (for prioritized replay, beta's annealing depends on total_steps, so raise it only if you
+accept a different beta schedule from the checkpoint on).
+
+Testing hook: `JAXDQN_TEST_CRASH_DURING_SAVE=K` makes the process exit at once (`os._exit(75)`) in the
+middle of its K-th checkpoint save, after writing half of `arrays.npz`, to test that a crash during a
+save leaves the previous checkpoint intact. Never set it outside tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxdqn import config as config_lib
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+ARRAYS_FILE = "arrays.npz"
+META_FILE = "meta.json"
+# Fields that may differ between a checkpoint and the config that resumes it.
+RESUMABLE_CHANGES = frozenset({"total_steps"})
+
+
+class CheckpointError(Exception):
+    """A checkpoint or run directory cannot be resumed; the message says which file and why."""
+
+
+class Checkpoint(NamedTuple):
+    """A loaded checkpoint: state leaves (keyed by tree path), the action log and the host counters."""
+
+    path: Path
+    config: dict
+    env_steps: int
+    periods_done: int
+    updates: int
+    learn_after: int
+    has_replay: bool
+    leaves: dict  # tree-path string -> np.ndarray
+    action_log: np.ndarray  # (iterations, S * N)
+
+
+def saved_state(state, with_replay: bool):
+    """The part of a `LoopState` that is saved: everything but the EnvPool handle (and maybe the replay)."""
+    state = state._replace(env_handle=None)
+    if not with_replay and hasattr(state.agents, "replay"):  # a tabular agent has no replay
+        state = state._replace(agents=state.agents._replace(replay=None))
+    return state
+
+
+def named_leaves(tree) -> dict:
+    """Flatten a pytree into {path string: leaf}, in tree order."""
+    return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def checkpoint_paths(run_dir) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (by step)."""
+    root = Path(run_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_saves_in_this_process = 0
+
+
+def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, keep: int) -> Path:
+    """Write a complete checkpoint of `state` atomically under RUN/checkpoints/ and keep the newest `keep`.
+
+    `counters` holds the host-side counters (env_steps, periods_done, updates, learn_after).
+    Returns the checkpoint folder.
+    """
+    global _saves_in_this_process
+    _saves_in_this_process += 1
+    root = Path(run_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{counters['env_steps']:012d}"
+    tmp = root / f".tmp-{name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    leaves = named_leaves(jax.device_get(saved_state(state, cfg.checkpoint_replay)))
+    arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves.values())}
+    arrays["action_log"] = np.asarray(action_log)
+    arrays_path = tmp / ARRAYS_FILE
+    with open(arrays_path, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    crash_at = os.environ.get("JAXDQN_TEST_CRASH_DURING_SAVE")
+    if crash_at and int(crash_at) == _saves_in_this_process:
+        with open(arrays_path, "r+b") as f:
+            f.truncate(arrays_path.stat().st_size // 2)
+        os._exit(75)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": config_lib.to_dict(cfg),
+        **{key: int(value) for key, value in counters.items()},
+        "has_replay": bool(cfg.checkpoint_replay),
+        "leaves": [{"path": path, "shape": list(np.shape(leaf)), "dtype": str(np.asarray(leaf).dtype)}
+                   for path, leaf in leaves.items()],
+        "arrays_sha256": _sha256(arrays_path),
+    }
+    with open(tmp / META_FILE, "w") as f:
+        f.write(json.dumps(meta, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    final = root / name
+    if final.exists():  # only after a crash between this rename and a later one; same step, same state
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    for old in checkpoint_paths(run_dir)[:-keep]:
+        shutil.rmtree(old)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale)
+    return final
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Fields (outside RESUMABLE_CHANGES) whose values differ, as 'field: saved X, now Y'."""
+    names = sorted((set(saved) | set(current)) - RESUMABLE_CHANGES)
+    return [f"{name}: checkpoint has {saved.get(name)!r}, config has {current.get(name)!r}"
+            for name in names if saved.get(name) != current.get(name)]
+
+
+def load_latest(run_dir, cfg) -> Checkpoint:
+    """Load and verify the newest complete checkpoint of `run_dir` for resuming with `cfg`.
+
+    Raises CheckpointError (one line, naming the file) for a missing, truncated or corrupt checkpoint
+    or one saved with a config that differs from `cfg` in anything but total_steps. Reads only.
+    """
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise CheckpointError(f"{Path(run_dir) / CHECKPOINT_DIR} holds no complete checkpoint (step_* folder)")
+    path = paths[-1]
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+        leaf_specs, expected_sha = meta["leaves"], meta["arrays_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {path}: {META_FILE} is missing, truncated or corrupt "
+                              f"({type(error).__name__})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {meta.get('format_version')!r}, "
+                              f"this jaxdqn reads version {FORMAT_VERSION}")
+    arrays_path = path / ARRAYS_FILE
+    if not arrays_path.is_file():
+        raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is missing")
+    if _sha256(arrays_path) != expected_sha:
+        raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is truncated or corrupt (sha256 differs from "
+                              f"{META_FILE})")
+    differences = config_differences(meta["config"], config_lib.to_dict(cfg))
+    if differences:
+        raise CheckpointError(f"checkpoint {path} was saved with an incompatible config ("
+                              + "; ".join(differences) + "); only total_steps may change on resume")
+    try:
+        with np.load(arrays_path) as data:
+            leaves = {spec["path"]: data[f"leaf_{i:05d}"] for i, spec in enumerate(leaf_specs)}
+            action_log = data["action_log"]
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} cannot be read ({error})") from None
+    return Checkpoint(path, meta["config"], int(meta["env_steps"]), int(meta["periods_done"]),
+                      int(meta["updates"]), int(meta["learn_after"]), bool(meta["has_replay"]), leaves,
+                      action_log)
+
+
+def restore_state(checkpoint: Checkpoint, template, with_replay: bool):
+    """Rebuild the saved part of a `LoopState` from `checkpoint`, shaped like `template` (e.g. from
+    `jax.eval_shape(trainer.init, key)`); raise CheckpointError naming the first leaf that does not fit."""
+    wanted = named_leaves(saved_state(template, with_replay))
+    missing = [path for path in wanted if path not in checkpoint.leaves]
+    if missing or len(wanted) != len(checkpoint.leaves):
+        raise CheckpointError(f"checkpoint {checkpoint.path} does not match this config's training state "
+                              f"(first missing array: {missing[0] if missing else 'none'}; "
+                              f"{len(checkpoint.leaves)} arrays saved, {len(wanted)} expected)")
+    values = []
+    for path, spec in wanted.items():
+        array = checkpoint.leaves[path]
+        if array.shape != tuple(spec.shape) or array.dtype != spec.dtype:
+            raise CheckpointError(f"checkpoint {checkpoint.path}: array {path} has shape {array.shape} "
+                                  f"{array.dtype}, this config needs {tuple(spec.shape)} {spec.dtype}")
+        values.append(array)
+    treedef = jax.tree_util.tree_structure(saved_state(template, with_replay))
+    return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def restore_params(run_dir) -> tuple[Any, Any]:
+    """Return (Config, online params) of a run's newest complete checkpoint, for evaluation.
+
+    The params carry a leading seed axis (one entry per seed), as `evaluate_params` expects. Raises
+    CheckpointError if the run has no readable checkpoint.
+    """
+    run_dir = Path(run_dir)
+    try:
+        cfg = config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, config_lib.ConfigError) as error:
+        raise CheckpointError(f"{run_dir / 'config.json'} is missing or invalid ({error})") from None
+    checkpoint = load_latest(run_dir, cfg)
+    from jaxdqn.envs import env_info
+    from jaxdqn.networks import make_network
+
+    info = env_info(cfg.env_id)
+    network = make_network(cfg, info.num_actions)
+    example_obs = jax.ShapeDtypeStruct((1, *info.obs_shape), info.obs_dtype)
+    template = jax.eval_shape(lambda keys, obs: jax.vmap(lambda key: network.init(key, obs))(keys),
+                              jax.ShapeDtypeStruct((cfg.num_seeds, 2), np.uint32), example_obs)
+    prefix = ".agents.params"
+    values = []
+    for path, spec in named_leaves(template).items():
+        array = checkpoint.leaves.get(prefix + path)
+        if array is None or array.shape != tuple(spec.shape):
+            raise CheckpointError(f"checkpoint {checkpoint.path}: parameters {path} missing or misshapen")
+        values.append(array)
+    return cfg, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), values)

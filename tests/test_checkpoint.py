@@ -1,0 +1,284 @@
+"""Checkpoints, exact resume, signals, non-finite stops, bad files and TensorBoard, through the `jaxdqn`
+command on real CartPole runs (small: 12,000 steps, a chunk every 500 steps, a checkpoint every 1,000)."""
+
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import pty
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_cli import JAXDQN, jaxdqn
+
+TOTAL = 12_000
+SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",
+         "--log-interval", "500", "--checkpoint-interval", "1000", "--keep-checkpoints", "3", "--eval-episodes", "2"]
+TIMING = ("wall_seconds", "sps")
+
+
+def train(out, *extra, env=None):
+    result = jaxdqn("train", *SMALL, *extra, "--out", str(out)) if env is None else subprocess.run(
+        [JAXDQN, "train", *SMALL, *extra, "--out", str(out)], capture_output=True, text=True, timeout=600,
+        env={**os.environ, **env})
+    return result
+
+
+def final_arrays(run: Path) -> dict:
+    latest = sorted((run / "checkpoints").glob("step_*"))[-1]
+    with np.load(latest / "arrays.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def records(run: Path) -> list:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(run: Path, reference: Path):
+    ours, theirs = final_arrays(run), final_arrays(reference)
+    assert sorted(ours) == sorted(theirs)
+    different = [name for name in ours if not np.array_equal(ours[name], theirs[name])]
+    assert not different, f"arrays differ from the uninterrupted run: {different[:5]}"
+    assert records(run) == records(reference)
+
+
+def tree_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*")):
+        digest.update(str(file.relative_to(path)).encode())
+        if file.is_file():
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of TOTAL steps."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    result = train(out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, reference):
+    out = tmp_path / "half"
+    first = jaxdqn("train", *SMALL, "--out", str(out), "--total-steps", str(TOTAL // 2))
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = jaxdqn("train", "--resume", str(out), "--total-steps", str(TOTAL))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resumed from {out / 'checkpoints' / 'step_000000006000'} at step 6000" in second.stdout
+    assert_same_run(out, reference)
+    assert json.loads((out / "config.json").read_text())["total_steps"] == TOTAL
+    assert [p.name for p in sorted((out / "checkpoints").glob("step_*"))] == [
+        "step_000000010000", "step_000000011000", "step_000000012000"]  # keep_checkpoints 3
+    # a finished run is not resumed again without more steps
+    again = jaxdqn("train", "--resume", str(out))
+    assert again.returncode == 2 and "already reached its 12000 steps" in again.stderr
+
+
+def test_sigterm_saves_and_says_how_to_resume(tmp_path, reference):
+    out = tmp_path / "term"
+    process = subprocess.Popen([JAXDQN, "train", *SMALL, "--out", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first_checkpoint = out / "checkpoints" / "step_000000001000"
+    while not first_checkpoint.exists() and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, stderr[-2000:]
+    assert f"resume with: jaxdqn train --resume {out}" in stderr
+    stopped_at = int(re.search(r"saved a checkpoint at step (\d+)", stderr).group(1))
+    assert 1000 <= stopped_at < TOTAL
+    assert (out / "checkpoints" / f"step_{stopped_at:012d}").is_dir()
+    assert records(out)[-1]["env_steps"] == stopped_at
+    resumed = jaxdqn("train", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(out, reference)
+
+
+def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path, reference):
+    out = tmp_path / "kill"
+    process = subprocess.Popen([JAXDQN, "train", *SMALL, "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not (out / "checkpoints" / "step_000000002000").exists() and process.poll() is None:
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    resumed = jaxdqn("train", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # metrics logged after the last checkpoint were dropped and logged again, once
+    assert_same_run(out, reference)
+
+
+def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, reference):
+    out = tmp_path / "crash"
+    crashed = train(out, env={"JAXDQN_TEST_CRASH_DURING_SAVE": "2"})  # dies halfway through saving step 2000
+    assert crashed.returncode == 75
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [".tmp-step_000000002000", "step_000000001000"]
+    resumed = jaxdqn("train", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "at step 1000" in resumed.stdout
+    assert not list((out / "checkpoints").glob(".tmp-*"))
+    assert_same_run(out, reference)
+
+
+def _truncate(path: Path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_byte(path: Path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_config(**changes):
+    def edit(run: Path):
+        config = json.loads((run / "config.json").read_text())
+        config.update(changes)
+        (run / "config.json").write_text(json.dumps(config))
+    return edit
+
+
+def _latest(name):
+    return lambda run: sorted((run / "checkpoints").glob("step_*"))[-1] / name
+
+
+BAD_RUNS = {
+    "missing dir": (lambda run: shutil.rmtree(run), [], "is not a directory"),
+    "missing config": (lambda run: (run / "config.json").unlink(), [], "config.json is missing"),
+    "no checkpoint": (lambda run: shutil.rmtree(run / "checkpoints"), [], "holds no complete checkpoint"),
+    "truncated arrays": (lambda run: _truncate(_latest("arrays.npz")(run)), [], "arrays.npz is truncated or corrupt"),
+    "corrupt arrays": (lambda run: _flip_byte(_latest("arrays.npz")(run)), [], "arrays.npz is truncated or corrupt"),
+    "truncated meta": (lambda run: _truncate(_latest("meta.json")(run)), [],
+                       "meta.json is missing, truncated or corrupt"),
+    "other network": (_edit_config(hidden_sizes=[64]), [],
+                      "incompatible config (hidden_sizes: checkpoint has [120, 84], config has [64])"),
+    "other env": (_edit_config(env_id="Acrobot-v1"), [],
+                  "env_id: checkpoint has 'CartPole-v1', config has 'Acrobot-v1'"),
+    "other replay": (_edit_config(prioritized=True), [], "prioritized: checkpoint has False, config has True"),
+    "changed field": (lambda run: None, ["--learning-rate", "1e-3"], "only --total-steps may be given with --resume"),
+    "lower total": (lambda run: None, ["--total-steps", "1000"], "can only be raised on resume"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RUNS))
+def test_bad_run_dir_is_one_clear_error_and_untouched(tmp_path, reference, case):
+    break_it, args, message = BAD_RUNS[case]
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    break_it(run)
+    before = tree_hash(run) if run.exists() else None
+    if "--total-steps" not in args:
+        args = [*args, "--total-steps", str(2 * TOTAL)]
+    result = jaxdqn("train", "--resume", str(run), *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("jaxdqn: error: --")
+    assert message in result.stderr
+    assert (tree_hash(run) if run.exists() else None) == before
+
+
+def test_non_finite_loss_stops_at_a_named_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    result = jaxdqn("train", *SMALL, "--learning-rate", "1e30", "--learning-starts", "1000",
+                    "--checkpoint-interval", "500", "--out", str(out))
+    assert result.returncode == 3
+    assert "non-finite loss or parameters at env step 1500" in result.stderr
+    assert "the last good checkpoint" in result.stderr and "step_000000001000 is kept" in result.stderr
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_000000000500", "step_000000001000"]
+    from jaxdqn.checkpoint import load_latest
+    from jaxdqn.config import from_dict
+
+    good = load_latest(out, from_dict(json.loads((out / "config.json").read_text())))  # checksum verified
+    assert good.env_steps == 1000 and good.updates == 0
+
+
+def test_without_replay_checkpoints_are_small_and_resume_refills(tmp_path, reference):
+    out = tmp_path / "noreplay"
+    first = jaxdqn("train", *SMALL, "--checkpoint-replay", "False", "--total-steps", "2000", "--out", str(out))
+    assert first.returncode == 0, first.stderr[-2000:]
+    meta = json.loads((out / "checkpoints" / "step_000000002000" / "meta.json").read_text())
+    assert meta["has_replay"] is False and not [leaf for leaf in meta["leaves"] if ".replay" in leaf["path"]]
+    small = (out / "checkpoints" / "step_000000002000" / "arrays.npz").stat().st_size
+    full = (reference / "checkpoints" / "step_000000012000" / "arrays.npz").stat().st_size
+    assert small < full - 2000 * 4 * 8  # at least the replay's observations are left out
+    # resumed on a terminal: a progress bar instead of one line per chunk
+    returncode, screen = run_on_a_terminal([JAXDQN, "train", "--resume", str(out), "--total-steps", "3000"])
+    assert returncode == 0, screen[-2000:]
+    assert "refilling it, learning resumes after step 2500" in screen
+    assert re.search(r"3000/3000 \[\d\d:\d\d<\d\d:\d\d", screen), screen[-2000:]  # tqdm: count [elapsed<ETA
+    assert "step      2500/3000 |" not in screen
+    updates = [json.loads(line)["updates"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert updates[-3:] == [150, 150, 200]  # no update at 2500 (refilling), 50 in the chunk after
+
+
+def run_on_a_terminal(command) -> tuple[int, str]:
+    """Run `command` with stdout on a pseudo-terminal; return (exit code, everything it printed)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # rows, columns
+    process = subprocess.Popen(command, stdout=terminal, stderr=terminal, stdin=subprocess.DEVNULL)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(controller)
+    return process.wait(timeout=600), b"".join(chunks).decode(errors="replace")
+
+
+def read_scalars(run: Path) -> dict:
+    """tag -> [(step, value)] from the run's TensorBoard event files (TFRecord framing, Event protos)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in glob.glob(str(run / "events.out.tfevents.*")):
+        data, offset = Path(path).read_bytes(), 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_events_hold_the_scalars(reference):
+    scalars = read_scalars(reference)
+    for tag in ("return_mean_100", "length_mean_100", "loss", "q_mean", "epsilon", "sps"):
+        assert tag in scalars, tag
+    assert [step for step, _ in scalars["epsilon"]] == list(range(500, TOTAL + 1, 500))
+    metrics = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert scalars["return_mean_100"][-1][1] == pytest.approx(metrics[-1]["return_mean_100"][0])
+    assert scalars["length_mean_100"][-1][1] == pytest.approx(metrics[-1]["length_mean_100"][0])
+    assert len(scalars["loss"]) == TOTAL // 500 - 1  # no loss before learning starts
+
+
+def test_restore_params_gives_the_latest_checkpoint_params(reference):
+    from jaxdqn.checkpoint import restore_params
+
+    cfg, params = restore_params(reference)
+    assert cfg.total_steps == TOTAL
+    kernel = params["params"]["MLPTorso_0"]["Dense_0"]["kernel"]
+    assert kernel.shape == (1, 4, 120)  # leading seed axis
+    meta = json.loads(sorted((reference / "checkpoints").glob("step_*"))[-1].joinpath("meta.json").read_text())
+    kernel_path = ".agents.params['params']['MLPTorso_0']['Dense_0']['kernel']"
+    index = [leaf["path"] for leaf in meta["leaves"]].index(kernel_path)
+    np.testing.assert_array_equal(kernel, final_arrays(reference)[f"leaf_{index:05d}"])
