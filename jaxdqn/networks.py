@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -23,17 +24,48 @@ class MLPTorso(nn.Module):
         return x
 
 
-CONV_IMPLS = ("auto", "gemm", "xla")
+CONV_IMPLS = ("auto", "xla", "gemm", "gemm_grad")
+"""How the Nature-CNN convolutions run: 'xla' is `lax.conv_general_dilated` forward and backward; 'gemm'
+is matrix products forward and backward (`conv_valid_as_gemm`); 'gemm_grad' is XLA's convolution
+forward and matrix products for the gradients; 'auto' is 'gemm_grad' on CPU and 'xla' elsewhere."""
 
 
 def conv_impl_for_backend(conv_impl: str) -> str:
-    """Resolve 'auto': 'gemm' on the CPU backend, where XLA's convolutions are slow inside loop bodies
-    (jax#12868: about 10x slower inside a `lax.scan` than as a standalone jit), 'xla' elsewhere."""
+    """Resolve 'auto': 'gemm_grad' on the CPU backend, 'xla' elsewhere.
+
+    Why: inside a loop body (our train step always runs inside a `lax.scan`), XLA:CPU leaves the
+    gradient convolutions with non-canonical dimension labels and runs them about 10x slower than in a
+    standalone jit (jax#12868); its forward convolutions stay fast. See benchmarks/nature_cnn.py.
+    """
     if conv_impl not in CONV_IMPLS:
         raise ValueError(f"conv_impl {conv_impl!r} is not one of {', '.join(CONV_IMPLS)}")
     if conv_impl == "auto":
-        return "gemm" if jax.default_backend() == "cpu" else "xla"
+        return "gemm_grad" if jax.default_backend() == "cpu" else "xla"
     return conv_impl
+
+
+def xla_conv(x, kernel, stride: int):
+    """VALID NHWC/HWIO convolution by `lax.conv_general_dilated`."""
+    return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_with_gemm_gradients(x, kernel, stride: int):
+    """`xla_conv` forward, with gradients computed as matrix products (the VJP of `conv_valid_as_gemm`)."""
+    return xla_conv(x, kernel, stride)
+
+
+def _conv_with_gemm_gradients_fwd(x, kernel, stride):
+    return xla_conv(x, kernel, stride), (x, kernel)
+
+
+def _conv_with_gemm_gradients_bwd(stride, residuals, cotangent):
+    # A convolution is bilinear, so its VJP needs only the inputs; XLA drops the unused forward products.
+    _, vjp = jax.vjp(lambda x, kernel: conv_valid_as_gemm(x, kernel, stride), *residuals)
+    return vjp(cotangent)
+
+
+conv_with_gemm_gradients.defvjp(_conv_with_gemm_gradients_fwd, _conv_with_gemm_gradients_bwd)
 
 
 def space_to_depth(x, block: int):
@@ -79,8 +111,7 @@ def conv_valid_as_gemm(x, kernel, stride: int):
     k = kernel.shape[0]
     if stride > 1:
         if x.shape[1] % stride or x.shape[2] % stride or k % stride:
-            return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return xla_conv(x, kernel, stride)
         x, kernel = space_to_depth(x, stride), kernel_space_to_depth(kernel, stride)
     return conv_valid_stride1_as_gemm(x, kernel)
 
@@ -99,18 +130,15 @@ class Conv(nn.Module):
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        if conv_impl_for_backend(self.conv_impl) == "gemm":
-            y = conv_valid_as_gemm(x, kernel, self.stride)
-        else:
-            y = lax.conv_general_dilated(x, kernel, (self.stride, self.stride), "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias
+        conv = {"xla": xla_conv, "gemm": conv_valid_as_gemm,
+                "gemm_grad": conv_with_gemm_gradients}[conv_impl_for_backend(self.conv_impl)]
+        return conv(x, kernel, self.stride) + bias
 
 
 class NatureCNNTorso(nn.Module):
     """Mnih et al. (2015) convolutional torso for uint8 frame stacks shaped (batch, frames, 84, 84).
 
-    `conv_impl` picks how the convolutions run ('auto', 'gemm' or 'xla'; see `conv_impl_for_backend`);
+    `conv_impl` picks how the convolutions run (one of `CONV_IMPLS`; see `conv_impl_for_backend`);
     the parameters and the result are the same either way.
     """
 

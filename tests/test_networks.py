@@ -54,7 +54,7 @@ def test_nature_cnn_takes_uint8_stacks_and_scales_inside():
 
 
 class _FlaxConvNatureCNN(nn.Module):
-    """The Nature-CNN torso written with flax.linen.Conv: the reference for the matrix-product path."""
+    """The Nature-CNN torso written with flax.linen.Conv: the reference for the matrix-product paths."""
 
     @nn.compact
     def __call__(self, obs):
@@ -66,10 +66,11 @@ class _FlaxConvNatureCNN(nn.Module):
         return nn.relu(nn.Dense(512)(x))
 
 
-def test_nature_cnn_as_matrix_products_matches_flax_conv_in_params_outputs_and_gradients():
+@pytest.mark.parametrize("conv_impl", ["gemm", "gemm_grad"])
+def test_nature_cnn_matches_flax_conv_in_params_outputs_and_gradients(conv_impl):
     frames = jax.random.randint(jax.random.PRNGKey(3), (3, 4, 84, 84), 0, 256).astype(jnp.uint8)
     reference = _FlaxConvNatureCNN()
-    torso = NatureCNNTorso((512,), conv_impl="gemm")
+    torso = NatureCNNTorso((512,), conv_impl=conv_impl)
     ref_params = jax.jit(reference.init)(jax.random.PRNGKey(0), frames[:1])
     params = jax.jit(torso.init)(jax.random.PRNGKey(0), frames[:1])
     # Same tree, same shapes and the same initial values from the same key.
@@ -98,5 +99,5 @@ def test_conv_as_gemm_equals_xla_convolution(shape, kernel_size, stride):
 
 
 def test_unknown_conv_impl_is_refused():
-    with pytest.raises(ValueError, match="conv_impl 'cudnn' is not one of auto, gemm, xla"):
+    with pytest.raises(ValueError, match="conv_impl 'cudnn' is not one of auto, xla, gemm, gemm_grad"):
         conv_impl_for_backend("cudnn")
