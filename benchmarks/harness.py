@@ -109,8 +109,9 @@ def bench_env_steps(env_id: str, num_envs: int, steps: int, repeats: int) -> dic
             "xla_scan_steps_per_second": xla, "xla_compile_seconds": compile_seconds}
 
 
-def _train_state(cfg, obs_shape, obs_dtype, num_actions: int, capacity: int):
-    parts = LearnerParts(make_network(cfg, num_actions), make_optimizer(cfg), make_replay(cfg))
+def _train_state(cfg, obs_shape, obs_dtype, num_actions: int, capacity: int, network=None):
+    network = make_network(cfg, num_actions) if network is None else network
+    parts = LearnerParts(network, make_optimizer(cfg), make_replay(cfg))
     example = jnp.zeros(obs_shape, obs_dtype)
     state = init_agent(parts, jax.random.PRNGKey(0), example,
                        Transition(example, jnp.int32(0), jnp.float32(0), example, jnp.bool_(False)))

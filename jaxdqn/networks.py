@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 class MLPTorso(nn.Module):
@@ -21,17 +24,133 @@ class MLPTorso(nn.Module):
         return x
 
 
+CONV_IMPLS = ("auto", "xla", "gemm", "gemm_grad")
+"""How the Nature-CNN convolutions run: 'xla' is `lax.conv_general_dilated` forward and backward; 'gemm'
+is matrix products forward and backward (`conv_valid_as_gemm`); 'gemm_grad' is XLA's convolution
+forward and matrix products for the gradients; 'auto' is 'gemm_grad' on CPU and 'xla' elsewhere."""
+
+
+def conv_impl_for_backend(conv_impl: str) -> str:
+    """Resolve 'auto': 'gemm_grad' on the CPU backend, 'xla' elsewhere.
+
+    Why: inside a loop body (our train step always runs inside a `lax.scan`), XLA:CPU leaves the
+    gradient convolutions with non-canonical dimension labels and runs them about 10x slower than in a
+    standalone jit (jax#12868); its forward convolutions stay fast. See benchmarks/nature_cnn.py.
+    """
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl {conv_impl!r} is not one of {', '.join(CONV_IMPLS)}")
+    if conv_impl == "auto":
+        return "gemm_grad" if jax.default_backend() == "cpu" else "xla"
+    return conv_impl
+
+
+def xla_conv(x, kernel, stride: int):
+    """VALID NHWC/HWIO convolution by `lax.conv_general_dilated`."""
+    return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_with_gemm_gradients(x, kernel, stride: int):
+    """`xla_conv` forward, with gradients computed as matrix products (the VJP of `conv_valid_as_gemm`)."""
+    return xla_conv(x, kernel, stride)
+
+
+def _conv_with_gemm_gradients_fwd(x, kernel, stride):
+    return xla_conv(x, kernel, stride), (x, kernel)
+
+
+def _conv_with_gemm_gradients_bwd(stride, residuals, cotangent):
+    # A convolution is bilinear, so its VJP needs only the inputs; XLA drops the unused forward products.
+    _, vjp = jax.vjp(lambda x, kernel: conv_valid_as_gemm(x, kernel, stride), *residuals)
+    return vjp(cotangent)
+
+
+conv_with_gemm_gradients.defvjp(_conv_with_gemm_gradients_fwd, _conv_with_gemm_gradients_bwd)
+
+
+def space_to_depth(x, block: int):
+    """(B, H, W, C) -> (B, H/block, W/block, block*block*C), features ordered (row, column, channel)."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // block, w // block, block * block * c)
+
+
+def kernel_space_to_depth(kernel, block: int):
+    """HWIO kernel (k, k, C, O) -> (k/block, k/block, block*block*C, O), matching `space_to_depth`."""
+    k, _, c, o = kernel.shape
+    kernel = kernel.reshape(k // block, block, k // block, block, c, o).transpose(0, 2, 1, 3, 4, 5)
+    return kernel.reshape(k // block, k // block, block * block * c, o)
+
+
+def conv_valid_stride1_as_gemm(x, kernel):
+    """VALID stride-1 convolution of NHWC `x` with HWIO `kernel`, expressed with matrix products only.
+
+    Small kernels (where the output covers most of the input) use one product of every input pixel
+    against all kernel taps followed by shifted sums; larger ones build the patches and use one
+    product. Both avoid XLA:CPU's convolution emitter, and their gradients are products too.
+    """
+    b, h, w, c = x.shape
+    k, _, _, o = kernel.shape
+    out_h, out_w = h - k + 1, w - k + 1
+    if h * w <= 1.25 * out_h * out_w:
+        taps = kernel.transpose(2, 0, 1, 3).reshape(c, k * k * o)
+        y = (x.reshape(b * h * w, c) @ taps).reshape(b, h, w, k, k, o)
+        return sum(y[:, i:i + out_h, j:j + out_w, i, j, :] for i in range(k) for j in range(k))
+    patches = jnp.concatenate([x[:, i:i + out_h, j:j + out_w, :] for i in range(k) for j in range(k)], axis=-1)
+    y = patches.reshape(b * out_h * out_w, k * k * c) @ kernel.reshape(k * k * c, o)
+    return y.reshape(b, out_h, out_w, o)
+
+
+def conv_valid_as_gemm(x, kernel, stride: int):
+    """VALID convolution with a square `stride`, via space-to-depth when the sizes allow it.
+
+    Equal to `lax.conv_general_dilated(x, kernel, (stride, stride), 'VALID', dimension_numbers=
+    ('NHWC', 'HWIO', 'NHWC'))` up to float rounding. A stride-s conv whose input size and kernel size
+    are multiples of s is a stride-1 conv on the space-to-depth input with a k/s kernel.
+    """
+    k = kernel.shape[0]
+    if stride > 1:
+        if x.shape[1] % stride or x.shape[2] % stride or k % stride:
+            return xla_conv(x, kernel, stride)
+        x, kernel = space_to_depth(x, stride), kernel_space_to_depth(kernel, stride)
+    return conv_valid_stride1_as_gemm(x, kernel)
+
+
+class Conv(nn.Module):
+    """A VALID, square-strided 2D convolution with the parameters of `flax.linen.Conv` (same names,
+    shapes and initialisers), computed by XLA's convolution or as matrix products (`conv_impl`)."""
+
+    features: int
+    kernel_size: int
+    stride: int
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        conv = {"xla": xla_conv, "gemm": conv_valid_as_gemm,
+                "gemm_grad": conv_with_gemm_gradients}[conv_impl_for_backend(self.conv_impl)]
+        return conv(x, kernel, self.stride) + bias
+
+
 class NatureCNNTorso(nn.Module):
-    """Mnih et al. (2015) convolutional torso for uint8 frame stacks shaped (batch, frames, 84, 84)."""
+    """Mnih et al. (2015) convolutional torso for uint8 frame stacks shaped (batch, frames, 84, 84).
+
+    `conv_impl` picks how the convolutions run (one of `CONV_IMPLS`; see `conv_impl_for_backend`);
+    the parameters and the result are the same either way.
+    """
 
     hidden_sizes: Sequence[int] = (512,)
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, obs):
+        # Transpose while still uint8 (4x fewer bytes to move); XLA fuses it with the conversion.
         x = jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
-        x = nn.relu(nn.Conv(32, (8, 8), strides=(4, 4), padding="VALID")(x))
-        x = nn.relu(nn.Conv(64, (4, 4), strides=(2, 2), padding="VALID")(x))
-        x = nn.relu(nn.Conv(64, (3, 3), strides=(1, 1), padding="VALID")(x))
+        for index, (features, kernel_size, stride) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
+            x = nn.relu(Conv(features, kernel_size, stride, self.conv_impl, name=f"Conv_{index}")(x))
         x = x.reshape(x.shape[0], -1)
         for width in self.hidden_sizes:
             x = nn.relu(nn.Dense(width)(x))
@@ -69,11 +188,12 @@ class QNetwork(nn.Module):
     dueling: bool = False
     dueling_aggregation: str = "mean"
     dueling_hidden: int = 0
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, obs):
         if self.torso == "nature_cnn":
-            features = NatureCNNTorso(self.hidden_sizes)(obs)
+            features = NatureCNNTorso(self.hidden_sizes, self.conv_impl)(obs)
         else:
             features = MLPTorso(self.hidden_sizes)(obs)
         if self.dueling:

@@ -1,11 +1,12 @@
-"""Network shapes and the dueling-head identities."""
+"""Network shapes, the dueling-head identities, and the Nature CNN against flax.linen.Conv."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn.networks import DuelingHead, QNetwork
+from jaxdqn.networks import DuelingHead, NatureCNNTorso, QNetwork, conv_impl_for_backend, conv_valid_as_gemm
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
@@ -50,3 +51,53 @@ def test_nature_cnn_takes_uint8_stacks_and_scales_inside():
     assert conv_kernel.shape == (8, 8, 4, 32)
     # uint8 255 is scaled to 1.0 inside: same output as float input of ones
     np.testing.assert_allclose(q, net.apply(params, jnp.ones((2, 4, 84, 84), jnp.float32) * 255), rtol=1e-5)
+
+
+class _FlaxConvNatureCNN(nn.Module):
+    """The Nature-CNN torso written with flax.linen.Conv: the reference for the matrix-product paths."""
+
+    @nn.compact
+    def __call__(self, obs):
+        x = jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
+        x = nn.relu(nn.Conv(32, (8, 8), strides=(4, 4), padding="VALID")(x))
+        x = nn.relu(nn.Conv(64, (4, 4), strides=(2, 2), padding="VALID")(x))
+        x = nn.relu(nn.Conv(64, (3, 3), strides=(1, 1), padding="VALID")(x))
+        x = x.reshape(x.shape[0], -1)
+        return nn.relu(nn.Dense(512)(x))
+
+
+@pytest.mark.parametrize("conv_impl", ["gemm", "gemm_grad"])
+def test_nature_cnn_matches_flax_conv_in_params_outputs_and_gradients(conv_impl):
+    frames = jax.random.randint(jax.random.PRNGKey(3), (3, 4, 84, 84), 0, 256).astype(jnp.uint8)
+    reference = _FlaxConvNatureCNN()
+    torso = NatureCNNTorso((512,), conv_impl=conv_impl)
+    ref_params = jax.jit(reference.init)(jax.random.PRNGKey(0), frames[:1])
+    params = jax.jit(torso.init)(jax.random.PRNGKey(0), frames[:1])
+    # Same tree, same shapes and the same initial values from the same key.
+    assert jax.tree.structure(params) == jax.tree.structure(ref_params)
+    jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+
+    np.testing.assert_allclose(jax.jit(torso.apply)(params, frames), jax.jit(reference.apply)(params, frames),
+                               rtol=1e-4, atol=1e-5)
+
+    def grads(module):
+        return jax.jit(jax.grad(lambda p: jnp.sum(module.apply(p, frames) ** 2)))(params)
+
+    got, want = grads(torso), grads(reference)
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4 * float(jnp.abs(w).max())),
+                 got, want)
+
+
+@pytest.mark.parametrize("shape, kernel_size, stride", [((2, 84, 84, 4), 8, 4), ((2, 20, 20, 32), 4, 2),
+                                                         ((2, 11, 11, 3), 4, 3)])
+def test_conv_as_gemm_equals_xla_convolution(shape, kernel_size, stride):
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (kernel_size, kernel_size, shape[-1], 16))
+    want = jax.jit(jax.lax.conv_general_dilated, static_argnums=(2, 3, 6))(
+        x, kernel, (stride, stride), "VALID", None, None, ("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(jax.jit(conv_valid_as_gemm, static_argnums=2)(x, kernel, stride), want, rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_conv_impl_is_refused():
+    with pytest.raises(ValueError, match="conv_impl 'cudnn' is not one of auto, xla, gemm, gemm_grad"):
+        conv_impl_for_backend("cudnn")
