@@ -66,37 +66,71 @@ def env_info(env_id: str) -> EnvInfo:
     return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), int(action_space.n), max_episode_steps)
 
 
-def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0):
+ATARI_PREPROCESSING = dict(img_height=84, img_width=84, gray_scale=True, frame_skip=4, stack_num=4, noop_max=30,
+                          use_fire_reset=True, repeat_action_probability=0.0)
+"""EnvPool options for the standard DQN Atari preprocessing (Mnih et al. 2015; Machado et al. 2018
+without sticky actions): 84x84 grey frames, each observation the max of the last two of 4 repeated
+frames, 4 stacked, up to 30 no-op starts, FIRE on reset."""
+
+
+def is_atari(env_id: str) -> bool:
+    """True for EnvPool's Atari tasks (ids like Pong-v5), recognised by their episodic_life option."""
+    return "episodic_life" in _quiet_envpool().make_spec(env_id).config._fields
+
+
+def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0, episodic_life: bool = False,
+              reward_clip: bool = False):
     """A synchronous EnvPool (Gymnasium API) of `num_envs` environments, already reset.
 
     Environment i is seeded with seed + i. Reset happens here because stepping through `env.xla()`
     inside jit after an `async_reset()` hangs. An id EnvPool lacks gives a Gymnasium vector environment.
+    Atari tasks get `ATARI_PREPROCESSING`; for training, `episodic_life` ends an episode at every lost
+    life and `reward_clip` clips rewards to their sign (EnvPool still reports the raw reward and the
+    real game over in its info, see `make_xla_step`). Both are ignored for other tasks.
     """
     if not is_envpool_env(env_id):
         return make_gymnasium_pool(env_id, num_envs, seed)
     envpool = _quiet_envpool()
     threads = num_threads or min(num_envs, os.cpu_count() or 1)
+    options = {}
+    if is_atari(env_id):
+        options = dict(ATARI_PREPROCESSING, episodic_life=episodic_life, reward_clip=reward_clip)
     env = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
-                       seed=seed, num_threads=threads)
+                       seed=seed, num_threads=threads, **options)
     obs, _ = env.reset()
     return env, obs
 
 
-def make_xla_step(env):
-    """Return (handle, step) where `step(handle, actions) -> handle, (obs, reward, terminated, truncated)`.
+class GameSignal(NamedTuple):
+    """What the reported episode statistics use: the raw (unclipped) reward and whether the whole game
+    ended (all lives lost, or truncated). For tasks without lives or clipping, the step's own values."""
+
+    reward: Any
+    over: Any
+
+
+def make_xla_step(env, game_signal: bool = False):
+    """Return (handle, step) where `step(handle, actions) -> handle, (obs, reward, terminated, truncated)`,
+    with a fifth element `GameSignal` when `game_signal` is set.
 
     `step` runs inside jit. EnvPool resets an environment on the step after it ended; that step's
-    transition is not real, and callers must track it (see `train.py`).
+    transition is not real, and callers must track it (see `train.py`). An Atari pool with episodic
+    life and reward clipping reports the raw reward in info["reward"] and the real game over in
+    info["terminated"]; `GameSignal` carries those.
     """
     import gymnasium
 
     if isinstance(env, gymnasium.vector.VectorEnv):
-        return make_gymnasium_step(env)
+        return make_gymnasium_step(env, game_signal)
     handle, _recv, _send, xla_step = env.xla()
 
     def step(handle, actions):
-        handle, (obs, reward, terminated, truncated, _info) = xla_step(handle, actions)
-        return handle, (obs, reward, terminated, truncated)
+        handle, (obs, reward, terminated, truncated, info) = xla_step(handle, actions)
+        if not game_signal:
+            return handle, (obs, reward, terminated, truncated)
+        game_reward = info["reward"] if "reward" in info else reward
+        game_over = (info["terminated"].astype(bool) if "terminated" in info else terminated) | truncated
+        return handle, (obs, reward, terminated, truncated, GameSignal(game_reward, game_over))
 
     return handle, step
 
@@ -122,7 +156,7 @@ def make_gymnasium_pool(env_id: str, num_envs: int, seed: int):
     return env, obs.astype(_host_dtype(obs.dtype))
 
 
-def make_gymnasium_step(env):
+def make_gymnasium_step(env, game_signal: bool = False):
     """`make_xla_step` for a Gymnasium vector env: an ordered `io_callback` that steps it on the host.
 
     The handle is a step counter, threaded through like EnvPool's so that callers cannot tell the two apart.
@@ -148,6 +182,8 @@ def make_gymnasium_step(env):
     def step(handle, actions):
         handle, obs, reward, terminated, truncated = io_callback(host_step, result_shapes, handle, actions,
                                                                  ordered=True)
+        if game_signal:
+            return handle, (obs, reward, terminated, truncated, GameSignal(reward, terminated | truncated))
         return handle, (obs, reward, terminated, truncated)
 
     return jnp.zeros((), jnp.int32), step

@@ -231,8 +231,150 @@ def make_prioritized_replay(capacity: int, batch_size: int, alpha: float = 0.6, 
     return Replay(init, add, sample, update)
 
 
-def make_replay(cfg) -> Replay:
-    """The replay that `cfg` selects: prioritized when `cfg.prioritized`, else uniform."""
+class FrameStorage(NamedTuple):
+    """Per-environment rings of single frames, shape (num_envs, slots, ...).
+
+    Slot t of environment n holds the newest frame of the observation the agent saw at that step,
+    the action taken, the reward and `terminated` of the step, and two flags: `real` (the step was a
+    real transition, not EnvPool's auto-reset step) and `stack_start` (the observation's frames are all
+    copies of its newest one, as EnvPool stacks them at a game's start, so no older frame belongs to
+    it). The stack of slot t is frames t-3..t, each frame older than the newest `stack_start` slot in
+    that window replaced by the frame of that slot; next_obs is the stack of slot t+1.
+    """
+
+    frames: chex.Array  # (N, L, H, W) uint8
+    action: chex.Array  # (N, L) int32
+    reward: chex.Array  # (N, L) float32
+    terminated: chex.Array  # (N, L) bool
+    real: chex.Array  # (N, L) bool
+    stack_start: chex.Array  # (N, L) bool
+
+
+def is_frame_stack(obs_shape, obs_dtype) -> bool:
+    """True for stacked uint8 images (frames, height, width), the observations the frame replay stores."""
+    return len(obs_shape) == 3 and jnp.dtype(obs_dtype) == jnp.uint8 and obs_shape[0] > 1
+
+
+def frame_slot_indices(slots, starts, stack: int):
+    """Ring slots of the frames of the stacks ending at `slots` (batch,), given stack-start flags.
+
+    `starts` (batch, stack) are the `stack_start` flags of slots t-stack+1..t. Returns (batch, stack)
+    slots t+d for d = -(stack-1)..0, with d raised to the newest start's offset where it lies before it
+    (not yet taken modulo the ring size).
+    """
+    offsets = jnp.arange(-(stack - 1), 1)
+    newest_start = jnp.max(jnp.where(starts, offsets, -stack), axis=-1, keepdims=True)
+    return slots[:, None] + jnp.maximum(offsets, newest_start)
+
+
+def rebuild_stacks(storage: FrameStorage, envs, slots, stack: int):
+    """The (obs, next_obs) stacks of the transitions at `slots` of environments `envs` (both (batch,))."""
+    slots_per_env = storage.frames.shape[1]
+    offsets = jnp.arange(-(stack - 1), 2)  # frames t-3..t+1 for a 4-frame stack
+    starts = storage.stack_start[envs[:, None], (slots[:, None] + offsets) % slots_per_env]
+    obs_slots = frame_slot_indices(slots, starts[:, :-1], stack) % slots_per_env
+    next_slots = frame_slot_indices(slots + 1, starts[:, 1:], stack) % slots_per_env
+    return storage.frames[envs[:, None], obs_slots], storage.frames[envs[:, None], next_slots]
+
+
+def make_frame_replay(capacity: int, batch_size: int, num_envs: int, stack: int = 4, prioritized: bool = False,
+                      alpha: float = 0.6, beta0: float = 0.4, priority_eps: float = 1e-6) -> Replay:
+    """Replay for stacked image observations that stores each frame once (about 7.1 KB per 84x84 slot).
+
+    `add` takes one transition per environment (all `num_envs` every call, `valid` False for EnvPool's
+    auto-reset step) and writes the newest frame of `obs` into that environment's ring of
+    capacity // num_envs slots; stacks of obs and next_obs are rebuilt at sample time (see
+    `FrameStorage`), so the frame of an auto-reset step (the last observation of the episode that
+    ended) is kept, and a new game's stack never shows frames of the previous one.
+
+    A slot can be sampled once the next slot is written (it holds next_obs's frame), when its step was
+    real, and while the `stack - 1` older frames its stack may need are not overwritten (the
+    `stack - 1` oldest slots of a full ring are skipped). Sampleable slots have mass in a sum tree: 1
+    for uniform replay, the priority (as in `make_prioritized_replay`) for prioritized replay; every
+    other slot has 0. Sample indices are n * (capacity // num_envs) + slot.
+    """
+    slots_per_env = capacity // num_envs
+    if slots_per_env < stack + 2:
+        raise ValueError(f"frame replay: capacity // num_envs must be >= {stack + 2} (got {slots_per_env})")
+    leaves = slots_per_env * num_envs
+
+    def init(example) -> ReplayState:
+        chex.assert_shape(example.obs, (stack, None, None))
+        frame_shape = example.obs.shape[1:]
+        shape = (num_envs, slots_per_env)
+        storage = FrameStorage(jnp.zeros((*shape, *frame_shape), example.obs.dtype), jnp.zeros(shape, jnp.int32),
+                               jnp.zeros(shape, jnp.float32), jnp.zeros(shape, bool), jnp.zeros(shape, bool),
+                               jnp.zeros(shape, bool))
+        return ReplayState(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), sumtree_init(leaves))
+
+    def add(state: ReplayState, transitions, valid) -> ReplayState:
+        storage, position = state.storage, state.position
+        obs = transitions.obs
+        newest = obs[:, -1]
+        stack_start = jnp.all(obs == newest[:, None], axis=tuple(range(1, obs.ndim)))
+        storage = FrameStorage(
+            storage.frames.at[:, position].set(newest),
+            storage.action.at[:, position].set(transitions.action.astype(jnp.int32)),
+            storage.reward.at[:, position].set(transitions.reward.astype(jnp.float32)),
+            storage.terminated.at[:, position].set(transitions.terminated.astype(bool)),
+            storage.real.at[:, position].set(valid),
+            storage.stack_start.at[:, position].set(stack_start))
+        tree = state.priorities
+        mass = tree.max_priority if prioritized else jnp.ones((), jnp.float32)
+        previous = (position - 1) % slots_per_env
+        zeros = jnp.zeros((num_envs,), jnp.float32)
+        # The newest slot waits for its next frame; the previous one now has it; the stack - 1 slots
+        # after the newest are the oldest, whose stacks may need frames already overwritten.
+        slot_updates = [(position, zeros),
+                        (previous, jnp.where(storage.real[:, previous] & (state.size > 0), mass, 0.0))]
+        slot_updates += [((position + k) % slots_per_env, zeros) for k in range(1, stack)]
+        rows = jnp.arange(num_envs) * slots_per_env
+        tree = sumtree_set(tree, jnp.concatenate([rows + slot for slot, _ in slot_updates]),
+                           jnp.concatenate([value for _, value in slot_updates]))
+        return ReplayState(storage, (position + 1) % slots_per_env, jnp.minimum(state.size + 1, slots_per_env), tree)
+
+    def sample(state: ReplayState, key, progress=0.0) -> Sample:
+        tree = state.priorities
+        total = sumtree_total(tree)
+        if prioritized:  # stratified, as in make_prioritized_replay
+            targets = (jnp.arange(batch_size) + jax.random.uniform(key, (batch_size,))) * (total / batch_size)
+        else:
+            targets = jax.random.uniform(key, (batch_size,)) * total
+        indices = sumtree_find(tree, jnp.minimum(targets, total))
+        envs, slots = indices // slots_per_env, indices % slots_per_env
+        storage = state.storage
+        obs, next_obs = rebuild_stacks(storage, envs, slots, stack)
+        batch = Transition(obs, storage.action[envs, slots], storage.reward[envs, slots], next_obs,
+                           storage.terminated[envs, slots])
+        if prioritized:
+            probabilities = sumtree_leaves(tree)[indices] / total
+            beta = beta0 + (1.0 - beta0) * jnp.clip(progress, 0.0, 1.0)
+            weights = ((num_envs * state.size).astype(jnp.float32) * probabilities) ** (-beta)
+            weights = weights / weights.max()
+        else:
+            weights = jnp.ones((batch_size,), jnp.float32)
+        return Sample(batch, indices, weights)
+
+    def update(state: ReplayState, indices, td_errors) -> ReplayState:
+        if not prioritized:
+            return state
+        priorities = (jnp.abs(td_errors) + priority_eps) ** alpha
+        tree = sumtree_set(state.priorities, indices, priorities)
+        tree = tree._replace(max_priority=jnp.maximum(tree.max_priority, priorities.max()))
+        return state._replace(priorities=tree)
+
+    return Replay(init, add, sample, update)
+
+
+def make_replay(cfg, obs_shape=None, obs_dtype=None) -> Replay:
+    """The replay that `cfg` selects: prioritized when `cfg.prioritized`, else uniform.
+
+    Given the observation shape and dtype, stacked uint8 images (Atari) get the frame replay, which
+    stores each frame once, with one ring per environment of `cfg.num_envs`.
+    """
+    if obs_shape is not None and is_frame_stack(obs_shape, obs_dtype):
+        return make_frame_replay(cfg.buffer_size, cfg.batch_size, cfg.num_envs, obs_shape[0], cfg.prioritized,
+                                 cfg.priority_alpha, cfg.priority_beta0, cfg.priority_eps)
     if cfg.prioritized:
         return make_prioritized_replay(cfg.buffer_size, cfg.batch_size, cfg.priority_alpha, cfg.priority_beta0,
                                        cfg.priority_eps)
