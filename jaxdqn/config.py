@@ -35,6 +35,11 @@ class Config:
     """Environments stepped in parallel for each seed."""
     env_threads: int = 0
     """EnvPool worker threads for the whole pool; 0 lets jaxdqn choose (min of pool size and CPU count)."""
+    episodic_life: bool = True
+    """Atari only: during training an episode ends (for the TD target) at each lost life; reported returns,
+    the solved criterion and evaluation always use whole games."""
+    reward_clip: bool = True
+    """Atari only: train on rewards clipped to their sign; reported returns and evaluation are unclipped."""
     total_steps: int = 500_000
     """Environment steps per seed (summed over that seed's environments); rounded up to a whole training period."""
     learning_starts: int = 10_000
@@ -85,7 +90,7 @@ class Config:
     torso: Literal["mlp", "nature_cnn"] = "mlp"
     """Feature extractor: an MLP, or the Nature DQN CNN for uint8 image stacks."""
     hidden_sizes: tuple[int, ...] = (120, 84)
-    """Hidden layer widths of the MLP torso, or the dense layer after the Nature CNN."""
+    """Hidden layer widths of the MLP torso, or of the dense layers after the Nature CNN (may be empty there)."""
     loss: Literal["l2", "huber"] = "l2"
     """TD loss: l2 is 0.5 * td^2 (mean squared error up to a factor), huber is smooth-L1."""
     huber_delta: float = 1.0
@@ -147,6 +152,26 @@ PRESETS: dict[str, Config] = {
         env_id="FrozenLake-v1", agent="tabular", tabular_alpha=0.2, tabular_alpha_end=0.0, gamma=0.99,
         total_steps=100_000, num_envs=8, learning_starts=0, epsilon_schedule="constant", epsilon_start=1.0,
         log_interval=10_000, eval_episodes=1_000),
+    "pong": Config(
+        env_id="Pong-v5", torso="nature_cnn", hidden_sizes=(512,), total_steps=2_000_000, num_envs=1,
+        train_frequency=1, gradient_steps=1, learning_starts=10_000, buffer_size=10_000, batch_size=32,
+        learning_rate=1e-4, gamma=0.99, target_update_period=1_000, loss="l2", epsilon_schedule="linear",
+        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=150_000, solved_return=19.0,
+        stop_when_solved=True, log_interval=10_000, eval_episodes=10),
+    "breakout": Config(
+        env_id="Breakout-v5", torso="nature_cnn", hidden_sizes=(512,), dueling=True, dueling_hidden=256,
+        double_q=True, prioritized=True, buffer_size=2**14, priority_alpha=0.6, priority_beta0=0.4,
+        num_envs=8, train_frequency=32, gradient_steps=8, batch_size=32, target_update_period=2_000,
+        learning_starts=2**14, epsilon_schedule="piecewise", epsilon_boundaries=(0, 800_000, 5_000_000),
+        epsilon_values=(1.0, 0.1, 0.01), learning_rate=2.5e-4, max_grad_norm=0.5, loss="huber", gamma=0.99,
+        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05),
+    "atlantis": Config(
+        env_id="Atlantis-v5", torso="nature_cnn", hidden_sizes=(), dueling=True, dueling_hidden=512,
+        double_q=True, prioritized=True, priority_alpha=0.5, priority_beta0=0.4, buffer_size=1_000_000,
+        batch_size=64, num_envs=4, train_frequency=4, gradient_steps=1, learning_rate=1e-4, gamma=0.99,
+        target_update_period=2_500, loss="huber", max_grad_norm=10.0, epsilon_schedule="exponential",
+        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=1_000_000, learning_starts=50_000,
+        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05),
 }
 """Named configurations; `jaxdqn presets` lists them."""
 
@@ -182,6 +207,29 @@ PRESET_DOCS: dict[str, str] = {
         "(gamma 0.9) or 0.45-0.75 (gamma 0.99), and gamma 0.9 with the decay still gave 0.37-0.73 (its best actions "
         "at the start state differ by 0.002 in value); these settings gave 0.725-0.755 in 16 of 16 seeds "
         "(jaxdqn train --preset frozenlake --num-seeds 16)"
+    ),
+    "pong": (
+        "Pong-v5, seed 002's DQN: Nature CNN (512), 84x84 grey, skip 4 with max pooling, stack 4, fire reset; "
+        "1 update per step, batch 32, buffer 10k, start 10k, Adam 1e-4, target every 1k updates, "
+        "eps 1->0.01 linear over 150k, MSE (L2); stops when the 100-episode mean reaches 19 (at most 2M steps). "
+        "Changed from the seed: up to 30 no-op starts (EnvPool's standard preprocessing)"
+    ),
+    "breakout": (
+        "Breakout-v5, seed 004 (labml): Nature CNN, dueling 512->256->V/A, double Q, PER 2^14 alpha 0.6 "
+        "beta 0.4->1, 8 envs x 4 steps per update with 8 epochs of batch 32 (target every 250 updates = "
+        "2000 gradient steps), eps 1->0.1 (25k updates = 800k steps)->0.01 (half of training), Adam 2.5e-4, "
+        "grad norm 0.5, Huber, learning from a full buffer; episodic life, clipped rewards. 10M steps "
+        "(seed: 1M updates = 32M steps; its eps points are taken in steps). Greedy eval at eps 0.05 "
+        "(Nature DQN's), since a policy that never presses FIRE would stall a game until its time limit"
+    ),
+    "atlantis": (
+        "Atlantis-v5, seed 001's agent: double DQN + PER (alpha 0.5, beta 0.4->1) + dueling (separate 512 "
+        "streams on the Nature CNN features), buffer 1M (about 7.1 GB with the frame replay), batch 64, "
+        "1 update per 4 steps (4 envs), exponential eps 1->0.01 over 1M steps, 10M steps. Changed from the "
+        "seed: a target network copied every 2500 updates (the seed syncs it every update, which makes "
+        "double Q a no-op), Adam 1e-4 (the seed's 1e-3 is tuned for LunarLander's MLP), Huber with grad "
+        "norm 10, learning from 50k steps, episodic life and clipped rewards, beta linear rather than "
+        "1-exp(-0.01 episode), the Nature CNN's 3x3 last conv (seed 2x2); greedy eval at eps 0.05"
     ),
 }
 
@@ -251,8 +299,11 @@ def validate(cfg: Config) -> Config:
                  "epsilon_boundaries", "must be increasing steps >= 0", cfg.epsilon_boundaries)
         _require(all(0 <= v <= 1 for v in cfg.epsilon_values), "epsilon_values",
                  "must all be in [0, 1]", cfg.epsilon_values)
-    _require(len(cfg.hidden_sizes) >= 1 and all(h > 0 for h in cfg.hidden_sizes), "hidden_sizes",
-             "must be one or more widths > 0", cfg.hidden_sizes)
+    if cfg.torso == "nature_cnn":
+        _require(all(h > 0 for h in cfg.hidden_sizes), "hidden_sizes", "must be widths > 0", cfg.hidden_sizes)
+    else:
+        _require(len(cfg.hidden_sizes) >= 1 and all(h > 0 for h in cfg.hidden_sizes), "hidden_sizes",
+                 "must be one or more widths > 0", cfg.hidden_sizes)
     _require(cfg.dueling_hidden >= 0, "dueling_hidden", "must be >= 0", cfg.dueling_hidden)
     _require(0 < cfg.tabular_alpha <= 1, "tabular_alpha", "must be in (0, 1]", cfg.tabular_alpha)
     if cfg.tabular_alpha_end is not None:
@@ -277,7 +328,20 @@ def validate(cfg: Config) -> Config:
     _require(not cfg.stop_when_solved or cfg.solved_return is not None, "stop_when_solved",
              "needs solved_return to be set", cfg.stop_when_solved)
     validate_env(cfg.env_id, cfg.agent)
+    if cfg.agent == "dqn" and _stores_frames(cfg.env_id):
+        slots = cfg.buffer_size // cfg.num_envs
+        _require(cfg.buffer_size % cfg.num_envs == 0 and slots >= 8, "buffer_size",
+                 f"must be a multiple of num_envs ({cfg.num_envs}) with at least 8 per environment for "
+                 f"{cfg.env_id} (its replay keeps one frame ring per environment)", cfg.buffer_size)
     return cfg
+
+
+def _stores_frames(env_id: str) -> bool:
+    from jaxdqn.envs import env_info
+    from jaxdqn.replay import is_frame_stack
+
+    info = env_info(env_id)
+    return is_frame_stack(info.obs_shape, info.obs_dtype)
 
 
 def validate_env(env_id: str, agent: str = "dqn") -> None:

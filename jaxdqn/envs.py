@@ -201,7 +201,7 @@ def replay_actions(env_step, handle, reset_obs, actions: np.ndarray):
     def scan(handle, obs, actions):
         def one(carry, row):
             handle, _ = carry
-            handle, (obs, _reward, _terminated, _truncated) = env_step(handle, row.astype(np.int32))
+            handle, (obs, *_rest) = env_step(handle, row.astype(np.int32))  # 4 or 5 outputs (GameSignal)
             return (handle, obs), None
 
         (handle, obs), _ = jax.lax.scan(one, (handle, obs), actions)

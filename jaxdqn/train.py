@@ -130,9 +130,11 @@ def make_train(cfg) -> Trainer:
     """Build the EnvPool and the pure functions of a compiled training run for `cfg` (validated)."""
     info = env_info(cfg.env_id)
     num_seeds, num_envs = cfg.num_seeds, cfg.num_envs
-    env, reset_obs = make_pool(cfg.env_id, num_seeds * num_envs, cfg.seed, cfg.env_threads)
-    handle, env_step = make_xla_step(env)
-    parts = LearnerParts(make_network(cfg, info.num_actions), make_optimizer(cfg), make_replay(cfg))
+    env, reset_obs = make_pool(cfg.env_id, num_seeds * num_envs, cfg.seed, cfg.env_threads,
+                               episodic_life=cfg.episodic_life, reward_clip=cfg.reward_clip)
+    handle, env_step = make_xla_step(env, game_signal=True)
+    parts = LearnerParts(make_network(cfg, info.num_actions), make_optimizer(cfg),
+                         make_replay(cfg, info.obs_shape, info.obs_dtype))
     train_step = make_train_step(cfg, parts)
     epsilon_at = make_epsilon_schedule(cfg)
     iters_per_period, updates_per_period = config_lib.periods(cfg)
@@ -151,6 +153,7 @@ def make_train(cfg) -> Trainer:
         return LoopState(agents, handle, first_obs, jnp.zeros((num_seeds, num_envs), jnp.bool_),
                          init_episode_stats(num_seeds, num_envs), jnp.zeros((), jnp.int32))
 
+    # Reported episodes are whole games with raw rewards (`GameSignal`), not the clipped training signal.
     record_episodes = functools.partial(update_episode_stats, solved_return=cfg.solved_return)
 
     def act_and_store(carry, _):
@@ -163,15 +166,16 @@ def make_train(cfg) -> Trainer:
         pool_actions = actions.reshape(num_seeds * num_envs)
         action_log = action_log.at[state.iteration - first_iteration].set(pool_actions.astype(log_dtype),
                                                                           mode="drop")
-        handle, (next_obs, reward, terminated, truncated) = env_step(state.env_handle, pool_actions)
+        handle, (next_obs, reward, terminated, truncated, game) = env_step(state.env_handle, pool_actions)
         shape_sn = (num_seeds, num_envs)
         next_obs = next_obs.reshape(*shape_sn, *info.obs_shape)
-        reward, terminated, truncated = (x.reshape(shape_sn) for x in (reward, terminated, truncated))
+        reward, terminated, truncated, game_reward, game_over = (
+            x.reshape(shape_sn) for x in (reward, terminated, truncated, game.reward, game.over))
         valid = ~state.done
         transitions = Transition(state.obs, actions, reward, next_obs, terminated)
         replay = jax.vmap(parts.replay.add)(state.agents.replay, transitions, valid)
         done = (terminated | truncated) & valid
-        stats = record_episodes(state.stats, reward, valid, done, env_steps + num_envs)
+        stats = record_episodes(state.stats, game_reward, valid, game_over & valid, env_steps + num_envs)
         agents = state.agents._replace(replay=replay)
         return (LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), action_log,
                 first_iteration), None
@@ -236,7 +240,8 @@ def make_greedy_policy(cfg, network) -> Callable:
 def evaluate_params(cfg, params, episodes: int, seed: int) -> np.ndarray:
     """Greedy returns of `episodes` episodes per seed, shape (S, episodes); params have a seed axis.
 
-    Each of S x episodes environments plays one full episode; runs on the host, outside the budget.
+    Each of S x episodes environments plays one full episode (for Atari a whole game, all lives,
+    unclipped rewards); runs on the host, outside the budget.
     """
     info = env_info(cfg.env_id)
     num_seeds = jax.tree.leaves(params)[0].shape[0]

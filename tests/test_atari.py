@@ -100,3 +100,44 @@ def test_frame_replay_bytes_per_transition():
         total = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
         print(f"frame replay, prioritized={prioritized}: {total / capacity:.1f} bytes per transition")
         assert total / capacity <= 7300
+
+
+# The installed console script: next to this interpreter (a virtual environment) or on PATH.
+JAXDQN = str(Path(sys.executable).with_name("jaxdqn")) if Path(sys.executable).with_name("jaxdqn").exists() \
+    else shutil.which("jaxdqn")
+
+
+def _returns_in_window(metrics_lines):
+    last = json.loads(metrics_lines[-1])
+    return last["episodes"][0], last["return_mean_100"][0]
+
+
+@pytest.mark.parametrize("preset,extra", [
+    # 1 update per step: learning starts 8 steps before the end; 2 seeds (agent vmapped over seeds).
+    ("pong", ["--learning-starts", "2040", "--num-seeds", "2"]),
+    # 8 envs x 4 steps then 8 updates: one training period.
+    ("breakout", ["--learning-starts", "2016"]),
+    # 1 env so that whole games (about 850+ steps with random play) end within the run.
+    ("atlantis", ["--learning-starts", "2016", "--num-envs", "1"]),
+])
+def test_atari_preset_runs_as_a_user_runs_it(tmp_path, preset, extra):
+    """`jaxdqn train --preset NAME` for 2048 steps with 8 updates; the reported training returns are
+    whole games with raw (unclipped) rewards, although training uses episodic life and clipping."""
+    out = tmp_path / preset
+    result = subprocess.run([JAXDQN, "train", "--preset", preset, "--total-steps", "2048", "--buffer-size", "2048",
+                             "--eval-episodes", "1", *extra, "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 2048 and summary["updates"] == 8
+    episodes, mean_return = _returns_in_window((out / "metrics.jsonl").read_text().splitlines())
+    print(f"{preset}: {episodes} games, mean return {mean_return}, eval {summary['eval_return_mean']}, "
+          f"{summary['sps']:.0f} SPS")
+    assert episodes >= 1, "no whole game ended"
+    if preset == "pong":  # a whole game: one side reaches 21 points
+        assert -21 <= mean_return <= 21 and mean_return * episodes == round(mean_return * episodes)
+    if preset == "breakout":  # games, not lives: a random Breakout life lasts about 35 steps, a game about 180
+        assert episodes <= 2048 / 100, episodes
+    if preset == "atlantis":  # raw rewards are 100s; clipped sums of a random game are a few dozen
+        assert mean_return >= 1000 and mean_return % 100 == 0, mean_return
+        assert summary["eval_return_mean"][0] % 100 == 0
