@@ -141,3 +141,14 @@ def test_atari_preset_runs_as_a_user_runs_it(tmp_path, preset, extra):
     if preset == "atlantis":  # raw rewards are 100s; clipped sums of a random game are a few dozen
         assert mean_return >= 1000 and mean_return % 100 == 0, mean_return
         assert summary["eval_return_mean"][0] % 100 == 0
+
+
+def test_atari_buffer_that_does_not_split_into_env_rings_is_one_clear_error(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([JAXDQN, "train", "--preset", "breakout", "--buffer-size", "1001", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "jaxdqn: error: buffer_size: must be a multiple of num_envs (8) with at least 8 per environment for "
+        "Breakout-v5 (its replay keeps one frame ring per environment) (got 1001)"]
+    assert not out.exists()

@@ -57,7 +57,7 @@ def test_presets_are_valid_and_round_trip():
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'nope'; allowed: cartpole"):
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; allowed: .*cartpole"):
         get_preset("nope")
 
 
