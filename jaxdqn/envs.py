@@ -118,9 +118,8 @@ def make_xla_step(env, game_signal: bool = False):
     life and reward clipping reports the raw reward in info["reward"] and the real game over in
     info["terminated"]; `GameSignal` carries those.
     """
-    import gymnasium
-
-    if isinstance(env, gymnasium.vector.VectorEnv):
+    # EnvPool's pools pass isinstance(env, gymnasium.vector.VectorEnv) too; only they have `xla`.
+    if not hasattr(env, "xla"):
         return make_gymnasium_step(env, game_signal)
     handle, _recv, _send, xla_step = env.xla()
 
