@@ -3,12 +3,16 @@
 Suites:
 - cartpole: the `cartpole` preset at 1 and 10 environments, 1 and 4 seeds;
 - lunarlander: the `lunarlander` and `lunarlander-per` presets: wall time, SPS, step at which the
-  100-episode mean first reached 200, greedy evaluation.
+  100-episode mean first reached 200, greedy evaluation;
+- atari: the `breakout` preset (its 2^14 prioritized replay, 8 envs, 1 update of batch 32 per 4 agent
+  steps) filled to learning_starts and then trained for 4096 steps; `learning_sps` is the median SPS of
+  the log chunks that lie wholly after learning starts (the issue-4 figure; the host-loop CleanRL DQN
+  runs about 100 SPS on the 2-core CPU).
 
 Compile time is measured cold (a fresh process per case); figures come from the run's summary.json.
 Usage:
 
-    python benchmarks/presets.py --suite cartpole|lunarlander [--out benchmarks/results]
+    python benchmarks/presets.py --suite cartpole|lunarlander|atari [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -34,7 +38,19 @@ SUITES = {
         "lunarlander": ["--preset", "lunarlander"],
         "lunarlander-per": ["--preset", "lunarlander-per"],
     },
+    "atari": {
+        "breakout-learning": ["--preset", "breakout", "--learning-starts", "16384", "--total-steps", "20480",
+                              "--log-interval", "512", "--eval-episodes", "1", "--checkpoint-interval", "0"],
+    },
 }
+
+
+def learning_phase_sps(run_dir: Path) -> float | None:
+    """Median SPS over the log chunks that start at or after learning_starts (None if there are none)."""
+    learning_starts = json.loads((run_dir / "config.json").read_text())["learning_starts"]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    sps = sorted(r["sps"] for before, r in zip(records, records[1:]) if before["env_steps"] >= learning_starts)
+    return sps[len(sps) // 2] if sps else None
 
 
 def jaxdqn_command() -> str:
@@ -49,9 +65,10 @@ def run_case(args: list[str], workdir: Path) -> dict:
     command = [jaxdqn_command(), "train", *args, "--out", str(out)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     summary = json.loads((out / "summary.json").read_text())
+    summary["learning_sps"] = learning_phase_sps(out)
     shutil.rmtree(out)
     keys = ("env_steps", "updates", "wall_seconds", "compile_seconds", "sps", "updates_per_second",
-            "eval_return_mean", "return_mean_100", "solved_step", "num_envs", "num_seeds")
+            "eval_return_mean", "return_mean_100", "solved_step", "num_envs", "num_seeds", "learning_sps")
     return {"command": " ".join(["jaxdqn", *command[1:-2]]), **{k: summary[k] for k in keys}}
 
 
@@ -70,7 +87,7 @@ def main() -> None:
             results[name] = run_case(case_args, Path(tmp))
             r = results[name]
             print(f"{name:>15}: wall {r['wall_seconds']:6.1f} s (compile {r['compile_seconds']:4.1f} s), "
-                  f"{r['sps']:8.0f} SPS, {r['updates_per_second']:6.0f} updates/s, solved at {r['solved_step']}, "
+                  f"{r['sps']:8.0f} SPS (learning phase {r['learning_sps']}), {r['updates_per_second']:6.0f} updates/s, solved at {r['solved_step']}, "
                   f"eval {r['eval_return_mean']}", flush=True)
     if "10env-1seed" in results and "10env-4seeds" in results:
         ratio = results["10env-4seeds"]["wall_seconds"] / results["10env-1seed"]["wall_seconds"]
