@@ -66,20 +66,30 @@ def env_info(env_id: str) -> EnvInfo:
     return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), int(action_space.n), max_episode_steps)
 
 
-def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0):
+def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0, render_mode: str | None = None):
     """A synchronous EnvPool (Gymnasium API) of `num_envs` environments, already reset.
 
     Environment i is seeded with seed + i. Reset happens here because stepping through `env.xla()`
     inside jit after an `async_reset()` hangs. An id EnvPool lacks gives a Gymnasium vector environment.
+    `render_mode="rgb_array"` enables rendering (see `render_first_env`).
     """
     if not is_envpool_env(env_id):
-        return make_gymnasium_pool(env_id, num_envs, seed)
+        return make_gymnasium_pool(env_id, num_envs, seed, render_mode)
     envpool = _quiet_envpool()
     threads = num_threads or min(num_envs, os.cpu_count() or 1)
     env = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
-                       seed=seed, num_threads=threads)
+                       seed=seed, num_threads=threads, render_mode=render_mode)
     obs, _ = env.reset()
     return env, obs
+
+
+def render_first_env(env) -> np.ndarray:
+    """The RGB frame (H, W, 3) of environment 0 of a pool made with `render_mode="rgb_array"`."""
+    import gymnasium
+
+    if isinstance(env, gymnasium.vector.VectorEnv):
+        return np.asarray(env.envs[0].render())
+    return env.render(env_ids=[0])[0]
 
 
 def make_xla_step(env):
@@ -108,7 +118,7 @@ def _host_dtype(dtype) -> np.dtype:
     return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
 
 
-def make_gymnasium_pool(env_id: str, num_envs: int, seed: int):
+def make_gymnasium_pool(env_id: str, num_envs: int, seed: int, render_mode: str | None = None):
     """A Gymnasium `SyncVectorEnv` of `num_envs` copies of `env_id`, reset with seeds seed + i.
 
     Its autoreset mode is NEXT_STEP, like EnvPool's: the step after an episode ends returns the reset
@@ -116,7 +126,8 @@ def make_gymnasium_pool(env_id: str, num_envs: int, seed: int):
     """
     import gymnasium
 
-    env = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id) for _ in range(num_envs)],
+    env = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id, render_mode=render_mode)
+                                          for _ in range(num_envs)],
                                          autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP)
     obs, _ = env.reset(seed=[seed + i for i in range(num_envs)])
     return env, obs.astype(_host_dtype(obs.dtype))
