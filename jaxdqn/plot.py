@@ -88,8 +88,11 @@ def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 def seed_band(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Curves (x_i, y_i) of several seeds on the x range they share: (grid, mean, std) across seeds."""
-    low, high = max(x[0] for x in xs), min(x[-1] for x in xs)
-    grid = np.linspace(low, high, _GRID_POINTS) if high > low else np.array([low])
+    if all(np.array_equal(x, xs[0]) for x in xs):  # e.g. metrics logged at the same steps by every seed
+        grid = np.asarray(xs[0])
+    else:
+        low, high = max(x[0] for x in xs), min(x[-1] for x in xs)
+        grid = np.linspace(low, high, _GRID_POINTS) if high > low else np.array([low])
     curves = np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys)])
     return grid, curves.mean(axis=0), curves.std(axis=0)
 
