@@ -225,7 +225,7 @@ def evaluate_command(argv: list[str]) -> int:
         return _fail(str(error))
     import dataclasses
 
-    from jaxdqn.evaluate import evaluate_policy, format_returns
+    from jaxdqn.evaluate import EvaluationError, evaluate_policy, format_returns
     from jaxdqn.train import EVAL_SEED_OFFSET
 
     if args.epsilon is not None:
@@ -234,7 +234,10 @@ def evaluate_command(argv: list[str]) -> int:
     seed = args.seed if args.seed is not None else cfg.seed + EVAL_SEED_OFFSET
     print(f"jaxdqn evaluate: {run_dir}, {cfg.env_id}, {episodes} episode(s) per seed, "
           f"epsilon {cfg.eval_epsilon}, seed {seed}", flush=True)
-    result = evaluate_policy(cfg, params, episodes, seed, video)
+    try:
+        result = evaluate_policy(cfg, params, episodes, seed, video)
+    except EvaluationError as error:
+        return _fail(str(error))
     for line in format_returns(result):
         print(line)
     if video is not None:

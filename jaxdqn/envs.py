@@ -87,7 +87,7 @@ def render_first_env(env) -> np.ndarray:
     """The RGB frame (H, W, 3) of environment 0 of a pool made with `render_mode="rgb_array"`."""
     import gymnasium
 
-    if isinstance(env, gymnasium.vector.VectorEnv):
+    if isinstance(env, gymnasium.vector.SyncVectorEnv):  # the fallback pool; EnvPool's are VectorEnvs too
         return np.asarray(env.envs[0].render())
     return env.render(env_ids=[0])[0]
 

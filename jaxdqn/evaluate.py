@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdqn.envs import env_info, make_pool
+from jaxdqn.envs import env_info, make_pool, render_first_env
 from jaxdqn.exploration import epsilon_greedy
 from jaxdqn.networks import make_network
 
@@ -99,9 +99,10 @@ def evaluate_policy(cfg, params, episodes: int, seed: int, video_path: str | os.
     """Play `episodes` episodes per seed with the greedy policy of `params` (leading seed axis).
 
     Environment i of the evaluation pool is seeded `seed + i`. With `video_path` (.mp4 or .gif), the
-    first episode of seed 0 is recorded from EnvPool's own render (the raw frame, e.g. the full-colour
-    Atari screen): one frame after reset plus one per step, so an mp4 has length + 1 frames (a gif can
-    have fewer: identical consecutive frames are merged, keeping the timing).
+    first episode of seed 0 is recorded from the environment's own render (EnvPool's raw frame, e.g. the
+    full-colour Atari screen): one frame after reset plus one per step, so an mp4 has length + 1 frames
+    (a gif can have fewer: identical consecutive frames are merged, keeping the timing). An environment
+    that cannot render raises EvaluationError before any file is written.
     """
     if episodes < 1:
         raise EvaluationError(f"episodes: must be an integer > 0 (got {episodes!r})")
@@ -119,8 +120,12 @@ def evaluate_policy(cfg, params, episodes: int, seed: int, video_path: str | os.
     writer = None
     try:
         if video is not None:
+            try:
+                first_frame = render_first_env(env)
+            except (RuntimeError, NotImplementedError, ImportError) as error:  # before any file is written
+                raise EvaluationError(f"--video: {cfg.env_id} cannot be rendered ({error})") from None
             writer = _VideoWriter(video, VIDEO_FPS)
-            writer.append(env.render(env_ids=[0])[0])
+            writer.append(first_frame)
         while not finished.all():
             key, act_key = jax.random.split(key)
             actions = policy(params, jnp.asarray(obs).reshape(num_seeds, episodes, *info.obs_shape), act_key)
@@ -129,7 +134,7 @@ def evaluate_policy(cfg, params, episodes: int, seed: int, video_path: str | os.
             lengths += ~finished
             if writer is not None and not finished[0]:
                 # EnvPool resets on the step after an episode ends, so this still shows its last state.
-                writer.append(env.render(env_ids=[0])[0])
+                writer.append(render_first_env(env))
             finished |= terminated | truncated
     finally:
         if writer is not None:

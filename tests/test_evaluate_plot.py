@@ -39,6 +39,7 @@ class Trained(NamedTuple):
     params: object  # leading seed axis
     state: object
     metrics: object  # of the last chunk, run for far more periods than a chunk is sized for
+    log_capacity: int
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,10 @@ def trained():
     trainer = make_train(cfg)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed))
     run = jax.jit(trainer.run_chunk)
-    state, metrics = jax.block_until_ready(run(state, jnp.int32(100 * periods_per_chunk(cfg))))
+    chunk_periods = periods_per_chunk(cfg, trainer.iters_per_period)
+    state, metrics = jax.block_until_ready(run(state, jnp.int32(100 * chunk_periods)))
     trainer.env.close()  # only once the chunk, which steps the pool, has finished
-    return Trained(cfg, state.agents.params, state, metrics)
+    return Trained(cfg, state.agents.params, state, metrics, episode_log_capacity(cfg, trainer.iters_per_period))
 
 
 def test_episodes_csv_holds_every_training_episode(two_runs):
@@ -71,7 +73,7 @@ def test_episodes_csv_holds_every_training_episode(two_runs):
 
 
 def test_episode_log_keeps_the_newest_when_a_chunk_runs_past_its_capacity(trained):
-    state, metrics, capacity = trained.state, trained.metrics, episode_log_capacity(trained.cfg)
+    state, metrics, capacity = trained.state, trained.metrics, trained.log_capacity
     counts = np.asarray(metrics.finished.count)
     np.testing.assert_array_equal(counts, state.stats.episodes)
     assert (counts > capacity).all()
@@ -201,3 +203,17 @@ def test_evaluate_policy_rejects_zero_episodes(trained):
     cfg, params = trained.cfg, trained.params
     with pytest.raises(EvaluationError, match="episodes: must be an integer > 0"):
         evaluate_policy(dataclasses.replace(cfg), params, 0, seed=0)
+
+
+def test_video_of_an_environment_without_render_is_refused_before_writing(tmp_path):
+    from jaxdqn.config import get_preset
+    from jaxdqn.tabular import make_tabular_train
+
+    cfg = dataclasses.replace(get_preset("frozenlake"), num_seeds=1)  # EnvPool's FrozenLake has no render
+    trainer = make_tabular_train(cfg)
+    params = jax.jit(trainer.init)(jax.random.PRNGKey(0)).agents.params
+    trainer.env.close()
+    with pytest.raises(EvaluationError, match="FrozenLake-v1 cannot be rendered"):
+        evaluate_policy(cfg, params, 2, seed=0, video_path=tmp_path / "episode.gif")
+    assert not list(tmp_path.iterdir())
+    assert evaluate_policy(cfg, params, 2, seed=0).returns.shape == (1, 2)
