@@ -15,7 +15,7 @@ import pytest
 from jaxdqn.config import Config
 from jaxdqn.evaluate import EvaluationError, evaluate_policy
 from jaxdqn.plot import draw_runs, load_run, rolling_mean
-from jaxdqn.train import EPISODES_HEADER, episode_log_capacity, make_train, periods_per_chunk, write_episode_rows
+from jaxdqn.train import EPISODES_HEADER, episode_log_capacity, log_chunk_periods, make_train, write_episode_rows
 from tests.test_cli import jaxdqn
 
 SHORT_RUN = ["--total-steps", "5000", "--learning-starts", "1000", "--log-interval", "1000",
@@ -50,7 +50,7 @@ def trained():
     trainer = make_train(cfg)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed))
     run = jax.jit(trainer.run_chunk)
-    chunk_periods = periods_per_chunk(cfg, trainer.iters_per_period)
+    chunk_periods = log_chunk_periods(cfg)
     state, metrics = jax.block_until_ready(run(state, jnp.int32(100 * chunk_periods)))
     trainer.env.close()  # only once the chunk, which steps the pool, has finished
     return Trained(cfg, state.agents.params, state, metrics, episode_log_capacity(cfg, trainer.iters_per_period))
@@ -83,6 +83,23 @@ def test_episode_log_keeps_the_newest_when_a_chunk_runs_past_its_capacity(traine
     newest = rows[rows[:, 0] == 0][-min(capacity, 100):, 2]
     recent = np.roll(np.asarray(state.stats.recent_returns[0]), -int(state.stats.recent_position[0]))
     np.testing.assert_array_equal(newest, recent[-len(newest):])
+
+
+def test_resumed_run_logs_the_same_episodes_as_an_uninterrupted_one(two_runs, tmp_path):
+    run = tmp_path / "resumed"
+    half = [*SHORT_RUN, "--num-seeds", "2", "--seed", "0", "--out", str(run)]
+    half[half.index("--total-steps") + 1] = "2500"
+    assert jaxdqn("train", *half).returncode == 0
+    with open(run / "episodes.csv", "a") as file:  # as if killed after logging a chunk it never checkpointed
+        file.write("0,4000,1,1\n1,2600,7,7\n0,26")
+    result = jaxdqn("train", "--resume", str(run), "--total-steps", "5000")
+    assert result.returncode == 0, result.stderr
+
+    def rows(path):  # by seed, then step (chunk boundaries change how seeds interleave in the file)
+        table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        return table[np.lexsort((table[:, 1], table[:, 0]))]
+
+    np.testing.assert_array_equal(rows(run / "episodes.csv"), rows(two_runs[0] / "episodes.csv"))
 
 
 def test_plot_writes_a_png_from_two_real_runs(two_runs, tmp_path):
@@ -184,8 +201,8 @@ def test_evaluate_bad_input_is_one_line_and_changes_nothing(two_runs, tmp_path, 
     assert not list(tmp_path.rglob("episode*"))
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # imageio reads the mp4 through an ffmpeg subprocess
 def test_evaluate_command_on_a_saved_run(two_runs, tmp_path):
-    pytest.importorskip("jaxdqn.checkpoint", reason="checkpoints (jaxdqn.checkpoint.restore_params) not merged")
     run = two_runs[0]
     video = tmp_path / "episode.mp4"
     result = jaxdqn("evaluate", str(run), "--video", str(video))
