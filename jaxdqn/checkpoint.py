@@ -238,7 +238,7 @@ def restore_state(checkpoint: Checkpoint, template, with_replay: bool):
 def restore_params(run_dir) -> tuple[Any, Any]:
     """Return (Config, online params) of a run's newest complete checkpoint, for evaluation.
 
-    The params carry a leading seed axis (one entry per seed), as `evaluate_params` expects. Raises
+    The params carry a leading seed axis (one entry per seed), as `evaluate.evaluate_policy` expects. Raises
     CheckpointError if the run has no readable checkpoint.
     """
     run_dir = Path(run_dir)

@@ -1,4 +1,4 @@
-"""The `jaxdqn` command: `train` and `presets`."""
+"""The `jaxdqn` command: `train`, `evaluate`, `plot`, `presets` and `bench`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
              [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field;
              continue a stopped run: jaxdqn train --resume DIR [--total-steps N]
+  evaluate   play a saved run's greedy policy: jaxdqn evaluate DIR [--episodes N] [--video FILE.mp4|.gif]
+             [--seed S] [--epsilon E]; prints mean ± std return per seed and overall
+  plot       training curves of runs: jaxdqn plot DIR [DIR ...] --out FILE.png [--window N]
   presets    list the presets, one line each
   bench      measure throughput: jaxdqn bench [--tiny] [--out DIR];
              jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR]
@@ -42,6 +45,13 @@ class CliError(Exception):
 def _fail(message: str) -> int:
     print(f"jaxdqn: error: {message}", file=sys.stderr)
     return 2
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as a CliError (one line) instead of usage plus exit."""
+
+    def error(self, message):
+        raise CliError(f"{self.prog}: {message}")
 
 
 def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -166,6 +176,97 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
+def _restore_params(run_dir: Path):
+    """(Config, params with a seed axis) of the run's latest checkpoint, via jaxdqn.checkpoint."""
+    try:
+        from jaxdqn.checkpoint import restore_params
+    except ImportError:
+        raise CliError("evaluate: this build cannot load checkpoints yet "
+                       "(jaxdqn.checkpoint.restore_params is missing)") from None
+    import jaxdqn.checkpoint as checkpoint
+
+    errors = (OSError, ValueError, getattr(checkpoint, "CheckpointError", OSError))
+    try:
+        return restore_params(run_dir)
+    except errors as error:
+        raise CliError(f"{run_dir}: cannot load a checkpoint: {error}") from None
+
+
+def evaluate_command(argv: list[str]) -> int:
+    """`jaxdqn evaluate`: load a run's latest checkpoint and print the greedy policy's returns."""
+    parser = _OneLineParser(prog="jaxdqn evaluate",
+                            description="Play the greedy policy of a saved run and print mean ± std return.")
+    parser.add_argument("run_dir", metavar="DIR", help="run directory written by `jaxdqn train`")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes per seed (default: the run's eval_episodes)")
+    parser.add_argument("--video", default=None, metavar="PATH",
+                        help="record seed 0's first episode to PATH (.mp4 or .gif) from the environment's render")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the evaluation environments (default: the one used at the end of training)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="epsilon of the evaluation policy, in [0, 1] (default: the run's eval_epsilon)")
+    try:
+        args = parser.parse_args(argv)
+        if args.episodes is not None and args.episodes < 1:
+            raise CliError(f"--episodes: must be an integer > 0 (got {args.episodes})")
+        if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
+            raise CliError(f"--epsilon: must be in [0, 1] (got {args.epsilon})")
+        run_dir = Path(args.run_dir)
+        if not run_dir.is_dir():
+            raise CliError(f"{run_dir}: no such run directory")
+        from jaxdqn.evaluate import EvaluationError, check_video_path
+
+        try:
+            video = check_video_path(args.video) if args.video is not None else None
+        except EvaluationError as error:
+            raise CliError(str(error)) from None
+        cfg, params = _restore_params(run_dir)
+    except CliError as error:
+        return _fail(str(error))
+    import dataclasses
+
+    from jaxdqn.evaluate import EvaluationError, evaluate_policy, format_returns
+    from jaxdqn.train import EVAL_SEED_OFFSET
+
+    if args.epsilon is not None:
+        cfg = dataclasses.replace(cfg, eval_epsilon=args.epsilon)
+    episodes = args.episodes if args.episodes is not None else cfg.eval_episodes
+    seed = args.seed if args.seed is not None else cfg.seed + EVAL_SEED_OFFSET
+    print(f"jaxdqn evaluate: {run_dir}, {cfg.env_id}, {episodes} episode(s) per seed, "
+          f"epsilon {cfg.eval_epsilon}, seed {seed}", flush=True)
+    try:
+        result = evaluate_policy(cfg, params, episodes, seed, video)
+    except EvaluationError as error:
+        return _fail(str(error))
+    for line in format_returns(result):
+        print(line)
+    if video is not None:
+        print(f"video: {video} ({result.video_frames} frames: reset + {int(result.lengths[0, 0])} steps of "
+              f"seed 0's first episode, return {result.returns[0, 0]:.2f})")
+    return 0
+
+
+def plot_command(argv: list[str]) -> int:
+    """`jaxdqn plot`: draw the training curves of one or more run directories into one image."""
+    from jaxdqn.plot import PLOT_EXTENSIONS, ROLLING_WINDOW, PlotError, plot_runs
+
+    parser = _OneLineParser(prog="jaxdqn plot", description=(
+        "Episode return with its rolling mean (mean ± std across seeds), TD loss, epsilon and a kernel "
+        "density of episode returns, one colour per run (labelled by directory name)."))
+    parser.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories written by `jaxdqn train`")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help=f"image to write ({', '.join(PLOT_EXTENSIONS)})")
+    parser.add_argument("--window", type=int, default=ROLLING_WINDOW,
+                        help=f"episodes in the rolling mean (default {ROLLING_WINDOW})")
+    try:
+        args = parser.parse_args(argv)
+        out = plot_runs(args.run_dirs, args.out, args.window)
+    except (CliError, PlotError) as error:
+        return _fail(str(error))
+    print(f"wrote {out}")
+    return 0
+
+
 def presets_command(argv: list[str]) -> int:
     """`jaxdqn presets`: one line per preset."""
     if argv:
@@ -205,7 +306,8 @@ def bench_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "presets": presets_command, "bench": bench_command}
+COMMANDS = {"train": train_command, "evaluate": evaluate_command, "plot": plot_command,
+            "presets": presets_command, "bench": bench_command}
 
 
 def main(argv: list[str] | None = None) -> int:

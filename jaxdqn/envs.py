@@ -79,7 +79,7 @@ def is_atari(env_id: str) -> bool:
 
 
 def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0, episodic_life: bool = False,
-              reward_clip: bool = False):
+              reward_clip: bool = False, render_mode: str | None = None):
     """A synchronous EnvPool (Gymnasium API) of `num_envs` environments, already reset.
 
     Environment i is seeded with seed + i. Reset happens here because stepping through `env.xla()`
@@ -87,18 +87,28 @@ def make_pool(env_id: str, num_envs: int, seed: int, num_threads: int = 0, episo
     Atari tasks get `ATARI_PREPROCESSING`; for training, `episodic_life` ends an episode at every lost
     life and `reward_clip` clips rewards to their sign (EnvPool still reports the raw reward and the
     real game over in its info, see `make_xla_step`). Both are ignored for other tasks.
+    `render_mode="rgb_array"` enables rendering (see `render_first_env`).
     """
     if not is_envpool_env(env_id):
-        return make_gymnasium_pool(env_id, num_envs, seed)
+        return make_gymnasium_pool(env_id, num_envs, seed, render_mode)
     envpool = _quiet_envpool()
     threads = num_threads or min(num_envs, os.cpu_count() or 1)
     options = {}
     if is_atari(env_id):
         options = dict(ATARI_PREPROCESSING, episodic_life=episodic_life, reward_clip=reward_clip)
     env = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
-                       seed=seed, num_threads=threads, **options)
+                       seed=seed, num_threads=threads, render_mode=render_mode, **options)
     obs, _ = env.reset()
     return env, obs
+
+
+def render_first_env(env) -> np.ndarray:
+    """The RGB frame (H, W, 3) of environment 0 of a pool made with `render_mode="rgb_array"`."""
+    import gymnasium
+
+    if isinstance(env, gymnasium.vector.SyncVectorEnv):  # the fallback pool; EnvPool's are VectorEnvs too
+        return np.asarray(env.envs[0].render())
+    return env.render(env_ids=[0])[0]
 
 
 class GameSignal(NamedTuple):
@@ -141,7 +151,7 @@ def _host_dtype(dtype) -> np.dtype:
     return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
 
 
-def make_gymnasium_pool(env_id: str, num_envs: int, seed: int):
+def make_gymnasium_pool(env_id: str, num_envs: int, seed: int, render_mode: str | None = None):
     """A Gymnasium `SyncVectorEnv` of `num_envs` copies of `env_id`, reset with seeds seed + i.
 
     Its autoreset mode is NEXT_STEP, like EnvPool's: the step after an episode ends returns the reset
@@ -149,7 +159,8 @@ def make_gymnasium_pool(env_id: str, num_envs: int, seed: int):
     """
     import gymnasium
 
-    env = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id) for _ in range(num_envs)],
+    env = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id, render_mode=render_mode)
+                                          for _ in range(num_envs)],
                                          autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP)
     obs, _ = env.reset(seed=[seed + i for i in range(num_envs)])
     return env, obs.astype(_host_dtype(obs.dtype))

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 from jaxdqn.envs import EnvInfo, env_spaces, make_pool, make_xla_step
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
-from jaxdqn.train import (ChunkMetrics, LoopState, Trainer, action_log_dtype, init_episode_stats, log_chunk_periods,
+from jaxdqn.train import (ChunkMetrics, LoopState, Trainer, action_log_dtype, empty_episode_log, episode_ends,
+                          episode_log_capacity, init_episode_stats, log_chunk_periods, log_episode_ends,
                           update_episode_stats)
 
 
@@ -100,6 +101,7 @@ def make_tabular_train(cfg) -> Trainer:
     learn_all = jax.vmap(functools.partial(sequential_q_learning_updates, gamma=cfg.gamma),
                          in_axes=(0, 0, 0, 0, 0, 0, 0, None))
     record_episodes = functools.partial(update_episode_stats, solved_return=cfg.solved_return)
+    log_capacity = episode_log_capacity(cfg, iters_per_period=1)
 
     def init(key) -> LoopState:
         seed_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_seeds))
@@ -128,20 +130,23 @@ def make_tabular_train(cfg) -> Trainer:
         q_tables, td = learn_all(agents.params, state.obs, actions, reward, terminated, next_obs, learn_mask,
                                  alpha_at(env_steps))
         done = (terminated | truncated) & valid
+        ends = episode_ends(state.stats, reward, valid, done, env_steps + num_envs)
         stats = record_episodes(state.stats, reward, valid, done, env_steps + num_envs)
         agents = TabularAgent(q_tables, agents.key, agents.updates + learn_mask.sum(axis=1, dtype=jnp.int32))
         taken_q = jnp.take_along_axis(q_values, actions[..., None], axis=-1)[..., 0]
         masked_count = jnp.maximum(learn_mask.sum(axis=1), 1)
         metrics = ChunkMetrics(metrics.loss_sum + jnp.where(learning, (td**2).sum(axis=1) / masked_count, 0.0),
                                metrics.q_sum + jnp.where(learning, taken_q.mean(axis=1), 0.0),
-                               metrics.updates + learning.astype(jnp.int32), action_log)
+                               metrics.updates + learning.astype(jnp.int32), action_log,
+                               log_episode_ends(metrics.finished, jax.tree.map(lambda x: x[None], ends)))
         return LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), metrics, first_iteration, \
             learn_after
 
     def run_chunk(state: LoopState, n_periods, learn_after=None):
         zeros = jnp.zeros((num_seeds,), jnp.float32)
         action_log = jnp.zeros((action_log_length, num_seeds * num_envs), log_dtype)
-        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log)
+        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log,
+                               empty_episode_log(num_seeds, log_capacity))
         learn_after = cfg.learning_starts if learn_after is None else learn_after
         state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
                                                  (state, metrics, state.iteration, jnp.asarray(learn_after)))

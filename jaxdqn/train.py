@@ -29,6 +29,7 @@ import numpy as np
 
 from jaxdqn import config as config_lib
 from jaxdqn.envs import GYMNASIUM_NOTE, EnvInfo, env_info, is_envpool_env, make_pool, make_xla_step, replay_actions
+from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
 from jaxdqn.learner import AgentState, LearnerParts, init_agent, make_optimizer, make_train_step
 from jaxdqn.networks import make_network
@@ -36,6 +37,9 @@ from jaxdqn.replay import Transition, make_replay, ring_write
 
 EPISODE_WINDOW = 100
 """Episodes in the rolling mean return (and the 'solved' criterion)."""
+
+EVAL_SEED_OFFSET = 1_000_003
+"""The greedy evaluation after training uses environment seeds from cfg.seed + this, unseen in training."""
 
 
 class EpisodeStats(NamedTuple):
@@ -61,13 +65,29 @@ class LoopState(NamedTuple):
     iteration: chex.Array  # iterations run so far (each is num_envs env steps per seed)
 
 
+class EpisodeLog(NamedTuple):
+    """Per seed, the episodes that finished during one chunk, in order, in a ring of `capacity` slots.
+
+    The capacity (`episode_log_capacity`) holds every episode of a chunk of `log_chunk_periods` periods;
+    `count` above the capacity means the oldest `count - capacity` were overwritten.
+    """
+
+    returns: chex.Array  # (S, capacity)
+    lengths: chex.Array  # (S, capacity)
+    end_steps: chex.Array  # (S, capacity): env steps per seed when the episode ended
+    position: chex.Array  # (S,) next slot to write
+    count: chex.Array  # (S,) episodes finished in the chunk
+
+
 class ChunkMetrics(NamedTuple):
-    """Sums over one chunk, per seed, for the host to average, and the actions sent to the pool."""
+    """Sums over one chunk, per seed, for the host to average, the actions sent to the pool, and the
+    episodes that finished."""
 
     loss_sum: chex.Array
     q_sum: chex.Array
     updates: chex.Array
     actions: chex.Array  # (action_log_length, S * N): row i is the chunk's i-th iteration (see Trainer)
+    finished: EpisodeLog
 
 
 def init_episode_stats(num_seeds: int, num_envs: int) -> EpisodeStats:
@@ -96,6 +116,31 @@ def update_episode_stats(stats: EpisodeStats, reward, valid, done, env_steps, so
         solved_step = jnp.where(solved_now, env_steps, solved_step)
     return EpisodeStats(jnp.where(done, 0.0, running_return), jnp.where(done, 0, running_length),
                         recent, lengths, position, episodes, solved_step)
+
+
+def episode_ends(stats: EpisodeStats, reward, valid, done, env_steps):
+    """(done, return, length, env_steps) of each environment's episode as of this step, before
+    `update_episode_stats` resets the finished ones; arrays are (seeds, envs)."""
+    return (done, stats.running_return + reward * valid, stats.running_length + valid.astype(jnp.int32),
+            jnp.full(done.shape, env_steps, jnp.int32))
+
+
+def empty_episode_log(num_seeds: int, capacity: int) -> EpisodeLog:
+    """An episode log with `capacity` slots per seed and nothing in it."""
+    slots = jnp.zeros((num_seeds, capacity), jnp.float32)
+    counters = jnp.zeros((num_seeds,), jnp.int32)
+    return EpisodeLog(slots, slots.astype(jnp.int32), slots.astype(jnp.int32), counters, counters)
+
+
+def log_episode_ends(log: EpisodeLog, ends) -> EpisodeLog:
+    """Append the finished episodes of `ends` (from `episode_ends`, stacked over iterations: (K, S, N))."""
+    num_seeds, capacity = log.returns.shape
+    # (iterations, S, N) -> (S, iterations * N): per seed, in the order the episodes ended
+    done, returns, lengths, end_steps = (x.swapaxes(0, 1).reshape(num_seeds, -1) for x in ends)
+    write = functools.partial(ring_write, capacity=capacity)
+    storage, position, count = jax.vmap(write)((log.returns, log.lengths, log.end_steps), log.position,
+                                               (returns, lengths, end_steps), done)
+    return EpisodeLog(*storage, position, log.count + count)
 
 
 class Trainer(NamedTuple):
@@ -141,6 +186,7 @@ def make_train(cfg) -> Trainer:
     total_periods = math.ceil(cfg.total_steps / (num_envs * iters_per_period))
     total_env_steps = total_periods * iters_per_period * num_envs
     action_log_length = log_chunk_periods(cfg) * iters_per_period
+    log_capacity = episode_log_capacity(cfg, iters_per_period)
     log_dtype = action_log_dtype(info.num_actions)
     example_obs = jnp.zeros(info.obs_shape, info.obs_dtype)
     example_transition = Transition(example_obs, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32),
@@ -175,10 +221,11 @@ def make_train(cfg) -> Trainer:
         transitions = Transition(state.obs, actions, reward, next_obs, terminated)
         replay = jax.vmap(parts.replay.add)(state.agents.replay, transitions, valid)
         done = (terminated | truncated) & valid
+        ends = episode_ends(state.stats, game_reward, valid, game_over & valid, env_steps + num_envs)
         stats = record_episodes(state.stats, game_reward, valid, game_over & valid, env_steps + num_envs)
         agents = state.agents._replace(replay=replay)
         return (LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), action_log,
-                first_iteration), None
+                first_iteration), ends
 
     def learn(agents: AgentState, progress):
         def one_update(agents, _):
@@ -192,8 +239,9 @@ def make_train(cfg) -> Trainer:
 
     def period(_, carry):
         state, metrics, first_iteration, learn_after = carry
-        (state, action_log, _), _ = jax.lax.scan(act_and_store, (state, metrics.actions, first_iteration), None,
-                                                 length=iters_per_period)
+        (state, action_log, _), ends = jax.lax.scan(act_and_store, (state, metrics.actions, first_iteration),
+                                                    None, length=iters_per_period)
+        finished = log_episode_ends(metrics.finished, ends)
         env_steps = state.iteration * num_envs
         progress = jnp.minimum(env_steps / total_env_steps, 1.0).astype(jnp.float32)
 
@@ -204,13 +252,14 @@ def make_train(cfg) -> Trainer:
         agents, loss_sum, q_sum = jax.lax.cond(env_steps > learn_after, learn, no_update, state.agents, progress)
         learned = (env_steps > learn_after).astype(jnp.int32) * updates_per_period
         metrics = ChunkMetrics(metrics.loss_sum + loss_sum, metrics.q_sum + q_sum, metrics.updates + learned,
-                               action_log)
+                               action_log, finished)
         return state._replace(agents=agents), metrics, first_iteration, learn_after
 
     def run_chunk(state: LoopState, n_periods, learn_after=None):
         zeros = jnp.zeros((num_seeds,), jnp.float32)
         action_log = jnp.zeros((action_log_length, num_seeds * num_envs), log_dtype)
-        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log)
+        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log,
+                               empty_episode_log(num_seeds, log_capacity))
         learn_after = cfg.learning_starts if learn_after is None else learn_after
         state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
                                                  (state, metrics, state.iteration, jnp.asarray(learn_after)))
@@ -226,38 +275,28 @@ def log_chunk_periods(cfg) -> int:
     return max(1, round(cfg.log_interval / (iters_per_period * cfg.num_envs)))
 
 
-def make_greedy_policy(cfg, network) -> Callable:
-    """Jitted `policy(params, obs, key) -> actions` for params and obs with a leading seed axis."""
-
-    def policy(params, obs, key):
-        q_values = jax.vmap(network.apply)(params, obs)
-        keys = jax.random.split(key, obs.shape[0])
-        return jax.vmap(epsilon_greedy, in_axes=(0, 0, None))(keys, q_values, cfg.eval_epsilon)
-
-    return jax.jit(policy)
+def episode_log_capacity(cfg, iters_per_period: int) -> int:
+    """Episodes a chunk's environments can finish per seed: each one takes a step plus the reset step."""
+    return cfg.num_envs * math.ceil(log_chunk_periods(cfg) * iters_per_period / 2)
 
 
-def evaluate_params(cfg, params, episodes: int, seed: int) -> np.ndarray:
-    """Greedy returns of `episodes` episodes per seed, shape (S, episodes); params have a seed axis.
+EPISODES_HEADER = "seed,env_step,return,length"
+"""Columns of a run's episodes.csv: one row per finished training episode."""
 
-    Each of S x episodes environments plays one full episode (for Atari a whole game, all lives,
-    unclipped rewards); runs on the host, outside the budget.
-    """
-    info = env_info(cfg.env_id)
-    num_seeds = jax.tree.leaves(params)[0].shape[0]
-    env, obs = make_pool(cfg.env_id, num_seeds * episodes, seed, cfg.env_threads)
-    policy = make_greedy_policy(cfg, make_network(cfg, info.num_actions))
-    key = jax.random.PRNGKey(seed)
-    returns = np.zeros(num_seeds * episodes, np.float64)
-    finished = np.zeros(num_seeds * episodes, bool)
-    while not finished.all():
-        key, act_key = jax.random.split(key)
-        actions = policy(params, jnp.asarray(obs).reshape(num_seeds, episodes, *info.obs_shape), act_key)
-        obs, reward, terminated, truncated, _ = env.step(np.asarray(actions).reshape(-1))
-        returns += np.where(finished, 0.0, reward)
-        finished |= terminated | truncated
-    env.close()
-    return returns.reshape(num_seeds, episodes)
+
+def write_episode_rows(file, log: EpisodeLog) -> int:
+    """Append one CSV row per episode in `log` to `file`; return how many were lost to ring overflow."""
+    returns, lengths, end_steps = (np.asarray(x) for x in (log.returns, log.lengths, log.end_steps))
+    counts, positions = np.asarray(log.count), np.asarray(log.position)
+    capacity, lost, rows = returns.shape[1], 0, []
+    for seed_index in range(returns.shape[0]):
+        kept = min(int(counts[seed_index]), capacity)
+        lost += int(counts[seed_index]) - kept
+        slots = (int(positions[seed_index]) - kept + np.arange(kept)) % capacity
+        rows.extend(f"{seed_index},{end_steps[seed_index, i]},{returns[seed_index, i]:.7g},"
+                    f"{lengths[seed_index, i]}\n" for i in slots)
+    file.write("".join(rows))
+    return lost
 
 
 def _seed_means(values: np.ndarray, counts: np.ndarray) -> list:
@@ -339,6 +378,19 @@ def _keep_metrics_until(path: Path, last_step: int) -> None:
             except ValueError:
                 continue
             if record.get("env_steps", 0) <= last_step:
+                kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
+def _keep_episodes_until(path: Path, last_step: int) -> None:
+    """Drop episodes.csv rows that ended past `last_step` (and a torn last line) before a resumed run appends."""
+    kept = [EPISODES_HEADER + "\n"]
+    if path.exists():
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split(",")
+            if len(fields) == 4 and fields[1].isdigit() and int(fields[1]) <= last_step:
                 kept.append(line + "\n")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept))
@@ -446,15 +498,19 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     params_finite = jax.jit(lambda agents: _all_finite((agents.params, getattr(agents, "target_params", ()))))
 
     env_steps = periods_done * steps_per_period
-    metrics_file = writer = bar = None
+    metrics_file = episodes_file = writer = bar = None
     if out is not None:
         if resume_from is not None:
             _keep_metrics_until(out / "metrics.jsonl", env_steps)
+            _keep_episodes_until(out / "episodes.csv", env_steps)
             (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
             log(f"resumed from {resume_from.path} at step {env_steps}")
         from tensorboardX import SummaryWriter
 
         metrics_file = open(out / "metrics.jsonl", "a" if resume_from is not None else "w")
+        episodes_file = open(out / "episodes.csv", "a" if resume_from is not None else "w")
+        if resume_from is None:
+            episodes_file.write(EPISODES_HEADER + "\n")
         writer = SummaryWriter(str(out), purge_step=env_steps if resume_from is not None else None)
     if progress_bar:
         from tqdm import tqdm
@@ -518,6 +574,9 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
                 if metrics_file is not None:
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
+                    if write_episode_rows(episodes_file, chunk_metrics.finished):
+                        say("warning: some episodes of this chunk were not logged to episodes.csv")
+                    episodes_file.flush()
                     for tag, value in _scalars(record, cfg.num_seeds).items():
                         writer.add_scalar(tag, value, env_steps)
                     writer.flush()
@@ -550,12 +609,13 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
                     say(f"all seeds solved; stopping at step {env_steps}")
                     break
     finally:
-        for resource in (metrics_file, writer, bar):
+        for resource in (metrics_file, episodes_file, writer, bar):
             if resource is not None:
                 resource.close()
         trainer.env.close()
     wall_seconds = time.perf_counter() - start
-    eval_returns = evaluate_params(cfg, state.agents.params, cfg.eval_episodes, cfg.seed + 1_000_003)
+    eval_returns = evaluate_policy(cfg, state.agents.params, cfg.eval_episodes,
+                                   cfg.seed + EVAL_SEED_OFFSET).returns
     session_steps = env_steps - (resume_from.env_steps if resume_from is not None else 0)
     session_updates = updates - (resume_from.updates if resume_from is not None else 0)
     summary = {

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from jaxdqn.config import get_preset
 from jaxdqn.networks import make_network
-from jaxdqn.train import evaluate_params
+from jaxdqn.evaluate import evaluate_policy
+from jaxdqn.train import EVAL_SEED_OFFSET
 from tests.test_cli import jaxdqn
 
 
@@ -24,6 +25,6 @@ def test_highway_preset_beats_random_policy(tmp_path):
     # the same evaluation (episodes, seeds) with epsilon 1: uniformly random actions
     cfg = dataclasses.replace(get_preset("highway"), eval_epsilon=1.0)
     params = jax.vmap(lambda k: make_network(cfg, 5).init(k, jnp.zeros((1, 5, 5))))(jax.random.PRNGKey(0)[None])
-    random_return = float(evaluate_params(cfg, params, cfg.eval_episodes, cfg.seed + 1_000_003).mean())
+    random_return = float(evaluate_policy(cfg, params, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET).returns.mean())
     print(f"highway greedy {trained:.2f} vs random {random_return:.2f}")
     assert trained > 1.5 * random_return and trained > random_return + 5
