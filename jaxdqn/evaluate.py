@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxdqn.envs import env_info, make_pool, render_first_env
 from jaxdqn.exploration import epsilon_greedy
+from jaxdqn.files import check_output_path
 from jaxdqn.networks import make_network
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
@@ -54,18 +55,7 @@ def make_greedy_policy(cfg, network) -> Callable:
 
 def check_video_path(path: str | os.PathLike) -> Path:
     """Return `path` as a Path if a video can be written there, else raise EvaluationError (one line)."""
-    path = Path(path)
-    if path.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise EvaluationError(f"--video: unsupported extension {path.suffix or '(none)'!r} in {path}; "
-                              f"allowed: {', '.join(VIDEO_EXTENSIONS)}")
-    if path.is_dir():
-        raise EvaluationError(f"--video: {path} is a directory; give a file name ending in .mp4 or .gif")
-    parent = path.parent
-    if not parent.is_dir():
-        raise EvaluationError(f"--video: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise EvaluationError(f"--video: {path} is not writable")
-    return path
+    return check_output_path(path, "--video", VIDEO_EXTENSIONS, EvaluationError)
 
 
 class _VideoWriter:

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxdqn.files import check_output_path
+
 PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
 """Output formats `jaxdqn plot` writes, chosen by the file's extension."""
 
@@ -99,17 +101,7 @@ def seed_band(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def check_plot_path(path: str | os.PathLike) -> Path:
     """Return `path` as a Path if a figure can be written there, else raise PlotError (one line)."""
-    path = Path(path)
-    if path.suffix.lower() not in PLOT_EXTENSIONS:
-        raise PlotError(f"--out: unsupported extension {path.suffix or '(none)'!r} in {path}; "
-                        f"allowed: {', '.join(PLOT_EXTENSIONS)}")
-    if path.is_dir():
-        raise PlotError(f"--out: {path} is a directory; give a file name ending in .png")
-    if not path.parent.is_dir():
-        raise PlotError(f"--out: directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise PlotError(f"--out: {path} is not writable")
-    return path
+    return check_output_path(path, "--out", PLOT_EXTENSIONS, PlotError)
 
 
 def _draw_band(ax, xs: list, ys: list, color, label: str) -> None:

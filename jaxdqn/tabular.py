@@ -23,8 +23,8 @@ import jax.numpy as jnp
 
 from jaxdqn.envs import EnvInfo, env_spaces, make_pool, make_xla_step
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
-from jaxdqn.train import (ChunkMetrics, LoopState, Trainer, action_log_dtype, empty_episode_log, episode_ends,
-                          episode_log_capacity, init_episode_stats, log_chunk_periods, log_episode_ends,
+from jaxdqn.train import (ChunkMetrics, LoopState, Trainer, action_log_dtype, episode_ends, episode_log_capacity,
+                          init_episode_stats, log_chunk_periods, log_episode_ends, make_run_chunk,
                           update_episode_stats)
 
 
@@ -142,15 +142,7 @@ def make_tabular_train(cfg) -> Trainer:
         return LoopState(agents, handle, next_obs, done, stats, state.iteration + 1), metrics, first_iteration, \
             learn_after
 
-    def run_chunk(state: LoopState, n_periods, learn_after=None):
-        zeros = jnp.zeros((num_seeds,), jnp.float32)
-        action_log = jnp.zeros((action_log_length, num_seeds * num_envs), log_dtype)
-        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log,
-                               empty_episode_log(num_seeds, log_capacity))
-        learn_after = cfg.learning_starts if learn_after is None else learn_after
-        state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
-                                                 (state, metrics, state.iteration, jnp.asarray(learn_after)))
-        return state, metrics
+    run_chunk = make_run_chunk(period, cfg, action_log_length, log_dtype, log_capacity)
 
     return Trainer(cfg, info, env, init, run_chunk, None, table, 1, 1, action_log_length, env_step, handle,
                    reset_obs)

@@ -171,6 +171,23 @@ def action_log_dtype(num_actions: int):
     return np.uint8 if num_actions <= 256 else np.int32
 
 
+def make_run_chunk(period: Callable, cfg, action_log_length: int, log_dtype, log_capacity: int) -> Callable:
+    """`run_chunk(state, n_periods, learn_after=None) -> (state, ChunkMetrics)`: `n_periods` calls of
+    `period(i, (state, metrics, first_iteration, learn_after))` in one fori_loop, from empty metrics."""
+
+    def run_chunk(state: LoopState, n_periods, learn_after=None):
+        zeros = jnp.zeros((cfg.num_seeds,), jnp.float32)
+        action_log = jnp.zeros((action_log_length, cfg.num_seeds * cfg.num_envs), log_dtype)
+        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log,
+                               empty_episode_log(cfg.num_seeds, log_capacity))
+        learn_after = cfg.learning_starts if learn_after is None else learn_after
+        state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
+                                                 (state, metrics, state.iteration, jnp.asarray(learn_after)))
+        return state, metrics
+
+    return run_chunk
+
+
 def make_train(cfg) -> Trainer:
     """Build the EnvPool and the pure functions of a compiled training run for `cfg` (validated)."""
     info = env_info(cfg.env_id)
@@ -255,16 +272,7 @@ def make_train(cfg) -> Trainer:
                                action_log, finished)
         return state._replace(agents=agents), metrics, first_iteration, learn_after
 
-    def run_chunk(state: LoopState, n_periods, learn_after=None):
-        zeros = jnp.zeros((num_seeds,), jnp.float32)
-        action_log = jnp.zeros((action_log_length, num_seeds * num_envs), log_dtype)
-        metrics = ChunkMetrics(zeros, zeros, jnp.zeros((), jnp.int32), action_log,
-                               empty_episode_log(num_seeds, log_capacity))
-        learn_after = cfg.learning_starts if learn_after is None else learn_after
-        state, metrics, _, _ = jax.lax.fori_loop(0, n_periods, period,
-                                                 (state, metrics, state.iteration, jnp.asarray(learn_after)))
-        return state, metrics
-
+    run_chunk = make_run_chunk(period, cfg, action_log_length, log_dtype, log_capacity)
     return Trainer(cfg, info, env, init, run_chunk, train_step, parts, iters_per_period, updates_per_period,
                    action_log_length, env_step, handle, reset_obs)
 

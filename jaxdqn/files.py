@@ -1,0 +1,23 @@
+"""Checks on files a command is about to write, run before any work so bad input fails at once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def check_output_path(path: str | os.PathLike, option: str, extensions: tuple[str, ...],
+                      error: type[Exception]) -> Path:
+    """Return `path` as a Path if a file with one of `extensions` can be written there; else raise
+    `error` with one line naming `option`, the problem and what is allowed."""
+    path = Path(path)
+    if path.suffix.lower() not in extensions:
+        raise error(f"{option}: unsupported extension {path.suffix or '(none)'!r} in {path}; "
+                    f"allowed: {', '.join(extensions)}")
+    if path.is_dir():
+        raise error(f"{option}: {path} is a directory; give a file name ending in {' or '.join(extensions)}")
+    if not path.parent.is_dir():
+        raise error(f"{option}: directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise error(f"{option}: {path} is not writable")
+    return path
