@@ -3,8 +3,9 @@
 Environments EnvPool lacks but Gymnasium has run through a Gymnasium vector environment instead:
 `make_pool` and `make_xla_step` return the same kinds of objects for both, and the Gymnasium step
 is a host callback inside the compiled chunk, so the training code is the same. That path steps its
-environments one by one in Python: on this 2-core CPU, CartPole-v1 measured about as fast as EnvPool with
-1-8 environments and about 3x slower with 64-256 (env steps alone, in a jitted scan).
+environments one by one in Python, with a device-host round trip per step: on the 2-core CPU,
+CartPole-v1 stepped 26x slower than through EnvPool with 1 environment, 14x with 8 and 8x with 64
+(env steps alone, in a jitted scan; `python benchmarks/gym_fallback.py`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def _quiet_envpool():
 
 
 GYMNASIUM_NOTE = ("note: EnvPool has no {env_id!r}; it runs through a Gymnasium vector environment that a host "
-                  "callback steps one environment at a time: a slower path than EnvPool's threaded in-jit step, "
-                  "the more so the more environments")
+                  "callback steps one environment at a time: a slower path than EnvPool's threaded in-jit step "
+                  "(8-26x slower for CartPole, benchmarks/gym_fallback.py)")
 """Printed when a run takes the Gymnasium path."""
 
 
