@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks.machine import machine_facts, write_result
 from jaxdqn.envs import make_gymnasium_pool, make_pool, make_xla_step

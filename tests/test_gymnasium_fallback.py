@@ -4,7 +4,6 @@ with the same auto-reset semantics as EnvPool's, so the same "skip the step afte
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
