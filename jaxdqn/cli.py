@@ -7,7 +7,9 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from jaxdqn import config as config_lib
@@ -77,6 +79,16 @@ def check_out_dir(out: Path) -> None:
     """Refuse an output directory that already holds a run, so nothing saved is overwritten."""
     if out.exists() and not out.is_dir():
         raise CliError(f"--out: {out} exists and is not a directory")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CliError(f"--out: {existing} is a file, so {out} cannot be created under it")
+    try:  # os.access says yes to root everywhere; a real (removed at once) folder says what the disk allows
+        os.rmdir(tempfile.mkdtemp(prefix=".jaxdqn-probe-", dir=existing))
+    except OSError as error:
+        raise CliError(f"--out: {existing} is not writable ({error.strerror}), so {out} cannot be created "
+                       "there") from None
     run_files = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
     if out.is_dir() and any((out / name).exists() for name in run_files):
         raise CliError(f"--out: {out} already holds a run; choose a new directory")
@@ -209,6 +221,8 @@ def evaluate_command(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         if args.episodes is not None and args.episodes < 1:
             raise CliError(f"--episodes: must be an integer > 0 (got {args.episodes})")
+        if args.seed is not None and not 0 <= args.seed <= config_lib.INT32_MAX:
+            raise CliError(f"--seed: must be in [0, {config_lib.INT32_MAX}] (got {args.seed})")
         if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
             raise CliError(f"--epsilon: must be in [0, 1] (got {args.epsilon})")
         run_dir = Path(args.run_dir)

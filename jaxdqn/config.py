@@ -13,6 +13,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 
+INT32_MAX = 2**31 - 1
+"""Step counters, seeds and EnvPool's environment seeds are int32 inside the compiled loop."""
+
+EVAL_SEED_OFFSET = 1_000_003
+"""The greedy evaluation after training uses environment seeds from cfg.seed + this, unseen in training."""
+
+NATURE_CNN_MIN_SIZE = 36
+"""The smallest image side the Nature CNN's three VALID convolutions (8/4, 4/2, 3/1) leave a pixel of."""
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what is allowed."""
 
@@ -267,6 +277,16 @@ def validate(cfg: Config) -> Config:
     for name in positive_ints:
         value = getattr(cfg, name)
         _require(isinstance(value, int) and value > 0, name, "must be an integer > 0", value)
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            _require(value <= INT32_MAX, field.name, f"must be at most {INT32_MAX} (int32)", value)
+    _require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", "must be an integer >= 0", cfg.seed)
+    # training seeds the pool's environments seed .. seed + S*N - 1, the final evaluation seed + offset + S*E - 1
+    highest_seed = cfg.seed + EVAL_SEED_OFFSET + cfg.num_seeds * max(cfg.eval_episodes, cfg.num_envs)
+    _require(highest_seed <= INT32_MAX, "seed", f"must be at most {INT32_MAX - (highest_seed - cfg.seed)} here: "
+             f"environment seeds run up to seed + {highest_seed - cfg.seed} (evaluation offset {EVAL_SEED_OFFSET} "
+             "+ seeds x episodes), and EnvPool takes int32 seeds", cfg.seed)
     _require(isinstance(cfg.checkpoint_interval, int) and cfg.checkpoint_interval >= 0, "checkpoint_interval",
              "must be an integer >= 0 (0 saves only at the end)", cfg.checkpoint_interval)
     _require(isinstance(cfg.keep_checkpoints, int) and cfg.keep_checkpoints >= 1, "keep_checkpoints",
@@ -327,7 +347,21 @@ def validate(cfg: Config) -> Config:
                  cfg.solved_return)
     _require(not cfg.stop_when_solved or cfg.solved_return is not None, "stop_when_solved",
              "needs solved_return to be set", cfg.stop_when_solved)
+    iters_per_period, _ = periods(cfg)
+    steps_per_period = iters_per_period * cfg.num_envs
+    rounded_total = math.ceil(cfg.total_steps / steps_per_period) * steps_per_period
+    _require(rounded_total + steps_per_period * max(1, cfg.log_interval // steps_per_period) <= INT32_MAX,
+             "total_steps", f"must leave the step counter within int32 ({INT32_MAX}) after rounding up to whole "
+             f"periods of {steps_per_period} steps", cfg.total_steps)
     validate_env(cfg.env_id, cfg.agent)
+    if cfg.agent == "dqn" and cfg.torso == "nature_cnn":
+        from jaxdqn.envs import env_info
+
+        shape = env_info(cfg.env_id).obs_shape
+        _require(len(shape) == 3 and min(shape[1:]) >= NATURE_CNN_MIN_SIZE, "torso",
+                 f"nature_cnn needs image observations shaped (frames, height, width) of at least "
+                 f"{NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE}, but {cfg.env_id} has shape {tuple(shape)}; "
+                 "allowed here: mlp", cfg.torso)
     if cfg.agent == "dqn" and _stores_frames(cfg.env_id):
         slots = cfg.buffer_size // cfg.num_envs
         _require(cfg.buffer_size % cfg.num_envs == 0 and slots >= 8, "buffer_size",

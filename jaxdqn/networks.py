@@ -204,9 +204,10 @@ class QNetwork(nn.Module):
 def make_network(cfg, num_actions: int):
     """Build the Q-network that `cfg` describes (for the tabular agent, a Q-table lookup with the same `apply`)."""
     if cfg.agent == "tabular":
+        from jaxdqn.envs import env_spaces
         from jaxdqn.tabular import QTable
 
-        return QTable(num_actions)
+        return QTable(num_actions, int(env_spaces(cfg.env_id)[0].n))
     return QNetwork(
         num_actions=num_actions,
         torso=cfg.torso,

@@ -29,13 +29,15 @@ from jaxdqn.train import (ChunkMetrics, LoopState, Trainer, action_log_dtype, ep
 
 
 class QTable(NamedTuple):
-    """A Q-table with a network's `apply`: `apply(table, states) -> (batch, num_actions)` Q-values."""
+    """A Q-table with a network's `init` and `apply`: `apply(table, states) -> (batch, num_actions)` Q-values."""
 
     num_actions: int
+    num_states: int
 
-    def init(self, num_states: int) -> chex.Array:
-        """An all-zero (num_states, num_actions) table."""
-        return jnp.zeros((num_states, self.num_actions), jnp.float32)
+    def init(self, key, example_states) -> chex.Array:
+        """An all-zero (num_states, num_actions) table (`key` and `example_states` are unused, as a network's)."""
+        del key, example_states
+        return jnp.zeros((self.num_states, self.num_actions), jnp.float32)
 
     def apply(self, table: chex.Array, states: chex.Array) -> chex.Array:
         """Rows of `table` for a batch of integer states."""
@@ -94,7 +96,7 @@ def make_tabular_train(cfg) -> Trainer:
     handle, env_step = make_xla_step(env)
     action_log_length = log_chunk_periods(cfg)
     log_dtype = action_log_dtype(num_actions)
-    table = QTable(num_actions)
+    table = QTable(num_actions, num_states)
     epsilon_at = make_epsilon_schedule(cfg)
     first_obs = jnp.asarray(reset_obs, jnp.int32).reshape(num_seeds, num_envs)
     alpha_at = make_alpha_schedule(cfg, math.ceil(cfg.total_steps / num_envs) * num_envs)
@@ -105,7 +107,7 @@ def make_tabular_train(cfg) -> Trainer:
 
     def init(key) -> LoopState:
         seed_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_seeds))
-        agents = TabularAgent(jnp.zeros((num_seeds, num_states, num_actions), jnp.float32), seed_keys,
+        agents = TabularAgent(jax.vmap(table.init, in_axes=(0, None))(seed_keys, first_obs[0]), seed_keys,
                               jnp.zeros((num_seeds,), jnp.int32))
         return LoopState(agents, handle, first_obs, jnp.zeros((num_seeds, num_envs), jnp.bool_),
                          init_episode_stats(num_seeds, num_envs), jnp.zeros((), jnp.int32))

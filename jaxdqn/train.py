@@ -38,8 +38,7 @@ from jaxdqn.replay import Transition, make_replay, ring_write
 EPISODE_WINDOW = 100
 """Episodes in the rolling mean return (and the 'solved' criterion)."""
 
-EVAL_SEED_OFFSET = 1_000_003
-"""The greedy evaluation after training uses environment seeds from cfg.seed + this, unseen in training."""
+EVAL_SEED_OFFSET = config_lib.EVAL_SEED_OFFSET
 
 
 class EpisodeStats(NamedTuple):
@@ -456,7 +455,8 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     training continues from it exactly, and metrics past its step are dropped. `progress_bar` shows a
     tqdm bar instead of one log line per chunk. SIGINT/SIGTERM stop after the current chunk with a
     checkpoint; they and non-finite values raise `TrainingStopped`. Returns the summary dict. Nothing
-    is written before validation (and, when resuming, the checkpoint's checks) pass.
+    is written before validation (and, when resuming, the checkpoint's checks) pass, the environments are
+    built and the chunk is compiled.
     """
     from jaxdqn.checkpoint import save_checkpoint
 
@@ -466,9 +466,6 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
     out = Path(out_dir) if out_dir is not None else None
     if resume_from is not None and out is None:
         raise ValueError("resume_from needs the run's out_dir")
-    if out is not None and resume_from is None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
     start = time.perf_counter()
     if cfg.agent == "tabular":
         from jaxdqn.tabular import make_tabular_train
@@ -507,8 +504,11 @@ def run_training(cfg, out_dir: str | os.PathLike | None = None, log: Callable[[s
 
     env_steps = periods_done * steps_per_period
     metrics_file = episodes_file = writer = bar = None
-    if out is not None:
-        if resume_from is not None:
+    if out is not None:  # nothing is written before the pool is built and the chunk compiled
+        if resume_from is None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
+        else:
             _keep_metrics_until(out / "metrics.jsonl", env_steps)
             _keep_episodes_until(out / "episodes.csv", env_steps)
             (out / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")

@@ -35,6 +35,14 @@ def test_train_help_lists_fields_with_docstrings():
     (["--learning-rate", "-1"], "learning_rate: must be a finite number > 0 (got -1.0)"),
     (["--env-id", "CartPol-v1"], "closest: CartPole-v1"),
     (["--preset", "nope"], "preset: unknown preset 'nope'; allowed: atlantis, breakout, cartpole"),
+    # values that used to pass validation and crash later, leaving a run directory behind
+    (["--total-steps", "5000000000", "--learning-starts", "3000000000"],
+     "total_steps: must be at most 2147483647 (int32) (got 5000000000)"),
+    (["--seed", "99999999999"], "seed: must be at most 2147483647 (int32)"),
+    (["--seed", "2147000000"], "seed: must be at most 2146483634 here: environment seeds run up to seed + 1000013"),
+    (["--seed", "-1"], "seed: must be an integer >= 0 (got -1)"),
+    (["--torso", "nature_cnn"], "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
+                                "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "run"
@@ -44,6 +52,18 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message)
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_out_under_a_file_or_an_unwritable_folder_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    result = jaxdqn("train", "--out", str(afile / "run"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"--out: {afile} is a file, so {afile / 'run'} cannot be created under it" in result.stderr
+    assert afile.read_text() == "keep"
+    result = jaxdqn("train", "--out", "/sys/jaxdqn-run/run")  # not writable, even by root
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--out: /sys is not writable" in result.stderr
 
 
 def test_existing_run_is_never_overwritten(tmp_path):

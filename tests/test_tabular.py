@@ -6,6 +6,7 @@ import json
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdqn.checkpoint import restore_params
 from jaxdqn.tabular import QTable, q_learning_update, sequential_q_learning_updates
 from tests.test_cli import jaxdqn
 
@@ -40,7 +41,7 @@ def test_batch_of_environments_updates_one_after_another():
     np.testing.assert_allclose(table[0, 1], 0.8 * 0.56 + 0.2 * 2.8, rtol=1e-6)  # 1.008
     np.testing.assert_allclose(td, [2.8, 2.8 - 0.56, 0.0], rtol=1e-6)
     assert float(table[2, 1]) == 0.0  # the invalid (auto-reset) transition is skipped
-    np.testing.assert_array_equal(QTable(2).apply(table, jnp.array([1, 0])), table[jnp.array([1, 0])])
+    np.testing.assert_array_equal(QTable(2, 2).apply(table, jnp.array([1, 0])), table[jnp.array([1, 0])])
 
 
 def test_frozenlake_preset_solves(tmp_path):
@@ -57,6 +58,13 @@ def test_frozenlake_preset_solves(tmp_path):
     assert summary["env_steps"] == 100_000 and summary["eval_episodes"] >= 100
     # FrozenLake pays 1 at the goal and 0 otherwise, so the mean greedy return is the success rate
     assert summary["eval_return_mean"][0] > 0.7
+    # the saved table evaluates, from the command and from Python, with the same greedy success rate
+    evaluated = jaxdqn("evaluate", str(out))
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    mean = float(evaluated.stdout.split("all seeds: return ")[1].split()[0])
+    assert abs(mean - summary["eval_return_mean"][0]) < 1e-6
+    cfg, table = restore_params(out)
+    assert cfg.agent == "tabular" and table.shape == (1, 16, 4)
 
 
 def test_wrong_agent_for_the_observation_space_is_one_line_before_anything_runs(tmp_path):
