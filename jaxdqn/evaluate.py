@@ -1,7 +1,8 @@
-"""Greedy evaluation of trained parameters on a fresh EnvPool, optionally recording one episode as video.
+"""Evaluation of trained parameters on a fresh pool, optionally recording one episode as video.
 
-Runs on the host between (or after) compiled training chunks: one pool of S x episodes environments,
-each playing exactly one episode, with the policy of its seed.
+Runs on the host after training: one pool of A x episodes environments (seeded from the evaluation
+stream, never seen in training), each playing exactly one episode with the policy of its agent, through
+the agent's `evaluate_act` (greedy at epsilon 0) and the environment backend's jitted step.
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdqn.envs import env_info, make_pool, render_first_env
-from jaxdqn.exploration import epsilon_greedy
+from jaxdqn.agents import resolve_agent
+from jaxdqn.envs import EVAL_STREAM, env_seeds, env_spec, make_env
 from jaxdqn.files import check_output_path
-from jaxdqn.networks import make_network
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 """Video formats `evaluate_policy` writes, chosen by the file's extension."""
@@ -37,20 +37,6 @@ class EvalResult(NamedTuple):
     returns: np.ndarray
     lengths: np.ndarray
     video_frames: int | None
-
-
-def make_greedy_policy(cfg, network) -> Callable:
-    """Jitted `policy(params, obs, key) -> actions` for params and obs with a leading seed axis.
-
-    Acts epsilon-greedily with `cfg.eval_epsilon` (0 is purely greedy).
-    """
-
-    def policy(params, obs, key):
-        q_values = jax.vmap(network.apply)(params, obs)
-        keys = jax.random.split(key, obs.shape[0])
-        return jax.vmap(epsilon_greedy, in_axes=(0, 0, None))(keys, q_values, cfg.eval_epsilon)
-
-    return jax.jit(policy)
 
 
 def check_video_path(path: str | os.PathLike) -> Path:
@@ -84,13 +70,14 @@ class _VideoWriter:
         self._writer.close()
 
 
-def evaluate_policy(cfg, params, episodes: int, seed: int, video_path: str | os.PathLike | None = None
-                    ) -> EvalResult:
-    """Play `episodes` episodes per seed with the greedy policy of `params` (leading seed axis).
+def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
+                    video_path: str | os.PathLike | None = None) -> EvalResult:
+    """Play `episodes` episodes per agent with the evaluation policy of `params` (leading agent axis) at
+    `cfg.loop.eval_epsilon` (0: greedy).
 
-    Episodes are whole games (Atari: all lives, unclipped rewards). Environment i of the evaluation
-    pool is seeded `seed + i`. With `video_path` (.mp4 or .gif), the
-    first episode of seed 0 is recorded from the environment's own render (EnvPool's raw frame, e.g. the
+    Episodes are whole games (Atari: all lives, unclipped rewards). The pool's environments are seeded from
+    (`seed`, default the run's seed; the evaluation stream; agent; episode). With `video_path` (.mp4 or .gif),
+    the first episode of agent 0 is recorded from the environment's own render (EnvPool's raw frame, e.g. the
     full-colour Atari screen): one frame after reset plus one per step, so an mp4 has length + 1 frames
     (a gif can have fewer: identical consecutive frames are merged, keeping the timing). An environment
     that cannot render raises EvaluationError before any file is written.
@@ -98,40 +85,50 @@ def evaluate_policy(cfg, params, episodes: int, seed: int, video_path: str | os.
     if episodes < 1:
         raise EvaluationError(f"episodes: must be an integer > 0 (got {episodes!r})")
     video = check_video_path(video_path) if video_path is not None else None
-    info = env_info(cfg.env_id)
-    num_seeds = jax.tree.leaves(params)[0].shape[0]
-    pool_size = num_seeds * episodes
-    env, obs = make_pool(cfg.env_id, pool_size, seed, cfg.env_threads,
-                         render_mode="rgb_array" if video is not None else None)
-    policy = make_greedy_policy(cfg, make_network(cfg, info.num_actions))
+    seed = cfg.loop.seed if seed is None else seed
+    spec = env_spec(cfg.env.env_id)
+    fns = resolve_agent(cfg.agent).build(cfg, spec)
+    num_agents = jax.tree.leaves(params)[0].shape[0]
+    env = make_env(cfg.env.env_id, env_seeds(seed, range(num_agents), episodes, EVAL_STREAM), cfg.env.env_threads,
+                   render=video is not None)
+    pool_size = num_agents * episodes
+    act = jax.vmap(fns.evaluate_act, in_axes=(0, 0, 0, None))
+
+    @jax.jit
+    def play(env_state, obs, key):
+        keys = jax.random.split(key, num_agents)
+        actions = act(params, obs.reshape(num_agents, episodes, *spec.obs_shape), keys, cfg.loop.eval_epsilon)
+        return env.step(env_state, actions.reshape(pool_size))
+
     key = jax.random.PRNGKey(seed)
     returns = np.zeros(pool_size, np.float64)
     lengths = np.zeros(pool_size, np.int64)
     finished = np.zeros(pool_size, bool)
     writer = None
     try:
+        env_state, obs = env.reset()
         if video is not None:
             try:
-                first_frame = render_first_env(env)
+                first_frame = env.render()
             except (RuntimeError, NotImplementedError, ImportError) as error:  # before any file is written
-                raise EvaluationError(f"--video: {cfg.env_id} cannot be rendered ({error})") from None
+                raise EvaluationError(f"--video: {cfg.env.env_id} cannot be rendered ({error})") from None
             writer = _VideoWriter(video, VIDEO_FPS)
             writer.append(first_frame)
         while not finished.all():
             key, act_key = jax.random.split(key)
-            actions = policy(params, jnp.asarray(obs).reshape(num_seeds, episodes, *info.obs_shape), act_key)
-            obs, reward, terminated, truncated, _ = env.step(np.asarray(actions).reshape(-1))
-            returns += np.where(finished, 0.0, reward)
+            env_state, out = play(env_state, jnp.asarray(obs), act_key)
+            obs = out.obs
+            returns += np.where(finished, 0.0, np.asarray(out.game_reward))
             lengths += ~finished
             if writer is not None and not finished[0]:
                 # EnvPool resets on the step after an episode ends, so this still shows its last state.
-                writer.append(render_first_env(env))
-            finished |= terminated | truncated
+                writer.append(env.render())
+            finished |= np.asarray(out.game_over)
     finally:
         if writer is not None:
             writer.close()
         env.close()
-    return EvalResult(returns.reshape(num_seeds, episodes), lengths.reshape(num_seeds, episodes),
+    return EvalResult(returns.reshape(num_agents, episodes), lengths.reshape(num_agents, episodes),
                       writer.frames if writer is not None else None)
 
 

@@ -5,10 +5,11 @@ Layout of a run directory's checkpoints::
     RUN/checkpoints/step_000000004000/arrays.npz   every array of the state, plus the action log
     RUN/checkpoints/step_000000004000/meta.json    config, counters, leaf names/shapes/dtypes, sha256 of arrays.npz
 
-What is saved: `LoopState` (train.py) without the EnvPool handle, i.e. online and target parameters,
-optimiser state, replay storage with its priorities/sum tree (unless `checkpoint_replay` is False), RNG
-keys, iteration counter, last observations and done flags, episode statistics; and the host counters
-(env steps, periods done, updates done, the step after which learning runs).
+What is saved: `LoopState` (jaxdqn/loop/rollout.py) without the environment state, i.e. every agent's
+state (for DQN: online and target parameters, optimiser state, replay with its sum tree unless
+`checkpoint_replay` is False, hyperparameters), loop keys, iteration counter, last observations and done
+flags, episode statistics; and the host counters (env steps, periods done, updates done, the step after
+which learning runs).
 
 Atomic writes: a checkpoint is written into `checkpoints/.tmp-step_...`, each file is fsynced, then the
 folder is renamed to `step_...` (a rename is atomic on POSIX) and the parent folder fsynced. A crash at
@@ -19,19 +20,15 @@ this small scheme rather than orbax-checkpoint: the state is a few host-side Num
 gives the atomicity orbax gives, and it adds no dependency.
 
 Exact resume. EnvPool's environment state cannot be read or written, so the checkpoint carries the log
-of every action sent to the pool (one row of S x N action indices per iteration, uint8 when the task
-has at most 256 actions). On resume the pool is rebuilt with the same seed and size, reset, and the
-logged actions are replayed through EnvPool's XLA step inside one jitted `lax.scan` (an environment's
-trajectory depends only on its seed and its actions; every pool is made with batch_size == num_envs,
-so no environment is skipped or reordered). The replayed observations are then compared bit for bit
+of every action sent to the pool (one row of A x N action indices per iteration, uint8 when the task
+has at most 256 actions). On resume the pool is rebuilt with the same seeds and size, reset, and the
+logged actions are replayed through the backend's step inside one jitted `lax.scan` (jaxdqn/run/resume.py;
+an environment's trajectory depends only on its seed and its actions; every pool is made with
+batch_size == num_envs, so no environment is skipped or reordered). The replayed observations are then compared bit for bit
 with the saved ones, so a non-deterministic environment is reported rather than silently resumed.
 On CPU a run of 2N steps and a run of N steps resumed for N more give bit-identical parameters and
 metrics (for prioritized replay, beta's annealing depends on total_steps, so raise it only if you
 accept a different beta schedule from the checkpoint on).
-
-Testing hook: `JAXDQN_TEST_CRASH_DURING_SAVE=K` makes the process exit at once (`os._exit(75)`) in the
-middle of its K-th checkpoint save, after writing half of `arrays.npz`, to test that a crash during a
-save leaves the previous checkpoint intact. Never set it outside tests.
 """
 
 from __future__ import annotations
@@ -46,9 +43,12 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxdqn import config as config_lib
+from jaxdqn.agents import resolve_agent
+from jaxdqn.config.schema import ConfigError, flat_dict, from_dict, to_dict
+from jaxdqn.envs import env_spec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 1 was written before the agent/loop redesign (a different state layout); it is refused."""
 CHECKPOINT_DIR = "checkpoints"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
@@ -74,11 +74,12 @@ class Checkpoint(NamedTuple):
     action_log: np.ndarray  # (iterations, S * N)
 
 
-def saved_state(state, with_replay: bool):
-    """The part of a `LoopState` that is saved: everything but the EnvPool handle (and maybe the replay)."""
-    state = state._replace(env_handle=None)
-    if not with_replay and hasattr(state.agents, "replay"):  # a tabular agent has no replay
-        state = state._replace(agents=state.agents._replace(replay=None))
+def saved_state(state, with_replay: bool, optional_fields: tuple = ()):
+    """The part of a `LoopState` that is saved: everything but the environment state, and without the agent's
+    `optional_fields` (its replay) unless `with_replay`."""
+    state = state._replace(env_state=None)
+    if not with_replay and optional_fields:
+        state = state._replace(agents=state.agents._replace(**{name: None for name in optional_fields}))
     return state
 
 
@@ -111,17 +112,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_saves_in_this_process = 0
-
-
-def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, keep: int) -> Path:
-    """Write a complete checkpoint of `state` atomically under RUN/checkpoints/ and keep the newest `keep`.
+def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, optional_fields: tuple = ()
+                    ) -> Path:
+    """Write a complete checkpoint of `state` atomically under RUN/checkpoints/ and keep the newest
+    `cfg.checkpoint.keep_checkpoints`.
 
     `counters` holds the host-side counters (env_steps, periods_done, updates, learn_after).
     Returns the checkpoint folder.
     """
-    global _saves_in_this_process
-    _saves_in_this_process += 1
+    with_replay, keep = cfg.checkpoint.checkpoint_replay, cfg.checkpoint.keep_checkpoints
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{counters['env_steps']:012d}"
@@ -129,7 +128,7 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    leaves = named_leaves(jax.device_get(saved_state(state, cfg.checkpoint_replay)))
+    leaves = named_leaves(jax.device_get(saved_state(state, with_replay, optional_fields)))
     arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves.values())}
     arrays["action_log"] = np.asarray(action_log)
     arrays_path = tmp / ARRAYS_FILE
@@ -137,16 +136,11 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
         np.savez(f, **arrays)
         f.flush()
         os.fsync(f.fileno())
-    crash_at = os.environ.get("JAXDQN_TEST_CRASH_DURING_SAVE")
-    if crash_at and int(crash_at) == _saves_in_this_process:
-        with open(arrays_path, "r+b") as f:
-            f.truncate(arrays_path.stat().st_size // 2)
-        os._exit(75)
     meta = {
         "format_version": FORMAT_VERSION,
-        "config": config_lib.to_dict(cfg),
+        "config": to_dict(cfg),
         **{key: int(value) for key, value in counters.items()},
-        "has_replay": bool(cfg.checkpoint_replay),
+        "has_replay": bool(with_replay),
         "leaves": [{"path": path, "shape": list(np.shape(leaf)), "dtype": str(np.asarray(leaf).dtype)}
                    for path, leaf in leaves.items()],
         "arrays_sha256": _sha256(arrays_path),
@@ -193,14 +187,19 @@ def load_latest(run_dir, cfg) -> Checkpoint:
                               f"({type(error).__name__})") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {meta.get('format_version')!r}, "
-                              f"this jaxdqn reads version {FORMAT_VERSION}")
+                              f"this jaxdqn reads version {FORMAT_VERSION} (version 1 came from jaxdqn before "
+                              "its agent/loop redesign: resume it with that version, or train anew)")
     arrays_path = path / ARRAYS_FILE
     if not arrays_path.is_file():
         raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is missing")
     if _sha256(arrays_path) != expected_sha:
         raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is truncated or corrupt (sha256 differs from "
                               f"{META_FILE})")
-    differences = config_differences(meta["config"], config_lib.to_dict(cfg))
+    try:
+        saved_config = flat_dict(from_dict(meta["config"]))
+    except (ConfigError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path}: its config cannot be read ({error})") from None
+    differences = config_differences(saved_config, flat_dict(cfg))
     if differences:
         raise CheckpointError(f"checkpoint {path} was saved with an incompatible config ("
                               + "; ".join(differences) + "); only total_steps may change on resume")
@@ -215,12 +214,13 @@ def load_latest(run_dir, cfg) -> Checkpoint:
                       action_log)
 
 
-def restore_state(checkpoint: Checkpoint, template, with_replay: bool):
-    """Rebuild the saved part of a `LoopState` from `checkpoint`, shaped like `template` (e.g. from
-    `jax.eval_shape(trainer.init, key)`); raise CheckpointError naming the first leaf that does not fit."""
-    wanted = named_leaves(saved_state(template, with_replay))
+def restore_state(checkpoint: Checkpoint, template, prefix: str = ""):
+    """Rebuild the saved part of a pytree from `checkpoint`, shaped like `template` (e.g. the saved part of
+    `jax.eval_shape(rollout.init, key)`), whose leaves were saved under `prefix` + their path; raise
+    CheckpointError naming the first leaf that does not fit."""
+    wanted = {prefix + path: leaf for path, leaf in named_leaves(template).items()}
     missing = [path for path in wanted if path not in checkpoint.leaves]
-    if missing or len(wanted) != len(checkpoint.leaves):
+    if missing or (not prefix and len(wanted) != len(checkpoint.leaves)):
         raise CheckpointError(f"checkpoint {checkpoint.path} does not match this config's training state "
                               f"(first missing array: {missing[0] if missing else 'none'}; "
                               f"{len(checkpoint.leaves)} arrays saved, {len(wanted)} expected)")
@@ -231,35 +231,35 @@ def restore_state(checkpoint: Checkpoint, template, with_replay: bool):
             raise CheckpointError(f"checkpoint {checkpoint.path}: array {path} has shape {array.shape} "
                                   f"{array.dtype}, this config needs {tuple(spec.shape)} {spec.dtype}")
         values.append(array)
-    treedef = jax.tree_util.tree_structure(saved_state(template, with_replay))
-    return jax.tree_util.tree_unflatten(treedef, values)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), values)
+
+
+def load_run_config(run_dir) -> Any:
+    """The Config of a run directory (its config.json); CheckpointError (one line) if it is missing or invalid."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return from_dict(json.loads(path.read_text()))
+    except OSError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (ValueError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"{path} is not a valid jaxdqn config ({error})") from None
 
 
 def restore_params(run_dir) -> tuple[Any, Any]:
-    """Return (Config, online params) of a run's newest complete checkpoint, for evaluation.
+    """Return (Config, evaluation params) of a run's newest complete checkpoint.
 
-    The params carry a leading seed axis (one entry per seed), as `evaluate.evaluate_policy` expects. Raises
-    CheckpointError if the run has no readable checkpoint.
+    The params (the agent's `policy` of its state: a network's parameters, a Q-table, ...) carry a leading
+    agent axis, as `evaluate.evaluate_policy` expects. Raises CheckpointError if the run has no readable
+    checkpoint.
     """
-    run_dir = Path(run_dir)
-    try:
-        cfg = config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
-    except (OSError, ValueError, config_lib.ConfigError) as error:
-        raise CheckpointError(f"{run_dir / 'config.json'} is missing or invalid ({error})") from None
+    cfg = load_run_config(run_dir)
     checkpoint = load_latest(run_dir, cfg)
-    from jaxdqn.envs import env_info
-    from jaxdqn.networks import make_network
-
-    info = env_info(cfg.env_id)
-    network = make_network(cfg, info.num_actions)
-    example_obs = jax.ShapeDtypeStruct((1, *info.obs_shape), info.obs_dtype)
-    template = jax.eval_shape(lambda keys, obs: jax.vmap(lambda key: network.init(key, obs))(keys),
-                              jax.ShapeDtypeStruct((cfg.num_seeds, 2), np.uint32), example_obs)
-    prefix = ".agents.params"
-    values = []
-    for path, spec in named_leaves(template).items():
-        array = checkpoint.leaves.get(prefix + path)
-        if array is None or array.shape != tuple(spec.shape):
-            raise CheckpointError(f"checkpoint {checkpoint.path}: parameters {path} missing or misshapen")
-        values.append(array)
-    return cfg, jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), values)
+    fns = resolve_agent(cfg.agent).build(cfg, env_spec(cfg.env.env_id))
+    num_agents = cfg.loop.num_seeds
+    hypers = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_agents, *np.shape(x)), np.asarray(x).dtype),
+                          fns.hyperparameters)
+    template = jax.eval_shape(jax.vmap(fns.init), jax.ShapeDtypeStruct((num_agents, 2), np.uint32), hypers)
+    if fns.optional_fields:
+        template = template._replace(**{name: None for name in fns.optional_fields})
+    agents = restore_state(checkpoint, template, prefix=".agents")
+    return cfg, fns.policy(agents)

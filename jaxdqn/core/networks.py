@@ -201,18 +201,8 @@ class QNetwork(nn.Module):
         return nn.Dense(self.num_actions)(features)
 
 
-def make_network(cfg, num_actions: int):
-    """Build the Q-network that `cfg` describes (for the tabular agent, a Q-table lookup with the same `apply`)."""
-    if cfg.agent == "tabular":
-        from jaxdqn.envs import env_spaces
-        from jaxdqn.tabular import QTable
-
-        return QTable(num_actions, int(env_spaces(cfg.env_id)[0].n))
-    return QNetwork(
-        num_actions=num_actions,
-        torso=cfg.torso,
-        hidden_sizes=tuple(cfg.hidden_sizes),
-        dueling=cfg.dueling,
-        dueling_aggregation=cfg.dueling_aggregation,
-        dueling_hidden=cfg.dueling_hidden,
-    )
+def make_network(network, num_actions: int) -> QNetwork:
+    """The Q-network that a network section (`NetworkConfig`) describes."""
+    return QNetwork(num_actions=num_actions, torso=network.torso, hidden_sizes=tuple(network.hidden_sizes),
+                    dueling=network.dueling, dueling_aggregation=network.dueling_aggregation,
+                    dueling_hidden=network.dueling_hidden)

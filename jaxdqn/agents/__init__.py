@@ -1,0 +1,38 @@
+"""The agent registry: the one place that names the built-in agents.
+
+`resolve_agent(name)` returns a registry entry, or imports an agent given as `module:attribute` (a class
+is instantiated), so a fork's agent runs with `jaxdqn train --agent mypackage.agents:MyAgent` and no edit
+to jaxdqn. Adding a built-in agent is one file in this folder plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from jaxdqn.agents.base import Agent, AgentFns, Step
+from jaxdqn.agents.dqn import DQN
+from jaxdqn.agents.tabular import Tabular
+from jaxdqn.config.schema import ConfigError
+
+AGENTS: dict[str, Agent] = {"dqn": DQN(), "tabular": Tabular()}
+
+__all__ = ["AGENTS", "Agent", "AgentFns", "Step", "resolve_agent"]
+
+
+def resolve_agent(name: str) -> Agent:
+    """The agent registered as `name`, or the object at import path `module:attribute`; ConfigError otherwise."""
+    if name in AGENTS:
+        return AGENTS[name]
+    if ":" not in name:
+        raise ConfigError(f"agent: unknown agent {name!r}; allowed: {', '.join(AGENTS)} or an import path "
+                          "'module:attribute'")
+    module_name, _, attribute = name.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"agent: cannot import {name!r} ({error})") from None
+    agent = target() if isinstance(target, type) else target
+    for needed in ("name", "settings_type", "check", "build"):
+        if not hasattr(agent, needed):
+            raise ConfigError(f"agent: {name!r} is not an agent (it has no {needed!r}; see jaxdqn/agents/base.py)")
+    return agent

@@ -1,0 +1,1 @@
+"""The compiled loop shared by every agent and environment backend."""

@@ -1,0 +1,143 @@
+"""The one compiled loop every agent and environment backend runs in.
+
+One iteration acts on every environment of every agent (`AgentFns.act`, vmapped over the leading agent
+axis), steps the environment backend once for the whole pool (A agents x N environments: EnvPool's ops
+cannot be vmapped, so the agent axis is folded into the pool here, at the boundary), hands the step to
+`AgentFns.observe` and records episodes. One *period* is `plan.iters_per_period` iterations followed, once
+learning has started, by one `AgentFns.learn`. A chunk is a `fori_loop` over a number of periods given at
+run time, so one compiled chunk serves every log interval and the final remainder.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdqn.agents.base import AgentFns, Step
+from jaxdqn.config.schema import Plan, plan
+from jaxdqn.loop.episodes import (EpisodeLog, EpisodeStats, empty_episode_log, init_episode_stats, log_episode_ends,
+                                  update_episode_stats)
+
+
+class LoopState(NamedTuple):
+    """The whole training state carried from chunk to chunk (arrays with a leading agent axis A)."""
+
+    agents: Any
+    env_state: Any
+    obs: chex.Array  # (A, N, *obs_shape)
+    done: chex.Array  # (A, N): the last step ended an episode, so the next one is the auto-reset step
+    stats: EpisodeStats
+    keys: chex.Array  # (A, 2): each agent's loop key; act and learn keys are folded from it and the iteration
+    iteration: chex.Array  # iterations run so far (each is N env steps per agent)
+
+
+class ChunkOutput(NamedTuple):
+    """What one chunk hands the host: per-agent sums of the learn metrics, how many periods learned, the
+    actions sent to the pool (row i: the chunk's i-th iteration) and the episodes that finished."""
+
+    metric_sums: dict  # name -> (A,)
+    learn_calls: chex.Array
+    actions: chex.Array  # (action_log_length, A * N)
+    finished: EpisodeLog
+
+
+class Rollout(NamedTuple):
+    """A built training loop: `init(key) -> LoopState`, `run_chunk(state, n_periods, learn_after) -> (state,
+    ChunkOutput)`, and what the driver, checkpoints and resume need to know."""
+
+    fns: AgentFns
+    env: Any
+    plan: Plan
+    num_agents: int
+    init: Callable
+    run_chunk: Callable
+    report: Callable  # report(agents, env_steps) -> dict of (A,) arrays, jitted
+    action_log_length: int
+    action_dtype: Any
+    reset: tuple  # (env_state, obs) of the pool right after its reset
+
+
+def action_log_dtype(num_actions: int):
+    """The narrowest dtype that holds every action index."""
+    return np.uint8 if num_actions <= 256 else np.int32
+
+
+def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
+    """The compiled loop of `fns` (one agent's functions) over `cfg.loop.num_seeds` agents on the pool `env`
+    (A x N environments, agent-major)."""
+    the_plan = plan(cfg)
+    num_agents, num_envs = cfg.loop.num_seeds, cfg.env.num_envs
+    spec = env.spec
+    agent_axis = (num_agents, num_envs)
+    action_log_length = the_plan.log_periods * the_plan.iters_per_period
+    action_dtype = action_log_dtype(spec.num_actions)
+    env_state0, obs0 = env.reset()
+    first_obs = jnp.asarray(obs0).reshape(*agent_axis, *spec.obs_shape)
+    solved_return = cfg.loop.solved_return
+    act = jax.vmap(fns.act, in_axes=(0, 0, 0, None))
+    observe = jax.vmap(fns.observe, in_axes=(0, 0, None, None))
+    learn = jax.vmap(fns.learn, in_axes=(0, 0, None))
+    fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+
+    def init(key) -> LoopState:
+        agent_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_agents))
+        hypers = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_agents, *jnp.shape(x))), fns.hyperparameters)
+        agents = jax.vmap(fns.init)(fold(agent_keys, 0), hypers)
+        return LoopState(agents, env_state0, first_obs, jnp.zeros(agent_axis, bool),
+                         init_episode_stats(num_agents, num_envs), fold(agent_keys, 1), jnp.zeros((), jnp.int32))
+
+    def iterate(carry, _):
+        state, action_log, first_iteration, learn_after = carry
+        env_steps = state.iteration * num_envs
+        actions = act(state.agents, state.obs, fold(state.keys, 2 * state.iteration), env_steps)
+        pool_actions = actions.reshape(num_agents * num_envs)
+        action_log = action_log.at[state.iteration - first_iteration].set(pool_actions.astype(action_dtype),
+                                                                          mode="drop")
+        env_state, out = env.step(state.env_state, pool_actions)
+        next_obs = out.obs.reshape(*agent_axis, *spec.obs_shape)
+        reward, terminated, truncated, game_reward, game_over = (
+            x.reshape(agent_axis) for x in (out.reward, out.terminated, out.truncated, out.game_reward, out.game_over))
+        real = ~state.done
+        step = Step(state.obs, actions, reward, terminated, truncated, next_obs, real)
+        agents = observe(state.agents, step, env_steps, env_steps >= learn_after)
+        # reported episodes are whole games with raw rewards, not the clipped, life-by-life training signal
+        stats, ends = update_episode_stats(state.stats, game_reward, real, game_over & real, env_steps + num_envs,
+                                           solved_return)
+        state = LoopState(agents, env_state, next_obs, (terminated | truncated) & real, stats, state.keys,
+                          state.iteration + 1)
+        return (state, action_log, first_iteration, learn_after), ends
+
+    def period(_, carry):
+        state, output, first_iteration, learn_after = carry
+        (state, action_log, _, _), ends = jax.lax.scan(
+            iterate, (state, output.actions, first_iteration, learn_after), None, length=the_plan.iters_per_period)
+        env_steps = state.iteration * num_envs
+        learning = env_steps > learn_after
+        learn_keys = fold(state.keys, 2 * state.iteration + 1)
+        agents, metrics = jax.lax.cond(learning, lambda agents: learn(agents, learn_keys, env_steps),
+                                       lambda agents: (agents, zero_metrics()), state.agents)
+        output = ChunkOutput(jax.tree.map(jnp.add, output.metric_sums, metrics),
+                             output.learn_calls + learning.astype(jnp.int32), action_log,
+                             log_episode_ends(output.finished, ends))
+        return state._replace(agents=agents), output, first_iteration, learn_after
+
+    def zero_metrics():
+        shapes = jax.eval_shape(learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
+                                jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32), jnp.int32(0))[1]
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def run_chunk(state: LoopState, n_periods, learn_after):
+        output = ChunkOutput(zero_metrics(), jnp.zeros((), jnp.int32),
+                             jnp.zeros((action_log_length, num_agents * num_envs), action_dtype),
+                             empty_episode_log(num_agents, the_plan.episode_log_capacity))
+        state, output, _, _ = jax.lax.fori_loop(0, n_periods, period,
+                                                (state, output, state.iteration, jnp.asarray(learn_after)))
+        return state, output
+
+    report = jax.jit(jax.vmap(fns.report, in_axes=(0, None)))
+    return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, action_log_length, action_dtype,
+                   (env_state0, obs0))

@@ -1,0 +1,151 @@
+"""Everything a run writes while it trains: metrics.jsonl, episodes.csv, TensorBoard events, and the progress
+bar or one line per log point. On resume, records past the checkpoint are dropped before appending."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from jaxdqn.loop.episodes import EpisodeLog
+
+EPISODES_HEADER = "seed,env_step,return,length"
+"""Columns of a run's episodes.csv: one row per finished training episode."""
+
+PER_AGENT = ("return_mean_100", "length_mean_100", "loss", "q_mean")
+"""Record fields that hold one value per agent (None where there is none yet)."""
+
+
+def mean_of(values: list):
+    """The mean of the values that are not None, or None."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _format(value, spec=".2f"):
+    return "n/a" if value is None else format(value, spec)
+
+
+def episode_rows(log: EpisodeLog) -> tuple[list[str], int]:
+    """CSV rows of the episodes in `log`, per agent in order, and how many were lost to ring overflow."""
+    returns, lengths, end_steps = (np.asarray(x) for x in (log.returns, log.lengths, log.end_steps))
+    counts, positions = np.asarray(log.count), np.asarray(log.position)
+    capacity, lost, rows = returns.shape[1], 0, []
+    for agent in range(returns.shape[0]):
+        kept = min(int(counts[agent]), capacity)
+        lost += int(counts[agent]) - kept
+        slots = (int(positions[agent]) - kept + np.arange(kept)) % capacity
+        rows.extend(f"{agent},{end_steps[agent, i]},{returns[agent, i]:.7g},{lengths[agent, i]}\n" for i in slots)
+    return rows, lost
+
+
+def _keep_lines(path: Path, header: str | None, keep: Callable[[str], bool]) -> None:
+    """Rewrite `path` with only the lines `keep` accepts (and `header` first), atomically."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if header is not None:
+        lines = lines[1:]
+    kept = ([header + "\n"] if header is not None else []) + [line + "\n" for line in lines if keep(line)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
+def _metrics_line_until(last_step: int):
+    def keep(line: str) -> bool:
+        try:
+            return json.loads(line).get("env_steps", 0) <= last_step
+        except ValueError:  # a torn last line
+            return False
+    return keep
+
+
+def _episode_line_until(last_step: int):
+    def keep(line: str) -> bool:
+        fields = line.split(",")
+        return len(fields) == 4 and fields[1].isdigit() and int(fields[1]) <= last_step
+    return keep
+
+
+class Recorder:
+    """Writes a run's records; without a run directory, only prints.
+
+    `start_steps` is where this session starts (the checkpoint's step when resuming, whose later records are
+    dropped); `progress_bar` shows tqdm instead of one line per log point.
+    """
+
+    def __init__(self, out: Path | None, num_agents: int, total_env_steps: int, start_steps: int, resumed: bool,
+                 log: Callable[[str], None] = print, progress_bar: bool = False):
+        self.num_agents, self.log = num_agents, log
+        self.metrics = self.episodes = self.writer = self.bar = None
+        if out is not None:
+            from tensorboardX import SummaryWriter
+
+            if resumed:
+                _keep_lines(out / "metrics.jsonl", None, _metrics_line_until(start_steps))
+                _keep_lines(out / "episodes.csv", EPISODES_HEADER, _episode_line_until(start_steps))
+            self.metrics = open(out / "metrics.jsonl", "a" if resumed else "w")
+            self.episodes = open(out / "episodes.csv", "a" if resumed else "w")
+            if not resumed:
+                self.episodes.write(EPISODES_HEADER + "\n")
+            self.writer = SummaryWriter(str(out), purge_step=start_steps if resumed else None)
+        if progress_bar:
+            from tqdm import tqdm
+
+            # a terminal may report a 0 x 0 size (e.g. `script`); tqdm then draws nothing, so fall back to 100 x 24
+            size = shutil.get_terminal_size((100, 24))
+            self.bar = tqdm(total=total_env_steps, initial=start_steps, unit="step", ncols=size.columns,
+                            nrows=size.lines, file=sys.stdout)
+        self.total_env_steps, self.shown_steps = total_env_steps, start_steps
+
+    def say(self, line: str) -> None:
+        """Print a line without breaking the progress bar."""
+        (self.bar.write if self.bar is not None else self.log)(line)
+
+    def write(self, record: dict, finished: EpisodeLog) -> None:
+        """Write one log point: its metrics record, the episodes that finished, TensorBoard scalars, the progress."""
+        if self.metrics is not None:
+            self.metrics.write(json.dumps(record) + "\n")
+            self.metrics.flush()
+            rows, lost = episode_rows(finished)
+            self.episodes.write("".join(rows))
+            self.episodes.flush()
+            if lost:
+                self.say("warning: some episodes of this chunk were not logged to episodes.csv")
+            for tag, value in self.scalars(record).items():
+                self.writer.add_scalar(tag, value, record["env_steps"])
+            self.writer.flush()
+        return_text = _format(mean_of(record["return_mean_100"]))
+        loss_text = _format(mean_of(record["loss"]), ".4g")
+        epsilon = f" | eps {record['epsilon']:.3f}" if "epsilon" in record else ""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"return(100) {return_text}{epsilon.replace(' |', '')} loss {loss_text}",
+                                     refresh=False)
+            self.bar.update(record["env_steps"] - self.shown_steps)
+        else:
+            self.log(f"step {record['env_steps']:>9}/{self.total_env_steps} | sps {record['sps']:9.0f} | "
+                     f"return(100) {return_text}{epsilon} | loss {loss_text}")
+        self.shown_steps = record["env_steps"]
+
+    def scalars(self, record: dict) -> dict:
+        """TensorBoard scalars of a record: agent means, plus per-seed values for several agents."""
+        scalars = {}
+        for name in PER_AGENT:
+            if mean_of(record[name]) is not None:
+                scalars[name] = mean_of(record[name])
+            if self.num_agents > 1:
+                scalars.update({f"{name}/seed_{k}": v for k, v in enumerate(record[name]) if v is not None})
+        scalars.update({name: value for name, value in record.items()
+                        if name not in PER_AGENT and name not in ("env_steps", "updates", "wall_seconds", "episodes")
+                        and isinstance(value, float)})
+        return scalars
+
+    def close(self) -> None:
+        """Close every file (also after an error)."""
+        for resource in (self.metrics, self.episodes, self.writer, self.bar):
+            if resource is not None:
+                resource.close()

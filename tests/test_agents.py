@@ -1,0 +1,130 @@
+"""The agent protocol, proven by two agents defined only in tests/toy_agents.py and trained through the real
+`jaxdqn` loop, checkpoints, resume and evaluation with no edit to the package; hyperparameters as data."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdqn.agents import AGENTS, resolve_agent
+from jaxdqn.agents.base import Step
+from jaxdqn.config.build import make_config
+from jaxdqn.envs import env_spec
+from jaxdqn.run.driver import run_training
+from tests.conftest import JAXDQN
+
+REPO = Path(__file__).resolve().parents[1]
+WITH_TESTS = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+SMALL = ["--total-steps", "6000", "--learning-starts", "500", "--log-interval", "1000", "--checkpoint-interval",
+         "1000", "--eval-episodes", "2"]
+
+
+def toy(*args):
+    return subprocess.run([JAXDQN, *map(str, args)], capture_output=True, text=True, timeout=600, env=WITH_TESTS)
+
+
+def newest_arrays(run: Path) -> dict:
+    with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def test_replay_toy_from_the_cli_by_import_path_trains_resumes_and_evaluates(tmp_path):
+    agent = ["--agent", "tests.toy_agents:ReplayToy", "--toy-rate", "0.5"]
+    full, half = tmp_path / "full", tmp_path / "half"
+    result = toy("train", *agent, *SMALL, "--out", full)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((full / "config.json").read_text())
+    assert config["agent"] == "tests.toy_agents:ReplayToy" and config["settings"]["toy_rate"] == 0.5
+    summary = json.loads((full / "summary.json").read_text())
+    assert summary["env_steps"] == 6000 and summary["updates"] == (6000 - 500) // 10
+    losses = [json.loads(line)["loss"][0] for line in (full / "metrics.jsonl").read_text().splitlines()]
+    assert losses[0] is not None and all(np.isfinite(loss) for loss in losses)
+    # stopped at 3,000 and resumed to 6,000: bit for bit the run above
+    assert toy("train", *agent, *SMALL, "--total-steps", "3000", "--out", half).returncode == 0
+    resumed = toy("train", "--resume", half, "--total-steps", "6000")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ours, theirs = newest_arrays(half), newest_arrays(full)
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+    evaluated = toy("evaluate", full, "--episodes", "3")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "all seeds: return" in evaluated.stdout
+    bad = toy("train", "--agent", "tests.toy_agents:ReplayToy", "--toy-rate", "-1", "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and bad.stderr.strip() == "jaxdqn: error: toy_rate: must be > 0 (got -1.0)"
+    assert not (tmp_path / "bad").exists()
+
+
+def test_rollout_toy_learns_from_each_rollout_without_a_replay(tmp_path):
+    cfg = make_config(agent="tests.toy_agents:RolloutToy", env_id="CartPole-v1", num_envs=4, train_frequency=32,
+                      total_steps=4096, learning_starts=0, log_interval=1024, checkpoint_interval=2048,
+                      eval_episodes=2, toy_rate=0.05)
+    summary = run_training(cfg, tmp_path / "run", log=lambda line: None)
+    assert summary["env_steps"] == 4096 and summary["updates"] == 4096 // 32
+    arrays = newest_arrays(tmp_path / "run")
+    rollout_obs = [name for name in arrays if name != "action_log" and arrays[name].shape == (1, 8, 4, 4)]
+    assert rollout_obs, "the rollout of one period (8 iterations x 4 envs of CartPole) is the agent's only memory"
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss"][0] is not None for r in records)
+
+
+def test_registry_names_the_built_in_agents_and_refuses_unknown_ones():
+    assert set(AGENTS) == {"dqn", "tabular"}
+    assert resolve_agent("tests.toy_agents:ReplayToy").name == "replay-toy"
+    for name, message in [("nope", "agent: unknown agent 'nope'; allowed: dqn, tabular"),
+                          ("tests.toy_agents:Nope", "agent: cannot import 'tests.toy_agents:Nope'")]:
+        try:
+            resolve_agent(name)
+        except ValueError as error:
+            assert str(error).startswith(message)
+        else:
+            raise AssertionError(f"{name} was accepted")
+
+
+def _filled_dqn(cfg, learning_rates):
+    """DQN agents with the given learning rates, each from the same key and fed the same real CartPole steps."""
+    import envpool
+
+    fns = resolve_agent("dqn").build(cfg, env_spec("CartPole-v1"))
+    hypers = jax.tree.map(lambda x: jnp.stack([x] * len(learning_rates)), fns.hyperparameters)
+    hypers["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
+    agents = jax.vmap(fns.init)(jnp.stack([jax.random.PRNGKey(7)] * len(learning_rates)), hypers)
+    env = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=1, seed=3)
+    obs, _ = env.reset()
+    rng = np.random.default_rng(0)
+    real = True
+    observe = jax.jit(jax.vmap(fns.observe, in_axes=(0, None, None, None)))
+    for t in range(600):
+        action = rng.integers(0, 2, 1)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        step = Step(obs, action.astype(np.int32), reward.astype(np.float32), terminated, truncated, next_obs,
+                    np.array([real]))
+        agents = observe(agents, step, t, True)
+        real, obs = not (terminated[0] or truncated[0]) or not real, next_obs
+    return fns, agents
+
+
+def test_two_learning_rates_in_one_program_match_each_trained_alone():
+    cfg = make_config(preset="cartpole", num_envs=1, train_frequency=1, gradient_steps=1, batch_size=32,
+                      learning_starts=100, buffer_size=1000)
+
+    def hundred_updates(fns, agents):
+        learn = jax.vmap(fns.learn, in_axes=(None, None, None))  # same key for every agent
+        def body(agents, i):
+            return learn(agents, jax.random.PRNGKey(i), 600)[0], None
+        return jax.jit(lambda a: jax.lax.scan(lambda a, i: (jax.vmap(fns.learn, in_axes=(0, None, None))(
+            a, jax.random.PRNGKey(0) + i, 600)[0], None), a, jnp.arange(100, dtype=jnp.uint32))[0])(agents)
+
+    fns, together = _filled_dqn(cfg, [1e-3, 2.5e-4])
+    together = hundred_updates(fns, together)
+    for index, rate in enumerate([1e-3, 2.5e-4]):
+        fns, alone = _filled_dqn(cfg, [rate])
+        alone = hundred_updates(fns, alone)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[index], b[0], rtol=1e-5, atol=1e-6),
+                     together.params, alone.params)
+    first = jax.tree.leaves(together.params)[0]
+    assert not np.allclose(first[0], first[1]), "the two learning rates gave the same parameters"
