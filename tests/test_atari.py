@@ -152,23 +152,3 @@ def test_atari_buffer_that_does_not_split_into_env_rings_is_one_clear_error(tmp_
         "jaxdqn: error: buffer_size: must be a multiple of num_envs (8) with at least 8 per environment for "
         "Breakout-v5 (its replay keeps one frame ring per environment) (got 1001)"]
     assert not out.exists()
-
-
-def test_envpool_pool_steps_through_its_xla_op_with_raw_game_signal():
-    """EnvPool pools also pass isinstance(env, gymnasium.vector.VectorEnv); they must still step through
-    EnvPool's XLA op (not the Gymnasium host callback), whose info carries the raw reward and game over."""
-    from jaxdqn.envs import make_xla_step
-
-    env, _ = make_pool("Atlantis-v5", 2, seed=0, episodic_life=True, reward_clip=True)
-    handle, step = make_xla_step(env, game_signal=True)
-    assert handle.dtype == np.uint8  # EnvPool's opaque handle, not the Gymnasium path's step counter
-    actions = jnp.asarray(np.random.default_rng(0).integers(0, 4, (1500, 2)), jnp.int32)
-
-    def body(handle, action):
-        handle, (_obs, reward, terminated, _truncated, game) = step(handle, action)
-        return handle, (reward, terminated, game.reward, game.over)
-
-    _, (reward, terminated, game_reward, game_over) = jax.jit(lambda h: jax.lax.scan(body, h, actions))(handle)
-    env.close()
-    assert float(game_reward.sum()) >= 100 * float(reward.sum()) > 0  # Atlantis scores in 100s; clipped to 1
-    assert int(terminated.sum()) > int(game_over.sum()) >= 1  # lives lost vs whole games ended

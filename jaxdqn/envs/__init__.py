@@ -1,0 +1,43 @@
+"""Environment backends: the registry and factory, the one place that names them.
+
+Every backend follows `base.EnvBackend`: a pool of environments with a spec, a host-side reset and a
+pure step usable inside jit. An id EnvPool has runs through EnvPool; any other through Gymnasium.
+"""
+
+from __future__ import annotations
+
+from jaxdqn.envs.base import EnvBackend, EnvSpec, StepResult, env_seeds
+from jaxdqn.envs.envpool import ATARI_PREPROCESSING, EnvPoolBackend, is_atari
+from jaxdqn.envs.gymnasium import GYMNASIUM_NOTE, GymnasiumBackend
+
+BACKENDS = {"envpool": EnvPoolBackend, "gymnasium": GymnasiumBackend}
+"""Backends in order of preference; each class has `has(env_id)`, `env_spec(env_id)` and `known_ids()`."""
+
+
+def backend_name(env_id: str) -> str:
+    """The first backend that has `env_id` ("envpool" when EnvPool has it); "gymnasium" when none does,
+    so that its error says why."""
+    return next((name for name, backend in BACKENDS.items() if backend.has(env_id)), "gymnasium")
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """`env_id`'s spec from the backend that runs it; raises that backend's error for an unknown id."""
+    return BACKENDS[backend_name(env_id)].env_spec(env_id)
+
+
+def make_env(env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False, reward_clip: bool = False,
+             render: bool = False) -> EnvBackend:
+    """A pool of `env_id` with one environment per seed in `seeds` (see `env_seeds`), from the backend that
+    has it. Call its `reset()` before stepping."""
+    return BACKENDS[backend_name(env_id)](env_id, seeds, num_threads=num_threads, episodic_life=episodic_life,
+                                          reward_clip=reward_clip, render=render)
+
+
+def known_env_ids() -> list[str]:
+    """Every backend's environment ids, sorted (for "closest:" suggestions)."""
+    return sorted({env_id for backend in BACKENDS.values() for env_id in backend.known_ids()})
+
+
+__all__ = ["ATARI_PREPROCESSING", "BACKENDS", "GYMNASIUM_NOTE", "EnvBackend", "EnvPoolBackend", "EnvSpec",
+           "GymnasiumBackend", "StepResult", "backend_name", "env_seeds", "env_spec", "is_atari", "known_env_ids",
+           "make_env"]

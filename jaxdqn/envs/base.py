@@ -1,0 +1,140 @@
+"""The environment backend protocol, and what every backend shares.
+
+A backend is one pool of environments. The loop sees only `EnvSpec`, `reset` (on the host, before
+jit), a pure `step(env_state, actions)` it calls inside its compiled scan, `render` and `close`.
+`env_state` is any pytree: EnvPool's opaque XLA handle, a step counter for backends stepped by a host
+callback, or, for a pure-JAX (gymnax style) backend, the environments' own arrays and keys, whose
+`step` vmaps the environment over the pool inside it. So a new backend needs no change to the loop.
+
+Every backend auto-resets like EnvPool: the step AFTER an episode ends (terminated or truncated)
+ignores its action and returns the reset observation with reward 0, not done. It is not a real
+transition; callers skip it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+class EnvSpec(NamedTuple):
+    """What the agent needs to know about an environment before building anything."""
+
+    env_id: str
+    obs_shape: tuple
+    obs_dtype: np.dtype
+    """The dtype of the observations the backend returns (JAX's: int64 spaces come as int32 without x64)."""
+    num_actions: int
+    num_states: int | None
+    """Discrete observation spaces (FrozenLake, Taxi): the number of states; else None."""
+    max_episode_steps: int
+    """The registered episode step limit; 0 when unknown."""
+    reward_threshold: float | None
+    """The registered "solved" return; None if none."""
+
+
+class StepResult(NamedTuple):
+    """One step of the pool; every field has a leading (pool size,) axis."""
+
+    obs: Any
+    reward: Any
+    terminated: Any
+    truncated: Any
+    game_reward: Any
+    """The raw reward (Atari with reward clipping: the unclipped one); else `reward`."""
+    game_over: Any
+    """The whole game ended (Atari with episodic life: all lives lost, or truncated); else terminated | truncated."""
+
+
+@runtime_checkable
+class EnvBackend(Protocol):
+    """One pool of environments. Backends are built as `Backend(env_id, seeds, num_threads=0,
+    episodic_life=False, reward_clip=False, render=False)` with one seed per environment."""
+
+    spec: EnvSpec
+    num_envs: int
+    host_step: bool
+    """True when `step` runs on the host (an io_callback): every step is a device-host round trip."""
+
+    def reset(self) -> tuple[Any, Any]:
+        """(env_state, obs) right after a full reset of the pool; call on the host, before jit. The first
+        reset starts each environment's seeded stream; later ones continue it."""
+
+    def step(self, env_state, actions) -> tuple[Any, StepResult]:
+        """Step the pool with int32 `actions` (pool,); pure, usable inside jit and lax.scan."""
+
+    def render(self) -> np.ndarray:
+        """The RGB frame (H, W, 3) uint8 of environment 0; only for a pool made with render=True."""
+
+    def close(self) -> None:
+        """Release the pool."""
+
+
+def env_seeds(run_seed: int, agents: int | Sequence[int], num_envs: int, stream: int = 0) -> np.ndarray:
+    """int32 seeds (len(agents) * num_envs,) for a pool of `num_envs` environments per agent, agent-major.
+
+    `agents` is the agents' indices in the run (an int n means range(n)). Each seed hashes (run_seed,
+    stream, agent, environment), so runs s and s+1 share no environment stream (EnvPool's own
+    `seed + i` would share all but one), and an agent's environments do not depend on how the pool is
+    split. `stream` 0 is training, 1 evaluation.
+    """
+    agents = range(agents) if isinstance(agents, (int, np.integer)) else agents
+    seeds = [np.random.SeedSequence([run_seed, stream, agent, env]).generate_state(1)[0] & 0x7FFFFFFF
+             for agent in agents for env in range(num_envs)]
+    return np.asarray(seeds, np.int32).reshape(-1)
+
+
+def jax_dtype(dtype) -> np.dtype:
+    """The dtype JAX holds an array of `dtype` as (int64 -> int32 unless x64 is enabled)."""
+    import jax
+
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+
+
+def make_host_step(host_step: Callable[[np.ndarray], StepResult], spec: EnvSpec, num_envs: int):
+    """A jit-usable `step(env_state, actions) -> (env_state, StepResult)` that runs
+    `host_step(actions) -> StepResult` (NumPy arrays) on the host through an ordered io_callback.
+
+    The env_state is an int32 step counter (`HOST_STEP_STATE` after a reset): the pool's real state
+    lives on the host, and `ordered=True` keeps the calls in program order.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import io_callback
+
+    flags = jax.ShapeDtypeStruct((num_envs,), jnp.bool_)
+    rewards = jax.ShapeDtypeStruct((num_envs,), jnp.float32)
+    result_shapes = (jax.ShapeDtypeStruct((), jnp.int32),
+                     StepResult(jax.ShapeDtypeStruct((num_envs, *spec.obs_shape), spec.obs_dtype),
+                                rewards, flags, flags, rewards, flags))
+
+    def on_host(count, actions):
+        out = host_step(np.asarray(actions))
+        return (np.asarray(count + 1, np.int32),
+                StepResult(np.asarray(out.obs, spec.obs_dtype), np.asarray(out.reward, np.float32),
+                           np.asarray(out.terminated, bool), np.asarray(out.truncated, bool),
+                           np.asarray(out.game_reward, np.float32), np.asarray(out.game_over, bool)))
+
+    def step(env_state, actions):
+        return io_callback(on_host, result_shapes, env_state, actions, ordered=True)
+
+    return step
+
+
+HOST_STEP_STATE = np.zeros((), np.int32)
+"""The env_state of a host-stepped pool right after a reset (see `make_host_step`)."""
+
+
+def spec_from_spaces(env_id: str, obs_space, action_space, max_episode_steps, reward_threshold) -> EnvSpec:
+    """An `EnvSpec` from Gymnasium spaces (EnvPool's are Gymnasium's too) and the registered limits."""
+    discrete_obs = hasattr(obs_space, "n")  # gymnasium.spaces.Discrete
+    return EnvSpec(env_id=env_id, obs_shape=tuple(obs_space.shape), obs_dtype=jax_dtype(obs_space.dtype),
+                   num_actions=int(action_space.n), num_states=int(obs_space.n) if discrete_obs else None,
+                   max_episode_steps=int(max_episode_steps or 0),
+                   reward_threshold=None if reward_threshold is None else float(reward_threshold))
+
+
+def as_seed_list(seeds) -> list[int]:
+    """`seeds` (one per environment: an array or a sequence) as a list of Python ints."""
+    return [int(seed) for seed in np.asarray(seeds).reshape(-1)]
