@@ -71,7 +71,11 @@ class EnvBackend(Protocol):
         """Release the pool."""
 
 
-def env_seeds(run_seed: int, agents: int | Sequence[int], num_envs: int, stream: int = 0) -> np.ndarray:
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+"""`env_seeds` streams: training environments, and the evaluation environments (never seen in training)."""
+
+
+def env_seeds(run_seed: int, agents: int | Sequence[int], num_envs: int, stream: int = TRAIN_STREAM) -> np.ndarray:
     """int32 seeds (len(agents) * num_envs,) for a pool of `num_envs` environments per agent, agent-major.
 
     `agents` is the agents' indices in the run (an int n means range(n)). Each seed hashes (run_seed,
