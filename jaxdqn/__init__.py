@@ -1,21 +1,28 @@
-"""jaxdqn: DQN-family reinforcement learning compiled end to end with JAX, on EnvPool."""
+"""jaxdqn: DQN-family reinforcement learning compiled end to end with JAX.
 
-from jaxdqn.checkpoint import CheckpointError, load_latest, restore_params
-from jaxdqn.config import PRESETS, Config, ConfigError, get_preset, validate
-from jaxdqn.learner import AgentState, make_train_step
-from jaxdqn.replay import Replay, ReplayState, make_frame_replay, make_replay, make_uniform_replay
+Layers, each importing only the ones above it in this list:
+
+- `jaxdqn.core`: pure functions (losses, networks, replay, sum tree, exploration);
+- `jaxdqn.config.schema`: the typed config sections and derived values;
+- `jaxdqn.envs`: environment backends (EnvPool, Gymnasium); `jaxdqn.agents`: the agent protocol and registry;
+- `jaxdqn.config.build/validate/presets`: configs from flat names, checks against the environment, presets;
+- `jaxdqn.loop`: the compiled rollout shared by every agent and backend;
+- `jaxdqn.evaluate`, `jaxdqn.run`: evaluation, the driver with its recorder, checkpoints, resume, signals;
+- `jaxdqn.plot`, `jaxdqn.bench`, `jaxdqn.cli`: figures, throughput, the command.
+"""
+
+from jaxdqn.agents import AGENTS, resolve_agent
+from jaxdqn.config.build import make_config
+from jaxdqn.config.presets import PRESETS, get_preset
+from jaxdqn.config.schema import Config, ConfigError, plan, replace
+from jaxdqn.config.validate import validate
+from jaxdqn.core.replay import make_replay
+from jaxdqn.evaluate import evaluate_policy
+from jaxdqn.run.checkpoint import CheckpointError, load_latest, restore_params
+from jaxdqn.run.driver import TrainingStopped, build_rollout, run_training
 
 __all__ = [
-    "PRESETS", "AgentState", "CheckpointError", "Config", "ConfigError", "TrainingStopped", "load_latest",
-    "restore_params", "Replay", "ReplayState", "get_preset", "make_frame_replay", "make_replay",
-    "make_train", "make_train_step", "make_uniform_replay", "run_training", "validate",
+    "AGENTS", "PRESETS", "CheckpointError", "Config", "ConfigError", "TrainingStopped", "build_rollout",
+    "evaluate_policy", "get_preset", "load_latest", "make_config", "make_replay", "plan", "replace",
+    "resolve_agent", "restore_params", "run_training", "validate",
 ]
-
-
-def __getattr__(name):
-    # train.py still imports the old jaxdqn/envs.py; imported lazily so `jaxdqn.envs` imports until it is ported.
-    if name in ("TrainingStopped", "make_train", "run_training"):
-        from jaxdqn import train
-
-        return getattr(train, name)
-    raise AttributeError(f"module 'jaxdqn' has no attribute {name!r}")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn import losses
+from jaxdqn.core import losses
 
 
 def test_q_learning_non_terminal_bootstraps_from_max():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn.networks import DuelingHead, NatureCNNTorso, QNetwork, conv_impl_for_backend, conv_valid_as_gemm
+from jaxdqn.core.networks import DuelingHead, NatureCNNTorso, QNetwork, conv_impl_for_backend, conv_valid_as_gemm
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
