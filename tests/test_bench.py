@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.test_cli import jaxdqn
+from tests.conftest import jaxdqn
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_cli import JAXDQN, jaxdqn
+from tests.conftest import JAXDQN, jaxdqn
 
 TOTAL = 12_000
 SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxdqn.envs import is_envpool_env, make_gymnasium_pool, make_pool, make_xla_step
-from tests.test_cli import jaxdqn
+from tests.conftest import jaxdqn
 
 
 @pytest.mark.parametrize("backend", ["envpool", "gymnasium"])

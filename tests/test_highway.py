@@ -11,7 +11,7 @@ from jaxdqn.config import get_preset
 from jaxdqn.networks import make_network
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.train import EVAL_SEED_OFFSET
-from tests.test_cli import jaxdqn
+from tests.conftest import jaxdqn
 
 
 def test_highway_preset_beats_random_policy(tmp_path):

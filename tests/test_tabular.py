@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxdqn.checkpoint import restore_params
 from jaxdqn.tabular import QTable, q_learning_update, sequential_q_learning_updates
-from tests.test_cli import jaxdqn
+from tests.conftest import jaxdqn
 
 TABLE = jnp.array([[0.0, 0.0], [1.0, 2.0], [0.5, 0.0]])
 
