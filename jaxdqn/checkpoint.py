@@ -28,10 +28,6 @@ with the saved ones, so a non-deterministic environment is reported rather than 
 On CPU a run of 2N steps and a run of N steps resumed for N more give bit-identical parameters and
 metrics (for prioritized replay, beta's annealing depends on total_steps, so raise it only if you
 accept a different beta schedule from the checkpoint on).
-
-Testing hook: `JAXDQN_TEST_CRASH_DURING_SAVE=K` makes the process exit at once (`os._exit(75)`) in the
-middle of its K-th checkpoint save, after writing half of `arrays.npz`, to test that a crash during a
-save leaves the previous checkpoint intact. Never set it outside tests.
 """
 
 from __future__ import annotations
@@ -111,7 +107,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_saves_in_this_process = 0
+def write_arrays(path: Path, arrays: dict) -> None:
+    """Write `arrays` to `path` as an .npz file and fsync it."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, keep: int) -> Path:
@@ -120,8 +121,6 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
     `counters` holds the host-side counters (env_steps, periods_done, updates, learn_after).
     Returns the checkpoint folder.
     """
-    global _saves_in_this_process
-    _saves_in_this_process += 1
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{counters['env_steps']:012d}"
@@ -133,15 +132,7 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
     arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves.values())}
     arrays["action_log"] = np.asarray(action_log)
     arrays_path = tmp / ARRAYS_FILE
-    with open(arrays_path, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    crash_at = os.environ.get("JAXDQN_TEST_CRASH_DURING_SAVE")
-    if crash_at and int(crash_at) == _saves_in_this_process:
-        with open(arrays_path, "r+b") as f:
-            f.truncate(arrays_path.stat().st_size // 2)
-        os._exit(75)
+    write_arrays(arrays_path, arrays)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": config_lib.to_dict(cfg),
