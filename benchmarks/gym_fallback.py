@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 
-from benchmarks.machine import machine_facts, write_result
+from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.envs import make_gymnasium_pool, make_pool, make_xla_step
 
 ENV_ID = "CartPole-v1"

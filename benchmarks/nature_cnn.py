@@ -30,8 +30,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks.harness import _train_state
-from benchmarks.machine import machine_facts, write_result
+from jaxdqn.bench.harness import _train_state
+from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.config import Config
 from jaxdqn.networks import QNetwork
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from benchmarks.machine import machine_facts, write_result  # noqa: E402
-
-from jaxdqn.replay import make_prioritized_replay  # noqa: E402
+from jaxdqn.bench.machine import machine_facts, write_result
+from jaxdqn.replay import make_prioritized_replay
 
 
 def time_scan(step_fn, state, steps: int, repeats: int) -> dict:
@@ -67,7 +66,7 @@ def sample_update_scaling(capacities, batches, steps, repeats) -> list:
 
 def train_step_comparison(capacity: int, steps: int, repeats: int) -> dict:
     """Full train step (MLP 128-128, batch 64) with uniform vs prioritized replay, via the bench harness."""
-    from benchmarks.harness import bench_train_step
+    from jaxdqn.bench.harness import bench_train_step
 
     out = {}
     for prioritized in (False, True):

@@ -25,7 +25,8 @@ commands:
   plot       training curves of runs: jaxdqn plot DIR [DIR ...] --out FILE.png [--window N]
   presets    list the presets, one line each
   bench      measure throughput: jaxdqn bench [--tiny] [--out DIR];
-             jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR]
+             jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR];
+             default folder: $XDG_DATA_HOME/jaxdqn/bench, else ~/.local/share/jaxdqn/bench
 """
 
 TRAIN_DESCRIPTION = """Train a DQN agent.
@@ -293,27 +294,33 @@ def presets_command(argv: list[str]) -> int:
 
 def bench_command(argv: list[str]) -> int:
     """`jaxdqn bench`: run the throughput harness; `jaxdqn bench report`: table and charts from results."""
+    from jaxdqn.bench import DEFAULT_RESULTS_HELP, default_results_dir
+
+    default_dir = f"{DEFAULT_RESULTS_HELP}; here {default_results_dir()}"
     if argv and argv[0] == "report":
         parser = argparse.ArgumentParser(prog="jaxdqn bench report",
                                          description="Markdown table and PNG charts from stored bench results.")
-        parser.add_argument("--results", default="benchmarks/results", help="folder of bench-*.json files")
-        parser.add_argument("--out", default="benchmarks/results/REPORT.md", help="Markdown file to write")
+        parser.add_argument("--results", type=Path, default=None,
+                            help=f"folder of bench-*.json files (default: {default_dir})")
+        parser.add_argument("--out", type=Path, default=None,
+                            help="Markdown file to write (default: RESULTS/REPORT.md)")
         parser.add_argument("--charts", default=None, help="folder for the PNG charts (default: beside --out)")
         parser.add_argument("--include-tiny", action="store_true", help="also report results of --tiny runs")
         args = parser.parse_args(argv[1:])
-        from benchmarks.report import ReportError, write_report
+        results = default_results_dir() if args.results is None else args.results
+        from jaxdqn.bench.report import ReportError, write_report
 
         try:
-            table, pngs = write_report(args.results, args.out, args.charts, args.include_tiny)
+            table, pngs = write_report(results, args.out or results / "REPORT.md", args.charts, args.include_tiny)
         except ReportError as error:
             return _fail(str(error))
         print(f"wrote {table} and {', '.join(str(p) for p in pngs)}")
         return 0
     parser = argparse.ArgumentParser(prog="jaxdqn bench", description="Measure jaxdqn throughput on this machine.")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
-    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result")
+    parser.add_argument("--out", type=Path, default=None, help=f"folder for the JSON result (default: {default_dir})")
     args = parser.parse_args(argv)
-    from benchmarks.harness import run_bench
+    from jaxdqn.bench.harness import run_bench
 
     run_bench("tiny" if args.tiny else "full", args.out, command=" ".join(["jaxdqn", "bench", *argv]),
               log=lambda line: print(line, flush=True))

@@ -2,10 +2,7 @@
 
 import json
 import math
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +11,7 @@ import pytest
 
 from jaxdqn.envs import make_pool
 from jaxdqn.replay import Transition, make_frame_replay, rebuild_stacks
+from tests.conftest import JAXDQN
 
 NUM_SEEDS, NUM_ENVS, SLOTS = 2, 2, 40
 STACK_SHAPE = (4, 84, 84)
@@ -100,11 +98,6 @@ def test_frame_replay_bytes_per_transition():
         total = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
         print(f"frame replay, prioritized={prioritized}: {total / capacity:.1f} bytes per transition")
         assert total / capacity <= 7300
-
-
-# The installed console script: next to this interpreter (a virtual environment) or on PATH.
-JAXDQN = str(Path(sys.executable).with_name("jaxdqn")) if Path(sys.executable).with_name("jaxdqn").exists() \
-    else shutil.which("jaxdqn")
 
 
 def _returns_in_window(metrics_lines):

@@ -1,25 +1,32 @@
 """The benchmark harness on tiny sizes through the real `jaxdqn bench` command, and its report."""
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.test_cli import jaxdqn
+from tests.conftest import JAXDQN, jaxdqn
+
+STORED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
 def tiny_result(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
-    result = jaxdqn("bench", "--tiny", "--out", str(out))
+    """`jaxdqn bench --tiny` without --out: it writes under $XDG_DATA_HOME/jaxdqn/bench."""
+    data_home = tmp_path_factory.mktemp("data")
+    result = jaxdqn("bench", "--tiny", env={"XDG_DATA_HOME": str(data_home)})
     assert result.returncode == 0, result.stderr[-3000:]
-    files = list(out.glob("bench-tiny-*.json"))
+    files = list(data_home.glob("jaxdqn/bench/bench-tiny-*.json"))
     assert len(files) == 1
     return files[0]
 
 
 def test_tiny_bench_writes_a_complete_result(tiny_result):
     record = json.loads(tiny_result.read_text())
-    assert record["command"] == f"jaxdqn bench --tiny --out {tiny_result.parent}"
+    assert record["command"] == "jaxdqn bench --tiny"
     machine = record["machine"]
     for key in ("backend", "devices", "device_count", "cpu_model", "cpu_cores", "git_commit"):
         assert machine[key] not in (None, "", [])
@@ -65,3 +72,39 @@ def test_report_rejects_a_result_with_a_missing_field(tiny_result, tmp_path):
     (tmp_path / "bench-broken.json").write_text(json.dumps(record))
     result = jaxdqn("bench", "report", "--results", str(tmp_path), "--out", str(tmp_path / "r.md"))
     assert result.returncode == 2 and "missing field(s) train_step" in result.stderr
+
+
+def test_bench_help_names_the_default_folder(tmp_path):
+    for args in (["bench", "--help"], ["bench", "report", "--help"]):
+        result = jaxdqn(*args, env={"XDG_DATA_HOME": str(tmp_path), "COLUMNS": "500"})  # no wrapping
+        assert result.returncode == 0
+        text = " ".join(result.stdout.split())
+        assert "$XDG_DATA_HOME/jaxdqn/bench, or ~/.local/share/jaxdqn/bench" in text
+        assert f"here {tmp_path / 'jaxdqn' / 'bench'}" in text
+
+
+def test_report_of_the_stored_results_in_the_default_folder(tmp_path):
+    """The stored full results, copied to the default folder, give a report there (not in the working directory)."""
+    folder = tmp_path / "data" / "jaxdqn" / "bench"
+    folder.mkdir(parents=True)
+    stored = sorted(STORED_RESULTS.glob("bench-*.json"))
+    assert len(stored) >= 2
+    for path in stored:
+        shutil.copy(path, folder)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = subprocess.run([JAXDQN, "bench", "report"], capture_output=True, text=True, timeout=300, cwd=cwd,
+                            env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")})
+    assert result.returncode == 0, result.stderr
+    table = (folder / "REPORT.md").read_text()
+    assert "| measure | unit | cpu: " in table and "| gpu: " in table
+    assert sorted(p.name for p in folder.glob("bench-*.png")) == [
+        "bench-end_to_end.png", "bench-env_steps.png", "bench-train_step.png"]
+    assert not list(cwd.iterdir())
+
+
+def test_report_without_results_in_the_default_folder_is_one_line(tmp_path):
+    result = jaxdqn("bench", "report", env={"XDG_DATA_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"jaxdqn: error: {tmp_path / 'jaxdqn' / 'bench'}: no bench-*.json result files; "
+                                     "run `jaxdqn bench` first")

@@ -12,6 +12,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_cli import JAXDQN, jaxdqn
+from tests.conftest import JAXDQN, jaxdqn
 
 TOTAL = 12_000
 SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",
@@ -27,11 +28,13 @@ SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size
 TIMING = ("wall_seconds", "sps")
 
 
-def train(out, *extra, env=None):
-    result = jaxdqn("train", *SMALL, *extra, "--out", str(out)) if env is None else subprocess.run(
-        [JAXDQN, "train", *SMALL, *extra, "--out", str(out)], capture_output=True, text=True, timeout=600,
-        env={**os.environ, **env})
-    return result
+# Runs the real CLI in a process that dies in the middle of writing a checkpoint's arrays.npz.
+CRASH_DURING_SAVE = Path(__file__).with_name("crash_during_save.py")
+WRITE_ARRAYS = "jaxdqn.run.checkpoint:write_arrays"
+
+
+def train(out, *extra):
+    return jaxdqn("train", *SMALL, *extra, "--out", str(out))
 
 
 def final_arrays(run: Path) -> dict:
@@ -124,8 +127,10 @@ def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path, reference):
 
 def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, reference):
     out = tmp_path / "crash"
-    crashed = train(out, env={"JAXDQN_TEST_CRASH_DURING_SAVE": "2"})  # dies halfway through saving step 2000
-    assert crashed.returncode == 75
+    # dies halfway through writing the second checkpoint's arrays.npz (step 2000)
+    crashed = subprocess.run([sys.executable, str(CRASH_DURING_SAVE), WRITE_ARRAYS, "2", "train", *SMALL,
+                              "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert crashed.returncode == 75, crashed.stderr[-2000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [".tmp-step_000000002000", "step_000000001000"]
     resumed = jaxdqn("train", "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -199,7 +204,7 @@ def test_non_finite_loss_stops_at_a_named_step_and_keeps_the_last_good_checkpoin
     assert "non-finite loss or parameters at env step 1500" in result.stderr
     assert "the last good checkpoint" in result.stderr and "step_000000001000 is kept" in result.stderr
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_000000000500", "step_000000001000"]
-    from jaxdqn.checkpoint import load_latest
+    from jaxdqn.run.checkpoint import load_latest
     from jaxdqn.config import from_dict
 
     good = load_latest(out, from_dict(json.loads((out / "config.json").read_text())))  # checksum verified
@@ -272,7 +277,7 @@ def test_tensorboard_events_hold_the_scalars(reference):
 
 
 def test_restore_params_gives_the_latest_checkpoint_params(reference):
-    from jaxdqn.checkpoint import restore_params
+    from jaxdqn.run.checkpoint import restore_params
 
     cfg, params = restore_params(reference)
     assert cfg.total_steps == TOTAL

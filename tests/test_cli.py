@@ -1,21 +1,10 @@
 """The `jaxdqn` command as a user types it (subprocesses), including a real CartPole learning run."""
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-# The installed console script: next to this interpreter (a virtual environment) or on PATH.
-JAXDQN = str(Path(sys.executable).with_name("jaxdqn")) if Path(sys.executable).with_name("jaxdqn").exists() \
-    else shutil.which("jaxdqn")
-
-
-def jaxdqn(*args, timeout=900):
-    assert JAXDQN, "the jaxdqn command is not installed (pip install -e .)"
-    return subprocess.run([JAXDQN, *args], capture_output=True, text=True, timeout=timeout)
+from tests.conftest import jaxdqn
 
 
 def test_presets_lists_one_line_each():

@@ -16,7 +16,7 @@ from jaxdqn.config import Config
 from jaxdqn.evaluate import EvaluationError, evaluate_policy
 from jaxdqn.plot import draw_runs, load_run, rolling_mean
 from jaxdqn.train import EPISODES_HEADER, episode_log_capacity, log_chunk_periods, make_train, write_episode_rows
-from tests.test_cli import jaxdqn
+from tests.conftest import jaxdqn
 
 SHORT_RUN = ["--total-steps", "5000", "--learning-starts", "1000", "--log-interval", "1000",
              "--epsilon-decay-steps", "4000", "--eval-episodes", "2"]

@@ -3,7 +3,7 @@
 import json
 
 from jaxdqn.envs import backend_name
-from tests.test_cli import jaxdqn
+from tests.conftest import jaxdqn
 
 
 def test_gymnasium_only_env_trains_through_the_cli_with_a_note(tmp_path):

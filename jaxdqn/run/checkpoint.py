@@ -112,6 +112,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_arrays(path: Path, arrays: dict) -> None:
+    """Write `arrays` to `path` as an .npz file and fsync it."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, optional_fields: tuple = ()
                     ) -> Path:
     """Write a complete checkpoint of `state` atomically under RUN/checkpoints/ and keep the newest
@@ -132,10 +140,7 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
     arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves.values())}
     arrays["action_log"] = np.asarray(action_log)
     arrays_path = tmp / ARRAYS_FILE
-    with open(arrays_path, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
+    write_arrays(arrays_path, arrays)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": to_dict(cfg),

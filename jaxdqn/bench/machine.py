@@ -23,14 +23,18 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str:
-    """The current commit of this checkout, else $JAXDQN_GIT_COMMIT (a copy without .git), else 'unknown'."""
+    """$JAXDQN_GIT_COMMIT (a copy without .git), else the commit of the checkout this code runs from, else 'unknown'."""
     if os.environ.get("JAXDQN_GIT_COMMIT"):
         return os.environ["JAXDQN_GIT_COMMIT"]
+    here = Path(__file__).resolve()
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(__file__), check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        top, commit = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
+                                     cwd=here.parent, check=True).stdout.split()
+    except (OSError, ValueError, subprocess.CalledProcessError):
         return "unknown"
+    # An installed copy (site-packages) may sit inside some other checkout, whose commit is not this code's.
+    source = Path(top) / "jaxdqn" / "bench" / here.name
+    return commit if source.exists() and source.samefile(here) else "unknown"
 
 
 def machine_facts() -> dict:

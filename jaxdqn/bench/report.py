@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.harness import REQUIRED_FIELDS, REQUIRED_MACHINE_FIELDS
+from jaxdqn.bench.harness import REQUIRED_FIELDS, REQUIRED_MACHINE_FIELDS
 
 
 class ReportError(ValueError):

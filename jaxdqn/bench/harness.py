@@ -5,7 +5,7 @@ Measures, separately and end to end:
 - `train_step` updates/s: MLP and Nature CNN, batch 32/64/256, uniform and prioritized replay, at
   several replay capacities;
 - end-to-end SPS of presets at their replay ratio, with 1 and several seeds at once, and the host-loop
-  reference DQN (benchmarks/hostloop.py) at the same setting;
+  reference DQN (hostloop.py) at the same setting;
 - compile time of each measured function, and peak host and device memory.
 
 Every timing excludes warm-up (the first call compiles), waits with `block_until_ready` before the
@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.machine import machine_facts, write_result
+from jaxdqn.bench import default_results_dir
+from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.config import PRESETS, Config
 from jaxdqn.envs import env_info, make_pool, make_xla_step
 from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step
@@ -158,7 +159,7 @@ def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, s
 
 def bench_end_to_end(preset: str, extra_args: list[str], num_seeds: int) -> dict:
     """One `jaxdqn train` process for the preset: wall, compile, SPS and updates/s from its summary."""
-    from benchmarks.presets import run_case
+    from jaxdqn.bench.runs import run_case
 
     import tempfile
 
@@ -169,7 +170,7 @@ def bench_end_to_end(preset: str, extra_args: list[str], num_seeds: int) -> dict
 
 def bench_host_loop(preset: str, extra_args: list[str], steps: int) -> dict:
     """The host-loop reference DQN at the preset's setting (first `steps` env steps)."""
-    from benchmarks.hostloop import run_host_loop
+    from jaxdqn.bench.hostloop import run_host_loop
 
     cfg = PRESETS[preset]
     if "--num-envs" in extra_args:
@@ -187,9 +188,12 @@ def peak_memory() -> dict:
             "device_peak_bytes": stats.get("peak_bytes_in_use")}
 
 
-def run_bench(size: str = "full", out_dir: str | Path = "benchmarks/results", command: str | None = None,
+def run_bench(size: str = "full", out_dir: str | Path | None = None, command: str | None = None,
               log=print) -> Path:
-    """Run every measurement at `size` ('full' or 'tiny') and write one JSON result; return its path."""
+    """Run every measurement at `size` ('full' or 'tiny') and write one JSON result; return its path.
+
+    `out_dir` defaults to `default_results_dir()` (a user data folder, not the current directory).
+    """
     spec = SIZES[size]
     record = {"schema_version": SCHEMA_VERSION, "size": size, "sizes": spec,
               "command": command or " ".join(["jaxdqn", "bench", *sys.argv[2:]]),
@@ -218,4 +222,5 @@ def run_bench(size: str = "full", out_dir: str | Path = "benchmarks/results", co
     record["host_loop"].append(row)
     log(f"host loop cartpole --num-envs 10: {row['sps']:.0f} SPS over {row['env_steps']} steps")
     record["memory"] = peak_memory()
-    return write_result(record, out_dir, "bench" if size == "full" else "bench-tiny")
+    return write_result(record, default_results_dir() if out_dir is None else out_dir,
+                        "bench" if size == "full" else "bench-tiny")

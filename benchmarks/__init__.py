@@ -1,1 +1,0 @@
-"""Benchmarks for jaxdqn: the `jaxdqn bench` harness, its report, and stored results."""

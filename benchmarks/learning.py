@@ -1,0 +1,115 @@
+"""Learning quality of the presets over many seeds, for before/after comparisons of a change.
+
+Each case is one `jaxdqn train --preset NAME --num-seeds 10` process; the figure is the final greedy
+evaluation return of every seed (`summary.json`'s `eval_return_mean`), summarised as the mean, the
+interquartile mean (IQM: the mean of the middle 50%, as in Agarwal et al. 2021) and a 95% percentile
+bootstrap confidence interval of the mean (10,000 resamples, fixed seed). `--compare A.json B.json`
+prints both side by side and whether the intervals overlap.
+
+Usage:
+
+    python benchmarks/learning.py --label before [--cases cartpole ...] [--jaxdqn "python -m jaxdqn.cli"]
+    python benchmarks/learning.py --compare results/learning-before-X.json results/learning-after-X.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts, write_result  # noqa: E402
+from presets import jaxdqn_command  # noqa: E402
+
+NUM_SEEDS = 10
+CASES = {
+    "cartpole": ["--preset", "cartpole"],
+    "cartpole-10env": ["--preset", "cartpole", "--num-envs", "10"],
+    "lunarlander": ["--preset", "lunarlander"],
+    "lunarlander-per": ["--preset", "lunarlander-per"],
+    "frozenlake": ["--preset", "frozenlake"],
+    "highway": ["--preset", "highway"],
+}
+
+
+def interquartile_mean(values) -> float:
+    """Mean of the values between the 25th and 75th percentiles (scipy's trim_mean at 0.25)."""
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(np.asarray(values, np.float64), 0.25))
+
+
+def bootstrap_interval(values, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of `values`."""
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def summarise(returns) -> dict:
+    """Mean, IQM and bootstrap interval of per-seed returns."""
+    low, high = bootstrap_interval(returns)
+    return {"returns": [float(r) for r in returns], "mean": float(np.mean(returns)),
+            "iqm": interquartile_mean(returns), "ci95": [low, high]}
+
+
+def run_case(command: list[str], args: list[str], out: Path) -> dict:
+    """Train one case with NUM_SEEDS seeds into `out` and summarise its final greedy returns."""
+    full = [*command, "train", *args, "--num-seeds", str(NUM_SEEDS), "--out", str(out)]
+    start = time.perf_counter()
+    subprocess.run(full, check=True, capture_output=True, text=True)
+    summary = json.loads((out / "summary.json").read_text())
+    return {"command": " ".join(["jaxdqn", *full[len(command):-2]]), "process_seconds": time.perf_counter() - start,
+            **summarise(summary["eval_return_mean"])}
+
+
+def compare(before_path: str, after_path: str) -> None:
+    """Print the two results side by side with the overlap of their intervals."""
+    before, after = (json.loads(Path(p).read_text())["results"] for p in (before_path, after_path))
+    print("| case | before mean / IQM [95% CI] | after mean / IQM [95% CI] | overlap |")
+    print("|---|---|---|---|")
+    for name in before:
+        if name not in after:
+            continue
+        b, a = before[name], after[name]
+        overlap = b["ci95"][0] <= a["ci95"][1] and a["ci95"][0] <= b["ci95"][1]
+        cell = lambda r: f"{r['mean']:.3g} / {r['iqm']:.3g} [{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}]"  # noqa: E731
+        print(f"| {name} | {cell(b)} | {cell(a)} | {'yes' if overlap else 'NO'} |")
+
+
+def main() -> None:
+    """Run the cases (or compare two result files) and write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--label", default="current", help="name of this measurement (before, after, ...)")
+    parser.add_argument("--cases", nargs="*", choices=list(CASES), help="run only these cases")
+    parser.add_argument("--jaxdqn", default=None, help="the command that runs jaxdqn (default: the installed one)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--compare", nargs=2, metavar="JSON", help="compare two result files instead")
+    args = parser.parse_args()
+    if args.compare:
+        compare(*args.compare)
+        return
+    command = shlex.split(args.jaxdqn) if args.jaxdqn else [jaxdqn_command()]
+    record = {"benchmark": f"learning-{args.label}", "script": "python benchmarks/learning.py "
+              + " ".join(shlex.quote(a) for a in sys.argv[1:]), "num_seeds": NUM_SEEDS, "machine": machine_facts(),
+              "results": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases or list(CASES):
+            record["results"][name] = r = run_case(command, CASES[name], Path(tmp) / name)
+            print(f"{name:>16}: mean {r['mean']:.4g}  IQM {r['iqm']:.4g}  95% CI [{r['ci95'][0]:.4g}, "
+                  f"{r['ci95'][1]:.4g}]  ({r['process_seconds']:.0f} s)", flush=True)
+            write_result(record, args.out, f"learning-{args.label}")  # after every case, so a long run keeps its parts
+
+
+if __name__ == "__main__":
+    main()
