@@ -1,7 +1,9 @@
 """jaxdqn: DQN-family reinforcement learning compiled end to end with JAX, on EnvPool."""
 
 from jaxdqn.checkpoint import CheckpointError, load_latest, restore_params
-from jaxdqn.config import PRESETS, Config, ConfigError, get_preset, validate
+from jaxdqn.config.presets import PRESETS, get_preset
+from jaxdqn.config.schema import Config, ConfigError
+from jaxdqn.config.validate import validate
 from jaxdqn.learner import AgentState, make_train_step
 from jaxdqn.replay import Replay, ReplayState, make_frame_replay, make_replay, make_uniform_replay
 from jaxdqn.train import TrainingStopped, make_train, run_training

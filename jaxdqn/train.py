@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn import config as config_lib
+from jaxdqn.config.schema import EVAL_SEED_OFFSET
 from jaxdqn.envs import GYMNASIUM_NOTE, EnvInfo, env_info, is_envpool_env, make_pool, make_xla_step, replay_actions
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.exploration import epsilon_greedy, make_epsilon_schedule
@@ -37,8 +38,6 @@ from jaxdqn.replay import Transition, make_replay, ring_write
 
 EPISODE_WINDOW = 100
 """Episodes in the rolling mean return (and the 'solved' criterion)."""
-
-EVAL_SEED_OFFSET = config_lib.EVAL_SEED_OFFSET
 
 
 class EpisodeStats(NamedTuple):
