@@ -57,14 +57,9 @@ def unchecked():
         _CHECKING.reset(token)
 
 
-def checked(cfg):
-    """Run the checks of every section of `cfg` (innermost first, in field order); return `cfg`."""
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if _is_section(value):
-            checked(value)
-    cfg._check()
-    return cfg
+def checked(cfg: Config) -> Config:
+    """`cfg` built again with every section's checks on (for a Config built inside `unchecked`)."""
+    return from_flat(flat_dict(cfg), type(cfg.settings))
 
 
 def _is_section(value) -> bool:
@@ -123,8 +118,10 @@ def _check_discount(gamma: float) -> None:
     require(0 < gamma <= 1, "gamma", "must be in (0, 1]", gamma)
 
 
-class _Section:
-    """What every section does when built: lists become tuples, then its checks run (unless `unchecked`)."""
+class Section:
+    """Base of the config sections (an agent's settings too): when built, lists become tuples, then the
+    checks run (unless `unchecked`): the type, choices and int32 range of every annotated field, then
+    `_check_values`, which a section overrides to check its values."""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -144,7 +141,7 @@ class _Section:
 
 
 @dataclass(frozen=True)
-class EnvConfig(_Section):
+class EnvConfig(Section):
     """The environments: which task and how many copies per seed."""
 
     env_id: str = "CartPole-v1"
@@ -166,7 +163,7 @@ class EnvConfig(_Section):
 
 
 @dataclass(frozen=True)
-class LoopConfig(_Section):
+class LoopConfig(Section):
     """The training loop: seeds, length, training periods, logging, evaluation and the solved criterion."""
 
     seed: int = 0
@@ -208,7 +205,7 @@ class LoopConfig(_Section):
 
 
 @dataclass(frozen=True)
-class CheckpointConfig(_Section):
+class CheckpointConfig(Section):
     """Checkpoints (see jaxdqn/checkpoint.py); they never change what is trained."""
 
     checkpoint_interval: int = 100_000
@@ -225,7 +222,7 @@ class CheckpointConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ExplorationConfig(_Section):
+class ExplorationConfig(Section):
     """The epsilon-greedy exploration schedule during training."""
 
     epsilon_schedule: Literal["constant", "linear", "exponential", "piecewise"] = "linear"
@@ -261,7 +258,7 @@ class ExplorationConfig(_Section):
 
 
 @dataclass(frozen=True)
-class NetworkConfig(_Section):
+class NetworkConfig(Section):
     """The Q-network: torso and head."""
 
     torso: Literal["mlp", "nature_cnn"] = "mlp"
@@ -285,7 +282,7 @@ class NetworkConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ReplayConfig(_Section):
+class ReplayConfig(Section):
     """The replay buffer, uniform or prioritized."""
 
     buffer_size: int = 10_000
@@ -311,7 +308,7 @@ class ReplayConfig(_Section):
 
 
 @dataclass(frozen=True)
-class OptimConfig(_Section):
+class OptimConfig(Section):
     """The optimizer: Adam with optional gradient clipping."""
 
     learning_rate: float = 2.5e-4
@@ -331,7 +328,7 @@ class OptimConfig(_Section):
 
 
 @dataclass(frozen=True)
-class DQNSettings(_Section):
+class DQNSettings(Section):
     """The dqn agent: a Q-network trained from replay against a target network."""
 
     gamma: float = 0.99
@@ -361,7 +358,7 @@ class DQNSettings(_Section):
 
 
 @dataclass(frozen=True)
-class TabularSettings(_Section):
+class TabularSettings(Section):
     """The tabular agent: a Q-table updated online from every real transition."""
 
     gamma: float = 0.99
@@ -384,7 +381,7 @@ SettingsT = TypeVar("SettingsT")
 
 
 @dataclass(frozen=True)
-class Config(_Section, Generic[SettingsT]):
+class Config(Section, Generic[SettingsT]):
     """Everything that defines a training run: the agent, its settings section and the shared sections."""
 
     agent: str = "dqn"
