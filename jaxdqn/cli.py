@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import datetime
+import io
 import json
-import math
 import os
+import re
 import sys
 import tempfile
+import typing
 from pathlib import Path
 
-from jaxdqn import config as config_lib
+from jaxdqn.config import schema
+from jaxdqn.config.build import make_config, settings_type
+from jaxdqn.config.presets import PRESET_DOCS, PRESETS
+from jaxdqn.config.schema import ConfigError
+from jaxdqn.config.validate import validate
 
 USAGE = """usage: jaxdqn COMMAND [options]
 
@@ -33,6 +39,8 @@ TRAIN_DESCRIPTION = """Train a DQN agent.
 
 Run options (besides the config fields below):
   --preset NAME   start from a named preset (see `jaxdqn presets`; default cartpole)
+  --agent NAME    the agent (default: the preset's): dqn, tabular, or an import path module:attribute; its
+                  settings section, listed below, comes with it
   --out DIR       where config.json, metrics.jsonl, TensorBoard events, checkpoints/ and summary.json go
                   (default runs/PRESET-sSEED-TIME); a directory that already holds a run is refused
   --resume DIR    continue the run in DIR exactly from its latest complete checkpoint, with its config.json;
@@ -60,20 +68,73 @@ class _OneLineParser(argparse.ArgumentParser):
 def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--preset", default="cartpole")
+    parser.add_argument("--agent", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--resume", default=None)
     return parser.parse_known_args(argv)
 
 
 def parse_train_args(argv: list[str]):
-    """Return (config, preset name, output directory or None) from `jaxdqn train` arguments."""
+    """Return (config, preset name, output directory or None) from `jaxdqn train` arguments.
+
+    The flags are the Config's leaf fields with the chosen agent's settings section; raises ConfigError or
+    CliError with a one-line message.
+    """
     import tyro
 
     run_options, field_args = _split_run_options(argv)
-    preset = config_lib.get_preset(run_options.preset)
-    cfg = tyro.cli(config_lib.Config, default=preset, args=field_args, prog="jaxdqn train",
-                   description=TRAIN_DESCRIPTION, config=(tyro.conf.FlagConversionOff,))
-    return cfg, run_options.preset, run_options.out
+    preset = make_config(run_options.preset, run_options.agent)
+    config_type = schema.Config[type(preset.settings)]
+    # The sections are checked after parsing, so a bad value reads the same as from Python (tyro would
+    # otherwise wrap the ConfigError in its own box, and refuse a literal choice in its own words).
+    with schema.unchecked(), _one_line_errors(field_args):
+        cfg = tyro.cli(config_type, default=preset, args=field_args, prog="jaxdqn train",
+                       description=TRAIN_DESCRIPTION, registry=_literal_registry(),
+                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
+    return schema.checked(cfg), run_options.preset, run_options.out
+
+
+def _literal_registry():
+    """A tyro registry that reads a Literal field as text, so that the config's check judges the choice."""
+    import tyro
+
+    registry = tyro.constructors.ConstructorRegistry()
+
+    @registry.primitive_rule
+    def literal_as_text(info):
+        if info.type_origin is not typing.Literal:
+            return None
+        choices = [str(choice) for choice in typing.get_args(info.type)]
+        return tyro.constructors.PrimitiveConstructorSpec(
+            nargs=1, metavar="{" + ",".join(choices) + "}", instance_from_str=lambda args: args[0],
+            is_instance=lambda value: isinstance(value, str), str_from_instance=lambda value: [str(value)])
+
+    return registry
+
+
+@contextlib.contextmanager
+def _one_line_errors(args: list[str]):
+    """Turn tyro's boxed parse error (a bad number, an unknown flag) into a CliError of one line."""
+    if "-h" in args or "--help" in args:
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            raise
+        lines = []
+        for line in captured.getvalue().splitlines():
+            text = line.strip().strip("│").strip()
+            if line.strip().startswith("│") and set(text) <= {"─"}:
+                break  # the rule under the message; tyro's hints follow
+            if line.strip().startswith("│") and text:
+                lines.append(text)
+        message = " ".join(lines) or "invalid arguments; see `jaxdqn train --help`"
+        # a section that checks itself even inside `unchecked` (an agent's own settings): its ConfigError alone
+        raise CliError(re.sub(r"^Error parsing [\w.]+: (?=\w+: )", "", message)) from None
 
 
 def check_out_dir(out: Path) -> None:
@@ -113,25 +174,24 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
         raise CliError(f"--resume: {path} is not a directory")
     try:
         saved = json.loads((path / "config.json").read_text())
-        cfg = config_lib.from_dict(saved)
+        agent = saved.get("agent", "dqn") if isinstance(saved, dict) else "dqn"
+        cfg = schema.from_dict(saved, settings_type(agent))
     except OSError:
         raise CliError(f"--resume: {path / 'config.json'} is missing") from None
     except (ValueError, TypeError) as error:
         raise CliError(f"--resume: {path / 'config.json'} is not a valid jaxdqn config ({error})") from None
     if known.total_steps is not None:
-        if known.total_steps < cfg.total_steps:
-            raise CliError(f"--total-steps: can only be raised on resume (the run has {cfg.total_steps}, "
+        if known.total_steps < cfg.loop.total_steps:
+            raise CliError(f"--total-steps: can only be raised on resume (the run has {cfg.loop.total_steps}, "
                            f"got {known.total_steps})")
-        cfg = dataclasses.replace(cfg, total_steps=known.total_steps)
-    config_lib.validate(cfg)
+        cfg = schema.replace(cfg, total_steps=known.total_steps)
+    validate(cfg)
     try:
         checkpoint = load_latest(path, cfg)
     except CheckpointError as error:
         raise CliError(f"--resume: {error}") from None
-    iters_per_period, _ = config_lib.periods(cfg)
-    steps_per_period = iters_per_period * cfg.num_envs
-    if checkpoint.env_steps >= math.ceil(cfg.total_steps / steps_per_period) * steps_per_period:
-        raise CliError(f"--resume: {path} already reached its {cfg.total_steps} steps (checkpoint at step "
+    if checkpoint.env_steps >= schema.plan(cfg).total_env_steps:
+        raise CliError(f"--resume: {path} already reached its {cfg.loop.total_steps} steps (checkpoint at step "
                        f"{checkpoint.env_steps}); pass a larger --total-steps to continue it")
     return cfg, checkpoint
 
@@ -142,12 +202,12 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
 
     try:
         cfg, checkpoint = parse_resume_args(run_dir, field_args)
-    except (config_lib.ConfigError, CliError) as error:
+    except (ConfigError, CliError) as error:
         return _fail(str(error))
     from jaxdqn.train import TrainingStopped, run_training
 
-    print(f"jaxdqn train: resuming {run_dir} ({cfg.env_id}, {cfg.num_seeds} seed(s) x {cfg.num_envs} env(s)) "
-          f"from step {checkpoint.env_steps} to {cfg.total_steps}", flush=True)
+    print(f"jaxdqn train: resuming {run_dir} ({cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x "
+          f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}", flush=True)
     try:
         run_training(cfg, run_dir, log=lambda line: print(line, flush=True), resume_from=checkpoint,
                      progress_bar=sys.stdout.isatty())
@@ -169,18 +229,18 @@ def train_command(argv: list[str]) -> int:
         return resume_command(run_options.resume, field_args)
     try:
         cfg, preset, out = parse_train_args(argv)
-        config_lib.validate(cfg)
+        validate(cfg)
         if out is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = f"runs/{preset}-s{cfg.seed}-{stamp}"
+            out = f"runs/{preset}-s{cfg.loop.seed}-{stamp}"
         out_path = Path(out)
         check_out_dir(out_path)
-    except (config_lib.ConfigError, CliError) as error:
+    except (ConfigError, CliError) as error:
         return _fail(str(error))
     from jaxdqn.train import TrainingStopped, run_training
 
-    print(f"jaxdqn train: preset {preset}, {cfg.env_id}, {cfg.num_seeds} seed(s) x {cfg.num_envs} env(s), "
-          f"{cfg.total_steps} steps per seed -> {out_path}", flush=True)
+    print(f"jaxdqn train: preset {preset}, {cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x {cfg.env.num_envs} "
+          f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}", flush=True)
     try:
         run_training(cfg, out_path, log=lambda line: print(line, flush=True), progress_bar=sys.stdout.isatty())
     except TrainingStopped as stopped:
@@ -222,8 +282,8 @@ def evaluate_command(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         if args.episodes is not None and args.episodes < 1:
             raise CliError(f"--episodes: must be an integer > 0 (got {args.episodes})")
-        if args.seed is not None and not 0 <= args.seed <= config_lib.INT32_MAX:
-            raise CliError(f"--seed: must be in [0, {config_lib.INT32_MAX}] (got {args.seed})")
+        if args.seed is not None and not 0 <= args.seed <= schema.INT32_MAX:
+            raise CliError(f"--seed: must be in [0, {schema.INT32_MAX}] (got {args.seed})")
         if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
             raise CliError(f"--epsilon: must be in [0, 1] (got {args.epsilon})")
         run_dir = Path(args.run_dir)
@@ -238,17 +298,14 @@ def evaluate_command(argv: list[str]) -> int:
         cfg, params = _restore_params(run_dir)
     except CliError as error:
         return _fail(str(error))
-    import dataclasses
-
     from jaxdqn.evaluate import EvaluationError, evaluate_policy, format_returns
-    from jaxdqn.train import EVAL_SEED_OFFSET
 
     if args.epsilon is not None:
-        cfg = dataclasses.replace(cfg, eval_epsilon=args.epsilon)
-    episodes = args.episodes if args.episodes is not None else cfg.eval_episodes
-    seed = args.seed if args.seed is not None else cfg.seed + EVAL_SEED_OFFSET
-    print(f"jaxdqn evaluate: {run_dir}, {cfg.env_id}, {episodes} episode(s) per seed, "
-          f"epsilon {cfg.eval_epsilon}, seed {seed}", flush=True)
+        cfg = schema.replace(cfg, eval_epsilon=args.epsilon)
+    episodes = args.episodes if args.episodes is not None else cfg.loop.eval_episodes
+    seed = args.seed if args.seed is not None else cfg.loop.seed + schema.EVAL_SEED_OFFSET
+    print(f"jaxdqn evaluate: {run_dir}, {cfg.env.env_id}, {episodes} episode(s) per seed, "
+          f"epsilon {cfg.loop.eval_epsilon}, seed {seed}", flush=True)
     try:
         result = evaluate_policy(cfg, params, episodes, seed, video)
     except EvaluationError as error:
@@ -286,9 +343,9 @@ def presets_command(argv: list[str]) -> int:
     """`jaxdqn presets`: one line per preset."""
     if argv:
         return _fail(f"presets takes no arguments (got {' '.join(argv)})")
-    width = max(len(name) for name in config_lib.PRESETS)
-    for name in sorted(config_lib.PRESETS):
-        print(f"{name:<{width}}  {config_lib.PRESET_DOCS[name]}")
+    width = max(len(name) for name in PRESETS)
+    for name in sorted(PRESETS):
+        print(f"{name:<{width}}  {PRESET_DOCS[name]}")
     return 0
 
 

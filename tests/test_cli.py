@@ -17,7 +17,18 @@ def test_train_help_lists_fields_with_docstrings():
     result = jaxdqn("train", "--help")
     assert result.returncode == 0
     assert "--learning-rate" in result.stdout and "Adam step size" in result.stdout
-    assert "--preset" in result.stdout and "--out" in result.stdout
+    assert "--preset" in result.stdout and "--out" in result.stdout and "--agent" in result.stdout
+    assert "--tabular-alpha" not in result.stdout  # the dqn agent's section only
+    for field in ("--env-id", "--seed", "--checkpoint-interval", "--epsilon-schedule", "--gamma", "--dueling",
+                  "--buffer-size", "--max-grad-norm"):
+        assert field in result.stdout, field
+
+
+def test_agent_brings_its_own_flags():
+    result = jaxdqn("train", "--agent", "tabular", "--help")
+    assert result.returncode == 0 and "--tabular-alpha" in result.stdout and "--buffer-size" not in result.stdout
+    result = jaxdqn("train", "--agent", "tests.config_toy_agent:ToyAgent", "--help")
+    assert result.returncode == 0 and "--toy-rate" in result.stdout and "Step size of the toy agent" in result.stdout
 
 
 @pytest.mark.parametrize("args,message", [
@@ -32,6 +43,14 @@ def test_train_help_lists_fields_with_docstrings():
     (["--seed", "-1"], "seed: must be an integer >= 0 (got -1)"),
     (["--torso", "nature_cnn"], "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
                                 "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
+    # the same words as from Python (make_config(loss="Huber"))
+    (["--loss", "Huber"], "loss: must be one of l2, huber (got 'Huber')"),
+    (["--torso", "resnet"], "torso: must be one of mlp, nature_cnn (got 'resnet')"),
+    (["--learning-rate", "abc"], "--learning-rate: could not convert string to float: 'abc'"),
+    (["--lerning-rate", "0.1"], "Unrecognized options: --lerning-rate"),
+    (["--agent", "nope"], "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
+    (["--agent", "tabular"], "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
+    (["--agent", "tests.config_toy_agent:ToyAgent", "--toy-rate", "-1"], "toy_rate: must be > 0 (got -1.0)"),
 ])
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "run"
@@ -71,7 +90,7 @@ def test_cartpole_preset_solves(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sps" in result.stdout and "return(100)" in result.stdout
     config = json.loads((out / "config.json").read_text())
-    assert config["env_id"] == "CartPole-v1" and config["num_envs"] == 1
+    assert config["format"] == 2 and config["env"]["env_id"] == "CartPole-v1" and config["env"]["num_envs"] == 1
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 50
     summary = json.loads((out / "summary.json").read_text())

@@ -1,10 +1,23 @@
-"""Every bad-input case gives one clear error naming the field and what is allowed, before compiling."""
+"""Config sections, flat names, presets, plan() and validation: every bad input is one line naming the field."""
 
+import ast
 import dataclasses
+import inspect
+import json
+from pathlib import Path
 
 import pytest
 
-from jaxdqn.config import PRESETS, Config, ConfigError, from_dict, get_preset, to_dict, validate
+from jaxdqn.cli import parse_train_args
+from jaxdqn.config import schema
+from jaxdqn.config.build import make_config, settings_type
+from jaxdqn.config.presets import PRESET_DOCS, PRESETS, get_preset
+from jaxdqn.config.schema import (Config, ConfigError, DQNSettings, Plan, TabularSettings, flat_dict, from_dict,
+                                  plan, replace, to_dict)
+from jaxdqn.config.validate import validate
+
+DATA = Path(__file__).parent / "data"
+TOY = "tests.config_toy_agent:ToyAgent"
 
 BAD_VALUES = [
     ({"learning_rate": 0.0}, "learning_rate: must be a finite number > 0"),
@@ -17,13 +30,25 @@ BAD_VALUES = [
     ({"learning_starts": 600_000}, "learning_starts: must be below total_steps (500000)"),
     ({"num_envs": 0}, "num_envs: must be an integer > 0"),
     ({"num_seeds": -2}, "num_seeds: must be an integer > 0"),
+    ({"num_envs": 2.5}, "num_envs: must be an integer (got 2.5)"),
+    ({"total_steps": 2**31}, "total_steps: must be at most 2147483647 (int32) (got 2147483648)"),
+    ({"seed": -1}, "seed: must be an integer >= 0 (got -1)"),
+    ({"seed": 2_147_000_000}, "seed: must be at most 2146483634 here: environment seeds run up to seed + 1000013"),
+    ({"total_steps": 2_147_480_000, "learning_starts": 10_000},
+     "total_steps: must leave the step counter within int32 (2147483647) after rounding up to whole periods of 10"),
     ({"train_frequency": 3, "num_envs": 10}, "train_frequency: must divide num_envs (10) or be a multiple of it"),
     ({"target_tau": 0.0}, "target_tau: must be in (0, 1]"),
+    ({"loss": "Huber"}, "loss: must be one of l2, huber (got 'Huber')"),
+    ({"torso": "resnet"}, "torso: must be one of mlp, nature_cnn (got 'resnet')"),
+    ({"double_q": "yes"}, "double_q: must be True or False (got 'yes')"),
     ({"epsilon_schedule": "piecewise"}, "epsilon_boundaries: needs at least one step"),
     ({"epsilon_schedule": "piecewise", "epsilon_boundaries": (0, 10), "epsilon_values": (1.0,)},
      "epsilon_values: needs one value per boundary (2)"),
     ({"hidden_sizes": ()}, "hidden_sizes: must be one or more widths > 0"),
-    ({"stop_when_solved": True, "solved_return": None}, "stop_when_solved: needs solved_return"),
+    ({"solved_return": None, "stop_when_solved": True}, "stop_when_solved: needs solved_return"),
+    ({"learning_starts": 100}, "learning_starts: must be >= batch_size (128) so the first batch has data"),
+    ({"torso": "nature_cnn"}, "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
+                              "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
     ({"env_id": "CartPol-v1"},
      "env_id: 'CartPol-v1' is not an EnvPool or Gymnasium environment; closest: CartPole-v1"),
     ({"env_id": "Pendulum-v1"}, "env_id: 'Pendulum-v1' has a Box action space; jaxdqn needs a discrete"),
@@ -31,9 +56,12 @@ BAD_VALUES = [
                                   "the dqn agent needs array observations: use --agent tabular"),
     ({"env_id": "Taxi-v4"}, "env_id: 'Taxi-v4' has a Discrete observation space (500 states)"),  # Gymnasium-only
     ({"agent": "tabular"}, "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
+    ({"agent": "nope"}, "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
     ({"agent": "tabular", "env_id": "FrozenLake-v1", "tabular_alpha": 0.0}, "tabular_alpha: must be in (0, 1]"),
     ({"agent": "tabular", "env_id": "FrozenLake-v1", "tabular_alpha_end": 1.5},
      "tabular_alpha_end: must be in [0, 1] or None"),
+    ({"agent": "tabular", "learning_rate": 1e-3}, "learning_rate: not a field of a config with TabularSettings"),
+    ({"lerning_rate": 1e-3}, "lerning_rate: not a field of a config with DQNSettings; closest: learning_rate"),
     ({"env_id": "LunarLanderContinuous-v3"}, "has a Box action space"),
     ({"env_id": "Ant-v2"}, "env_id: 'Ant-v2' cannot be created: The mujoco v2 and v3 based environments"),
     ({"checkpoint_interval": -1}, "checkpoint_interval: must be an integer >= 0 (0 saves only at the end)"),
@@ -43,17 +71,97 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("changes,message", BAD_VALUES, ids=[next(iter(c)) for c, _ in BAD_VALUES])
 def test_bad_value_names_field_and_allowed_range(changes, message):
-    cfg = dataclasses.replace(PRESETS["cartpole"], **changes)
     with pytest.raises(ConfigError) as error:
-        validate(cfg)
+        validate(make_config("cartpole", **changes))
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
 
-def test_presets_are_valid_and_round_trip():
+@pytest.mark.parametrize("flat,argv", [
+    ({"loss": "Huber"}, ["--loss", "Huber"]),
+    ({"torso": "resnet"}, ["--torso", "resnet"]),
+    ({"learning_rate": -1.0}, ["--learning-rate", "-1"]),
+    ({"seed": 2_147_000_000}, ["--seed", "2147000000"]),
+])
+def test_python_and_cli_give_the_same_error(flat, argv):
+    with pytest.raises(ConfigError) as from_python:
+        make_config(**flat)
+    with pytest.raises(ConfigError) as from_cli:
+        parse_train_args(argv)
+    assert str(from_python.value) == str(from_cli.value)
+
+
+def test_sections_check_themselves_when_built_directly():
+    with pytest.raises(ConfigError, match=r"^loss: must be one of l2, huber \(got 'Huber'\)$"):
+        DQNSettings(loss="Huber")
+    with pytest.raises(ConfigError, match=r"^torso: must be one of mlp, nature_cnn \(got 'resnet'\)$"):
+        schema.NetworkConfig(torso="resnet")
+    with pytest.raises(ConfigError, match=r"^seed: must be at most 2147483647 \(int32\)"):
+        schema.LoopConfig(seed=2**31)
+    with pytest.raises(ConfigError, match=r"^env: must be a EnvConfig"):
+        Config(env={"env_id": "CartPole-v1"})
+    assert schema.NetworkConfig(hidden_sizes=[64, 64]).hidden_sizes == (64, 64)  # lists become tuples
+    # a Config whose settings do not belong to its agent is refused by validate
+    with pytest.raises(ConfigError, match="settings: agent tabular takes TabularSettings"):
+        validate(Config(agent="tabular"))
+
+
+def test_unchecked_defers_the_checks_to_checked():
+    with schema.unchecked():
+        cfg = Config(settings=DQNSettings(loss="Huber"))
+    with pytest.raises(ConfigError, match="loss: must be one of l2, huber"):
+        schema.checked(cfg)
+    assert schema.checked(PRESETS["breakout"]) == PRESETS["breakout"]
+
+
+def test_replace_routes_flat_names_to_their_sections():
+    cfg = PRESETS["cartpole"]
+    new = replace(cfg, learning_rate=1e-3, num_envs=4, epsilon_end=0.1, keep_checkpoints=5, dueling=True)
+    assert new.settings.optim.learning_rate == 1e-3 and new.env.num_envs == 4
+    assert new.exploration.epsilon_end == 0.1 and new.checkpoint.keep_checkpoints == 5
+    assert new.settings.network.dueling
+    changed = {k for k, v in flat_dict(new).items() if flat_dict(cfg)[k] != v}
+    assert changed == {"learning_rate", "num_envs", "epsilon_end", "keep_checkpoints", "dueling"}
+    assert cfg.env.num_envs == 1  # the original is untouched
+    with pytest.raises(ConfigError, match=r"^num_env: not a field of a config with DQNSettings; closest: num_envs"):
+        replace(cfg, num_env=4)
+    with pytest.raises(ConfigError, match="batch_size: must be <= buffer_size"):
+        replace(cfg, batch_size=50_000)
+
+
+def test_flat_names_are_unique_and_flat_dict_has_every_leaf():
+    for kind in (DQNSettings, TabularSettings):
+        paths = schema.leaf_paths(kind)
+        assert list(paths)[0] == "agent"
+        assert len(paths) == len(set(paths))
+    flat = flat_dict(PRESETS["lunarlander"])
+    assert flat["agent"] == "dqn" and flat["learning_rate"] == 2.5e-4 and flat["hidden_sizes"] == (128, 128)
+    assert flat["env_id"] == "LunarLander-v3" and flat["epsilon_schedule"] == "exponential"
+    assert schema.from_flat(flat, DQNSettings) == PRESETS["lunarlander"]
+
+
+def test_every_field_has_a_docstring():
+    sections = [Config, schema.EnvConfig, schema.LoopConfig, schema.CheckpointConfig, schema.ExplorationConfig,
+                schema.NetworkConfig, schema.ReplayConfig, schema.OptimConfig, DQNSettings, TabularSettings]
+    for cls in sections:
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+        documented = {node.target.id for node, doc in zip(body, body[1:])
+                      if isinstance(node, ast.AnnAssign) and isinstance(doc, ast.Expr)
+                      and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)}
+        assert documented == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+
+
+def test_presets_are_valid_and_round_trip_through_json():
     for name, cfg in PRESETS.items():
         validate(cfg)
-        assert from_dict(to_dict(cfg)) == cfg, name
+        data = json.loads(json.dumps(to_dict(cfg)))
+        assert data["format"] == 2 and data["agent"] == cfg.agent
+        assert from_dict(data) == cfg, name
+        assert from_dict(data, type(cfg.settings)) == cfg, name
+        assert PRESET_DOCS[name] and "\n" not in PRESET_DOCS[name]
+    assert set(PRESET_DOCS) == set(PRESETS)
+    assert to_dict(PRESETS["cartpole"])["settings"]["optim"]["learning_rate"] == 2.5e-4
+    assert isinstance(PRESETS["frozenlake"].settings, TabularSettings)
 
 
 def test_unknown_preset_lists_the_valid_ones():
@@ -61,18 +169,56 @@ def test_unknown_preset_lists_the_valid_ones():
         get_preset("nope")
 
 
-def test_every_field_has_a_docstring():
-    import ast
-    import inspect
+def test_old_flat_config_json_loads():
+    for name in ("lunarlander-per", "frozenlake"):
+        data = json.loads((DATA / f"config-format1-{name}.json").read_text())
+        assert "format" not in data and "learning_rate" in data and "tabular_alpha" in data  # both agents' fields
+        assert from_dict(data) == PRESETS[name], name
+    with pytest.raises(ConfigError, match=r"config: unknown fields \['bogus'\]"):
+        from_dict({**data, "bogus": 1})
+    with pytest.raises(ConfigError, match=r"format: this jaxdqn reads config formats 1 and 2 \(got 3\)"):
+        from_dict({**to_dict(PRESETS["cartpole"]), "format": 3})
+    with pytest.raises(ConfigError, match="lerning_rate: not a field"):
+        from_dict({"format": 2, "settings": {"optim": {"lerning_rate": 1.0}}})
 
-    source = inspect.getsource(Config)
-    body = ast.parse(source).body[0].body
-    documented = {node.target.id for node, doc in zip(body, body[1:])
-                  if isinstance(node, ast.AnnAssign) and isinstance(doc, ast.Expr)}
-    assert documented == {f.name for f in dataclasses.fields(Config)}
+
+def test_make_config_switches_agent_and_keeps_the_shared_fields():
+    cfg = make_config("frozenlake", agent="dqn", buffer_size=5_000)
+    assert isinstance(cfg.settings, DQNSettings) and cfg.agent == "dqn"
+    assert cfg.env.num_envs == 8 and cfg.loop.total_steps == 100_000 and cfg.settings.gamma == 0.99
+    assert cfg.settings.replay.buffer_size == 5_000
+    assert make_config() == Config() and make_config("cartpole") == PRESETS["cartpole"]
+    assert settings_type("tabular") is TabularSettings
+    # the tabular agent has no replay: its constraints do not apply
+    validate(make_config("frozenlake", train_frequency=3, learning_starts=0))
 
 
-def test_tabular_agent_skips_replay_constraints():
-    # no replay: batch_size / learning_starts / train_frequency do not constrain the tabular agent
-    validate(dataclasses.replace(PRESETS["frozenlake"], batch_size=512, buffer_size=10, learning_starts=0,
-                                 train_frequency=3))
+def test_agent_by_import_path_brings_its_settings():
+    from tests.config_toy_agent import ToySettings
+
+    cfg = make_config(agent=TOY, toy_rate=0.5, num_envs=2)
+    assert isinstance(cfg.settings, ToySettings) and cfg.settings.toy_rate == 0.5 and cfg.agent == TOY
+    assert from_dict(json.loads(json.dumps(to_dict(cfg))), ToySettings) == cfg
+    with pytest.raises(ConfigError, match="needs its settings type"):
+        from_dict(to_dict(cfg))
+    with pytest.raises(ConfigError, match=r"^toy_rate: must be > 0 \(got -1\)$"):
+        make_config(agent=TOY, toy_rate=-1)
+    cli_cfg, preset, out = parse_train_args(["--agent", TOY, "--toy-rate", "0.5", "--num-envs", "2", "--out", "x"])
+    assert cli_cfg == make_config("cartpole", agent=TOY, toy_rate=0.5, num_envs=2)
+    assert preset == "cartpole" and out == "x"
+    with pytest.raises(ConfigError, match="agent: cannot import 'tests.nothing:Agent'"):
+        make_config(agent="tests.nothing:Agent")
+
+
+@pytest.mark.parametrize("preset,changes,expected", [
+    ("cartpole", {}, Plan(iters_per_period=10, updates_per_period=1, steps_per_period=10, total_periods=50_000,
+                          total_env_steps=500_000, log_periods=1_000, episode_log_capacity=5_000)),
+    ("cartpole", {"num_envs": 10}, Plan(1, 1, 10, 50_000, 500_000, 1_000, 5_000)),
+    # 10 environments with an update every 5 steps: 2 updates per iteration
+    ("cartpole", {"num_envs": 10, "train_frequency": 5, "total_steps": 30_005}, Plan(1, 2, 10, 3_001, 30_010, 1_000,
+                                                                                   5_000)),
+    ("lunarlander", {}, Plan(iters_per_period=1, updates_per_period=2, steps_per_period=4, total_periods=100_000,
+                             total_env_steps=400_000, log_periods=5_000, episode_log_capacity=10_000)),
+])
+def test_plan_values(preset, changes, expected):
+    assert plan(make_config(preset, **changes)) == expected

@@ -1,0 +1,117 @@
+"""The named presets: each reproduces a reference experiment; `PRESET_DOCS` says which and what differs."""
+
+from __future__ import annotations
+
+from jaxdqn.config.build import make_config
+from jaxdqn.config.schema import Config, ConfigError
+
+_LUNAR = dict(env_id="LunarLander-v3", total_steps=400_000, num_envs=4, train_frequency=4, gradient_steps=2,
+              learning_starts=5_000, batch_size=128, learning_rate=2.5e-4, gamma=0.99, target_update_period=250,
+              hidden_sizes=(128, 128), epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01,
+              epsilon_decay_steps=100_000, solved_return=200.0, log_interval=20_000, eval_episodes=100)
+# the two LunarLander presets share their loop, network size and exploration
+
+PRESETS: dict[str, Config] = {
+    "cartpole": make_config(solved_return=475.0),
+    "lunarlander": make_config(**_LUNAR, buffer_size=50_000, loss="l2", clip_grad_value=100.0),
+    "lunarlander-per": make_config(
+        **_LUNAR, buffer_size=100_000, loss="huber", max_grad_norm=10.0, double_q=True, dueling=True,
+        prioritized=True, priority_alpha=0.5, priority_beta0=0.4),
+    "highway": make_config(
+        env_id="highway-fast-v0", total_steps=10_000, num_envs=1, train_frequency=1, gradient_steps=1,
+        learning_starts=64, buffer_size=15_000, batch_size=64, learning_rate=1e-3, gamma=0.8,
+        target_update_period=50, hidden_sizes=(128,), dueling=True, dueling_hidden=128, loss="huber",
+        max_grad_norm=10.0, epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.1,
+        epsilon_decay_steps=4_064, log_interval=1_000, eval_episodes=100),
+    "frozenlake": make_config(
+        agent="tabular", env_id="FrozenLake-v1", tabular_alpha=0.2, tabular_alpha_end=0.0, gamma=0.99,
+        total_steps=100_000, num_envs=8, learning_starts=0, epsilon_schedule="constant", epsilon_start=1.0,
+        log_interval=10_000, eval_episodes=1_000),
+    "pong": make_config(
+        env_id="Pong-v5", torso="nature_cnn", hidden_sizes=(512,), total_steps=2_000_000, num_envs=1,
+        train_frequency=1, gradient_steps=1, learning_starts=10_000, buffer_size=10_000, batch_size=32,
+        learning_rate=1e-4, gamma=0.99, target_update_period=1_000, loss="l2", epsilon_schedule="linear",
+        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=150_000, solved_return=19.0,
+        stop_when_solved=True, log_interval=10_000, eval_episodes=10),
+    "breakout": make_config(
+        env_id="Breakout-v5", torso="nature_cnn", hidden_sizes=(512,), dueling=True, dueling_hidden=256,
+        double_q=True, prioritized=True, buffer_size=2**14, priority_alpha=0.6, priority_beta0=0.4,
+        num_envs=8, train_frequency=32, gradient_steps=8, batch_size=32, target_update_period=2_000,
+        learning_starts=2**14, epsilon_schedule="piecewise", epsilon_boundaries=(0, 800_000, 5_000_000),
+        epsilon_values=(1.0, 0.1, 0.01), learning_rate=2.5e-4, max_grad_norm=0.5, loss="huber", gamma=0.99,
+        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05),
+    "atlantis": make_config(
+        env_id="Atlantis-v5", torso="nature_cnn", hidden_sizes=(), dueling=True, dueling_hidden=512,
+        double_q=True, prioritized=True, priority_alpha=0.5, priority_beta0=0.4, buffer_size=1_000_000,
+        batch_size=64, num_envs=4, train_frequency=4, gradient_steps=1, learning_rate=1e-4, gamma=0.99,
+        target_update_period=2_500, loss="huber", max_grad_norm=10.0, epsilon_schedule="exponential",
+        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=1_000_000, learning_starts=50_000,
+        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05),
+}
+"""Named configurations; `jaxdqn presets` lists them."""
+
+PRESET_DOCS: dict[str, str] = {
+    "cartpole": (
+        "CartPole-v1 with CleanRL's dqn_jax.py defaults: 500k steps, buffer 10k, batch 128, Adam 2.5e-4, an update "
+        "every 10 steps from step 10k, target copied every 500 steps, eps 1->0.05 linear over 250k, L2, MLP 120-84. "
+        "Added: solved at a 100-episode mean of 475 (CartPole-v1's registered threshold)"
+    ),
+    "lunarlander": (
+        "LunarLander-v3, seed 003's DQN lab: MLP 128-128, gamma 0.99, batch 128, MSE (L2), gradients clipped by "
+        "value at 100, exponential eps 1->0.01; solved at a 100-episode mean of 200. Differs from the seed: "
+        "Adam 2.5e-4 (seed 1e-4), buffer 50k (seed 10k), 4 envs with 2 updates per 4 steps from step 5k (seed: "
+        "1 env, 1 update per step), target copied every 250 updates (seed: every 100 steps), eps decayed over "
+        "100k steps (seed: x0.995 per episode), 400k steps (seed: 500 episodes); greedy eval over 100 episodes"
+    ),
+    "lunarlander-per": (
+        "LunarLander-v3, seed 001's agent: double DQN + dueling head + proportional prioritized replay (alpha "
+        "0.5, beta from 0.4 to 1), gamma 0.99, exponential eps to 0.01; solved at a 100-episode mean of 200. "
+        "Differs from the seed: buffer 100k (seed 1M), batch 128 (seed 64), Adam 2.5e-4 (seed 1e-3), 4 envs with "
+        "2 updates per 4 steps (seed: 1 update per 4 steps), target copied every 250 updates (seed: synchronised "
+        "after every update), Huber loss with gradient norm clip 10 (seed: weighted squared error), beta linear "
+        "in steps (seed: 1-exp(-0.01 episode)), eps decayed over 100k steps (seed: 0.99^episode), MLP 128-128, "
+        "400k steps; greedy eval over 100 episodes"
+    ),
+    "highway": (
+        "highway-fast-v0, seed 000's Dueling DQN: MLP 128 then 128-wide value and advantage streams, gamma 0.8, "
+        "batch 64, buffer 15k, Adam 1e-3, hard target copy every 50 updates, smooth-L1 (Huber), gradient norm "
+        "clip 10, 1 env, 1 update per step from step 64, eps 1.0->0.1 linear, 10k steps. Differs from the seed: "
+        "eps decays over 4,064 steps (the seed's 4k updates counted in steps); greedy eval over 100 episodes"
+    ),
+    "frozenlake": (
+        "FrozenLake-v1 (slippery), seed 002's tabular Q-learning with random exploration (eps 1). Differs from "
+        "the seed: gamma 0.99 (seed 0.9), alpha 0.2 decaying linearly to 0 (seed: constant 0.2), 8 envs, 100k "
+        "steps; greedy eval over 1,000 episodes (seed: 20), where a mean return (success rate) above 0.7 counts "
+        "as solved (seed: 0.8): the best policy succeeds about 0.74 of the time within the 100-step limit"
+    ),
+    "pong": (
+        "Pong-v5, seed 002's DQN: Nature CNN (512), 84x84 grey, skip 4 with max pooling, stack 4, fire reset; "
+        "1 update per step, batch 32, buffer 10k, start 10k, Adam 1e-4, target every 1k updates, eps 1->0.01 "
+        "linear over 150k, MSE (L2); stops when the 100-episode mean reaches 19 (at most 2M steps). Differs "
+        "from the seed: up to 30 no-op starts (EnvPool's standard Atari preprocessing)"
+    ),
+    "breakout": (
+        "Breakout-v5, seed 004 (labml): Nature CNN, dueling 512->256->V/A, double Q, PER 2^14 alpha 0.6 beta "
+        "0.4->1, 8 envs x 4 steps per update with 8 epochs of batch 32, target every 250 updates (2,000 gradient "
+        "steps), eps 1->0.1 at 800k steps (the seed's 25k updates)->0.01 at 5M, Adam 2.5e-4, grad norm 0.5, "
+        "Huber, learning from a full buffer; episodic life, clipped rewards. Differs from the seed: 10M steps "
+        "(seed: 1M updates = 32M steps, eps at half of that), greedy eval at eps 0.05 (Nature DQN's evaluation)"
+    ),
+    "atlantis": (
+        "Atlantis-v5, seed 001's agent: double DQN + PER (alpha 0.5, beta 0.4->1) + dueling (separate 512 "
+        "streams on the Nature CNN features), buffer 1M (about 7.1 GB with the frame replay), batch 64, "
+        "1 update per 4 steps (4 envs), exponential eps 1->0.01 over 1M steps, 10M steps. Differs from the "
+        "seed: target copied every 2,500 updates (seed: synchronised after every update), Adam 1e-4 (seed "
+        "1e-3), Huber with grad norm 10 (seed: weighted squared error), learning from 50k steps, episodic life "
+        "and clipped rewards, beta linear in steps (seed: 1-exp(-0.01 episode)), the Nature CNN's 3x3 last "
+        "conv (seed 2x2); greedy eval at eps 0.05"
+    ),
+}
+"""One line per preset: the experiment it reproduces and the values that differ from it."""
+
+
+def get_preset(name: str) -> Config:
+    """Return the preset called `name`, or raise ConfigError listing the valid names."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; allowed: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
