@@ -161,7 +161,7 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
 
     Reads only; raises CliError, ConfigError or CheckpointError with a one-line message.
     """
-    from jaxdqn.checkpoint import CheckpointError, load_latest
+    from jaxdqn.run.checkpoint import CheckpointError, load_latest
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--total-steps", "--total_steps", type=int, default=None)
@@ -198,13 +198,13 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
 
 def resume_command(run_dir: str, field_args: list[str]) -> int:
     """`jaxdqn train --resume DIR`: check the run and its checkpoint, then continue it exactly."""
-    from jaxdqn.checkpoint import CheckpointError
+    from jaxdqn.run.checkpoint import CheckpointError
 
     try:
         cfg, checkpoint = parse_resume_args(run_dir, field_args)
     except (ConfigError, CliError) as error:
         return _fail(str(error))
-    from jaxdqn.train import TrainingStopped, run_training
+    from jaxdqn.run.driver import TrainingStopped, run_training
 
     print(f"jaxdqn train: resuming {run_dir} ({cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x "
           f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}", flush=True)
@@ -237,7 +237,7 @@ def train_command(argv: list[str]) -> int:
         check_out_dir(out_path)
     except (ConfigError, CliError) as error:
         return _fail(str(error))
-    from jaxdqn.train import TrainingStopped, run_training
+    from jaxdqn.run.driver import TrainingStopped, run_training
 
     print(f"jaxdqn train: preset {preset}, {cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x {cfg.env.num_envs} "
           f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}", flush=True)
@@ -250,18 +250,12 @@ def train_command(argv: list[str]) -> int:
 
 
 def _restore_params(run_dir: Path):
-    """(Config, params with a seed axis) of the run's latest checkpoint, via jaxdqn.checkpoint."""
-    try:
-        from jaxdqn.checkpoint import restore_params
-    except ImportError:
-        raise CliError("evaluate: this build cannot load checkpoints yet "
-                       "(jaxdqn.checkpoint.restore_params is missing)") from None
-    import jaxdqn.checkpoint as checkpoint
+    """(Config, params with an agent axis) of the run's latest checkpoint; CliError (one line) if unreadable."""
+    from jaxdqn.run.checkpoint import CheckpointError, restore_params
 
-    errors = (OSError, ValueError, getattr(checkpoint, "CheckpointError", OSError))
     try:
         return restore_params(run_dir)
-    except errors as error:
+    except (OSError, ValueError, CheckpointError) as error:
         raise CliError(f"{run_dir}: cannot load a checkpoint: {error}") from None
 
 
@@ -275,7 +269,8 @@ def evaluate_command(argv: list[str]) -> int:
     parser.add_argument("--video", default=None, metavar="PATH",
                         help="record seed 0's first episode to PATH (.mp4 or .gif) from the environment's render")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the evaluation environments (default: the one used at the end of training)")
+                        help="run seed the evaluation environments are drawn from (default: the run's seed, whose "
+                             "evaluation stream the end of training used)")
     parser.add_argument("--epsilon", type=float, default=None,
                         help="epsilon of the evaluation policy, in [0, 1] (default: the run's eval_epsilon)")
     try:
@@ -303,7 +298,7 @@ def evaluate_command(argv: list[str]) -> int:
     if args.epsilon is not None:
         cfg = schema.replace(cfg, eval_epsilon=args.epsilon)
     episodes = args.episodes if args.episodes is not None else cfg.loop.eval_episodes
-    seed = args.seed if args.seed is not None else cfg.loop.seed + schema.EVAL_SEED_OFFSET
+    seed = args.seed if args.seed is not None else cfg.loop.seed
     print(f"jaxdqn evaluate: {run_dir}, {cfg.env.env_id}, {episodes} episode(s) per seed, "
           f"epsilon {cfg.loop.eval_epsilon}, seed {seed}", flush=True)
     try:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxdqn.agents import resolve_agent
+from jaxdqn.config.presets import get_preset
 from jaxdqn.config.schema import Config, ConfigError, flat_dict, from_flat, leaf_paths
 
 
 def settings_type(agent_name: str) -> type:
     """The settings dataclass of the agent registered as `agent_name` or at import path "module:attribute"."""
-    from jaxdqn.agents import AGENTS, resolve_agent
-
-    try:
-        agent = resolve_agent(agent_name)
-    except ConfigError:
-        raise
-    except (KeyError, ValueError):
-        raise ConfigError(f"agent: must be one of {', '.join(AGENTS)} or an import path module:attribute "
-                          f"(got {agent_name!r})") from None
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"agent: cannot import {agent_name!r} ({error})") from None
+    agent = resolve_agent(agent_name)
     found = getattr(agent, "settings_type", None)
     if not (isinstance(found, type) and dataclasses.is_dataclass(found)):
         raise ConfigError(f"agent: {agent_name!r} has no settings_type dataclass (got {found!r})")
@@ -34,8 +26,6 @@ def make_config(preset: str | None = None, agent: str | None = None, **flat) -> 
     """
     base = None
     if preset is not None:
-        from jaxdqn.config.presets import get_preset  # presets are built with make_config
-
         base = get_preset(preset)
     name = agent if agent is not None else (base.agent if base is not None else "dqn")
     kind = settings_type(name)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from jaxdqn.config.build import make_config
-from jaxdqn.config.schema import Config, ConfigError
+from jaxdqn.config.schema import Config, ConfigError, DQNSettings, TabularSettings, from_flat
+
+
+def make_config(agent: str = "dqn", **flat) -> Config:
+    """A preset's Config from flat field names (only the built-in agents' settings are needed here)."""
+    return from_flat({**flat, "agent": agent}, TabularSettings if agent == "tabular" else DQNSettings)
+
 
 _LUNAR = dict(env_id="LunarLander-v3", total_steps=400_000, num_envs=4, train_frequency=4, gradient_steps=2,
               learning_starts=5_000, batch_size=128, learning_rate=2.5e-4, gamma=0.99, target_update_period=250,

@@ -25,9 +25,6 @@ from typing import Generic, Literal, NamedTuple, TypeVar
 INT32_MAX = 2**31 - 1
 """Step counters, seeds and EnvPool's environment seeds are int32 inside the compiled loop."""
 
-EVAL_SEED_OFFSET = 1_000_003
-"""The greedy evaluation after training uses environment seeds from seed + this, unseen in training."""
-
 FORMAT = 2
 """Version of the dict `to_dict` writes (config.json); 1 is the flat dict of jaxdqn before the sections."""
 
@@ -402,12 +399,7 @@ class Config(Section, Generic[SettingsT]):
     def _check_values(self) -> None:
         require(_is_section(self.settings), "settings", "must be the agent's settings dataclass", self.settings)
         leaf_paths(type(self.settings))  # the flat names must stay unique with this settings type
-        loop, num_envs = self.loop, self.env.num_envs
-        # training seeds the pool's environments seed .. seed + S*N - 1, the final evaluation seed + offset + S*E - 1
-        span = EVAL_SEED_OFFSET + loop.num_seeds * max(loop.eval_episodes, num_envs)
-        require(loop.seed + span <= INT32_MAX, "seed", f"must be at most {INT32_MAX - span} here: environment "
-                f"seeds run up to seed + {span} (evaluation offset {EVAL_SEED_OFFSET} + seeds x episodes), and "
-                "EnvPool takes int32 seeds", loop.seed)
+        loop = self.loop
         p = plan(self)
         require(p.total_env_steps + p.steps_per_period * p.log_periods <= INT32_MAX, "total_steps",
                 f"must leave the step counter within int32 ({INT32_MAX}) after rounding up to whole periods of "

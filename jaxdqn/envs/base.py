@@ -130,8 +130,16 @@ HOST_STEP_STATE = np.zeros((), np.int32)
 """The env_state of a host-stepped pool right after a reset (see `make_host_step`)."""
 
 
+class UnsupportedEnv(ValueError):
+    """An environment jaxdqn cannot train on; the message completes "env_id: 'ID' ..."."""
+
+
 def spec_from_spaces(env_id: str, obs_space, action_space, max_episode_steps, reward_threshold) -> EnvSpec:
-    """An `EnvSpec` from Gymnasium spaces (EnvPool's are Gymnasium's too) and the registered limits."""
+    """An `EnvSpec` from Gymnasium spaces (EnvPool's are Gymnasium's too) and the registered limits;
+    UnsupportedEnv for an action space that is not Discrete."""
+    if not hasattr(action_space, "n"):
+        raise UnsupportedEnv(f"has a {type(action_space).__name__} action space; jaxdqn needs a discrete "
+                             "(Discrete) action space")
     discrete_obs = hasattr(obs_space, "n")  # gymnasium.spaces.Discrete
     return EnvSpec(env_id=env_id, obs_shape=tuple(obs_space.shape), obs_dtype=jax_dtype(obs_space.dtype),
                    num_actions=int(action_space.n), num_states=int(obs_space.n) if discrete_obs else None,
