@@ -1,0 +1,1 @@
+"""Pure functions with no I/O: losses, networks, replay, the sum tree, exploration."""
