@@ -56,7 +56,7 @@ def test_each_obs_is_stored_once():
     # next_obs of slot t is the obs of slot t + 1 of the same ring
     replay = make_replay(12, 16, 3, (2,), jnp.float32, False)
     state = _add_steps(replay, replay.init(jnp.zeros(2)), 9, 3)
-    sample = replay.sample(state, jax.random.PRNGKey(0), 0.0)
+    sample = jax.jit(replay.sample)(state, jax.random.PRNGKey(0), 0.0)
     envs, slots = np.divmod(np.asarray(sample.indices), replay.slots_per_env)
     obs = np.asarray(state.storage.obs)
     np.testing.assert_array_equal(sample.batch.obs, obs[envs, slots])
@@ -73,7 +73,8 @@ def test_uniform_sampling_is_uniform_over_sampleable_slots_only(steps):
     unreal = {(2, 0), (4, 1), (11, 2), (15, 0), (16, 1)}
     state = _add_steps(replay, replay.init(jnp.zeros(2)), steps, num_envs, unreal)
     expected = _sampleable(replay, state)
-    out = jax.jit(jax.vmap(lambda k: replay.sample(state, k, 0.4)))(jax.random.split(jax.random.PRNGKey(0), 500))
+    sample = jax.jit(jax.vmap(replay.sample, in_axes=(None, 0, None)))
+    out = sample(state, jax.random.split(jax.random.PRNGKey(0), 500), 0.4)
     counts = np.bincount(np.asarray(out.indices).ravel(), minlength=expected.size).reshape(expected.shape)
     assert counts[~expected].sum() == 0
     assert (counts[expected] > 0).all()
