@@ -141,9 +141,10 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
     - `init(example_obs) -> ReplayState`: example_obs is one observation, no batch axis.
     - `add(state, obs, action, reward, terminated, real) -> state`: one step of every environment (each
       argument has a leading (num_envs,) axis): o_t acted on, a_t, r_{t+1}, terminated_{t+1}, and whether
-      the step was real. A `dynamic_update_slice` at `position`; prioritized replay also sets three
-      leaves of the tree: the newest slot (no next_obs yet) to 0, the one before it to the tree's max
-      priority if real, and the one that just lost its oldest history frame to 0.
+      the step was real. A `dynamic_update_slice` at `position`; prioritized replay also sets (at most)
+      three leaves of the tree: the newest slot (no next_obs yet) to 0, the one before it to the tree's
+      max priority if it is sampleable now, and the one whose oldest stack frame was just overwritten
+      to 0. Uniform replay touches no tree.
     - `sample(state, key, beta) -> Sample`. Uniform: exactly uniform over sampleable slots (see
       `_uniform_draws`), weights 1. Prioritized: slot i with probability P(i) = p_i / sum p, stratified
       (one draw per equal segment of the total mass); weights (n * P(i)) ** -beta / max over the batch
@@ -191,8 +192,8 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
         if prioritized:
             previous = (position - 1) % slots_per_env
             # The previous slot now has its next_obs (sampleable if real and its history is written);
-            # the slot `history` after the newest became the oldest that still has all its history
-            # but one frame, so it leaves (it is the newest slot itself when history is 0).
+            # the slot `history` after the newest just lost the oldest frame its stack may need (with
+            # no history, the slot that lost its place is the newest one itself).
             gains = storage.real[:, previous] & (size >= history + 2)
             rows = jnp.arange(num_envs) * slots_per_env
             slots = [position, previous] + ([(position + history) % slots_per_env] if history else [])
