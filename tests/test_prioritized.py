@@ -1,4 +1,5 @@
-"""Prioritized replay: sum-tree exactness, sampling frequencies, importance weights, empty slots."""
+"""Prioritized replay: sampling frequencies, importance weights, entry at max priority, empty and
+non-finite cases, hyperparameters as data. The sum tree itself: tests/test_sumtree.py."""
 
 import dataclasses
 
@@ -6,66 +7,66 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.stats import chisquare
 
 from jaxdqn.config import Config
-from jaxdqn.replay import (make_prioritized_replay, sumtree_find, sumtree_init, sumtree_leaves, sumtree_set,
-                           sumtree_total)
+from jaxdqn.core.replay import make_replay
+from jaxdqn.core.sumtree import sumtree_leaves, sumtree_total
 
 
-def _replay_with(priorities, alpha=1.0, beta0=0.4, batch_size=256, capacity=None):
-    """A prioritized replay holding len(priorities) items x = slot index, with the given raw priorities."""
+def _add(replay, state, steps, num_envs=1, real=None):
+    """Add `steps` steps of every environment (obs = step number), all real unless `real` (steps, envs) says."""
+    add = jax.jit(replay.add)
+    for t in range(steps):
+        ones = jnp.ones(num_envs)
+        state = add(state, t * ones[:, None], jnp.zeros(num_envs, jnp.int32), ones, ones < 0,
+                    ones > 0 if real is None else jnp.asarray(real[t]))
+    return state
+
+
+def _replay_with(priorities, alpha=1.0, batch_size=256, capacity=None):
+    """One environment whose slots 0..n-1 are sampleable (n + 1 steps written) with priorities p^alpha."""
     n = len(priorities)
-    replay = make_prioritized_replay(capacity or n, batch_size, alpha=alpha, beta0=beta0, priority_eps=0.0)
-    state = replay.init({"x": jnp.zeros((), jnp.int32)})
-    state = replay.add(state, {"x": jnp.arange(n)}, jnp.ones(n, bool))
-    # |td| = p gives priority p^alpha
-    state = replay.update(state, jnp.arange(n), jnp.asarray(priorities, jnp.float32))
+    replay = make_replay(capacity or n + 1, batch_size, 1, (1,), jnp.float32, True)
+    state = _add(replay, replay.init(jnp.zeros(1)), n + 1)
+    # eps 0: |td| = p gives priority p^alpha
+    state = jax.jit(replay.update)(state, jnp.arange(n), jnp.asarray(priorities, jnp.float32), alpha, 0.0)
     return replay, state
 
 
-def _frequencies(replay, state, draws=200, progress=0.0):
-    sample = jax.jit(jax.vmap(lambda k: replay.sample(state, k, progress)))
-    out = sample(jax.random.split(jax.random.PRNGKey(0), draws))
-    counts = np.bincount(np.asarray(out.indices).ravel(), minlength=state.storage["x"].shape[0])
+def _frequencies(replay, state, draws=200, beta=0.4):
+    sample = jax.jit(jax.vmap(replay.sample, in_axes=(None, 0, None)))
+    out = sample(state, jax.random.split(jax.random.PRNGKey(0), draws), beta)
+    counts = np.bincount(np.asarray(out.indices).ravel(), minlength=sumtree_leaves(state.priorities).size)
     return counts, out
-
-
-def _chi_square_p_value(counts, expected_probabilities):
-    from math import erf, sqrt
-
-    total = counts.sum()
-    expected = expected_probabilities * total
-    mask = expected > 0
-    statistic = ((counts[mask] - expected[mask]) ** 2 / expected[mask]).sum()
-    dof = mask.sum() - 1
-    # Wilson-Hilferty normal approximation of the chi-square tail
-    z = ((statistic / dof) ** (1 / 3) - (1 - 2 / (9 * dof))) / sqrt(2 / (9 * dof))
-    return 0.5 * (1 - erf(z / sqrt(2)))
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0])
 def test_sampling_frequencies_match_p_alpha(alpha):
     raw = np.array([1.0, 2.0, 4.0, 8.0, 0.5, 3.0, 6.0, 1.5, 0.25, 10.0])
     replay, state = _replay_with(raw, alpha=alpha)
-    counts, _ = _frequencies(replay, state)  # 200 x 256 = 51,200 draws
+    counts, out = _frequencies(replay, state)  # 200 x 256 = 51,200 draws
     expected = raw**alpha / (raw**alpha).sum()
+    assert counts[len(raw):].sum() == 0  # the newest slot has no next_obs yet
     # Stratified sampling is less variable than i.i.d. draws, so the chi-square test is conservative.
-    assert _chi_square_p_value(counts, expected) > 0.001
-    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.01)
+    assert chisquare(counts[:len(raw)], expected * counts.sum()).pvalue > 0.001
+    np.testing.assert_allclose(counts[:len(raw)] / counts.sum(), expected, atol=0.01)
+    np.testing.assert_array_equal(out.batch.obs[..., 0], out.indices)  # slot t holds obs t
+    np.testing.assert_array_equal(out.batch.next_obs[..., 0], out.indices + 1)
 
 
 def test_alpha_zero_is_uniform():
     raw = np.array([1.0, 100.0, 0.01, 5.0, 7.0, 0.3, 2.0, 9.0])
     replay, state = _replay_with(raw, alpha=0.0)
     counts, out = _frequencies(replay, state)
-    assert _chi_square_p_value(counts, np.full(8, 1 / 8)) > 0.001
+    assert chisquare(counts[:8]).pvalue > 0.001 and counts[8:].sum() == 0
     np.testing.assert_allclose(out.weights, 1.0, rtol=1e-5)
 
 
 def test_priority_update_shifts_frequencies():
     replay, state = _replay_with(np.ones(4))
     before, _ = _frequencies(replay, state, draws=50)
-    state = replay.update(state, jnp.array([2]), jnp.array([7.0]))  # slot 2: 7 of total 10
+    state = replay.update(state, jnp.array([2]), jnp.array([7.0]), 1.0, 0.0)  # slot 2: 7 of total 10
     after, _ = _frequencies(replay, state, draws=50)
     assert abs(before[2] / before.sum() - 0.25) < 0.02
     assert abs(after[2] / after.sum() - 0.7) < 0.02
@@ -73,78 +74,106 @@ def test_priority_update_shifts_frequencies():
 
 def test_duplicate_indices_in_one_update():
     replay, state = _replay_with(np.ones(8))
-    state = replay.update(state, jnp.array([3, 3, 3, 5]), jnp.array([2.0, 2.0, 2.0, 4.0]))
+    state = replay.update(state, jnp.array([3, 3, 3, 5]), jnp.array([2.0, 2.0, 2.0, 4.0]), 1.0, 0.0)
     leaves = np.asarray(sumtree_leaves(state.priorities))
     np.testing.assert_allclose(leaves[:8], [1, 1, 1, 2, 1, 4, 1, 1])
     assert (leaves[8:] == 0).all()
     assert float(sumtree_total(state.priorities)) == pytest.approx(leaves.sum())
     # with conflicting duplicates one value wins, and the tree stays consistent with its leaves
-    state = replay.update(state, jnp.array([0, 0]), jnp.array([3.0, 5.0]))
+    state = replay.update(state, jnp.array([0, 0]), jnp.array([3.0, 5.0]), 1.0, 0.0)
     leaves = np.asarray(sumtree_leaves(state.priorities))
     assert leaves[0] in (3.0, 5.0)
     assert float(sumtree_total(state.priorities)) == pytest.approx(leaves.sum())
 
 
 def test_importance_weights_by_hand():
-    raw = np.array([1.0, 3.0])  # alpha 1: P = [0.25, 0.75], N = 2
-    replay, state = _replay_with(raw, alpha=1.0, beta0=0.5, batch_size=8)
+    replay, state = _replay_with([1.0, 3.0], alpha=1.0, batch_size=8)  # P = [0.25, 0.75], n = 2
     probabilities = np.array([0.25, 0.75])
-    for progress, beta in [(0.0, 0.5), (0.5, 0.75), (1.0, 1.0)]:  # beta annealed linearly to 1
-        sample = replay.sample(state, jax.random.PRNGKey(0), progress)
+    for beta in (0.5, 0.75, 1.0):
+        sample = replay.sample(state, jax.random.PRNGKey(0), jnp.float32(beta))
         drawn = np.asarray(sample.indices)
         assert set(drawn.tolist()) == {0, 1}
         w = (2 * probabilities[drawn]) ** -beta
         np.testing.assert_allclose(sample.weights, w / w.max(), rtol=1e-5)
     # by hand at beta 0.5: slot 0 weight (0.5)^-0.5 = 1.414, slot 1 (1.5)^-0.5 = 0.816 -> 1 and 0.577
-    sample = replay.sample(state, jax.random.PRNGKey(0), 0.0)
+    sample = replay.sample(state, jax.random.PRNGKey(0), 0.5)
     np.testing.assert_allclose(np.asarray(sample.weights)[np.asarray(sample.indices) == 1], 0.57735, rtol=1e-4)
 
 
 def test_new_transitions_enter_at_max_priority():
     replay, state = _replay_with([1.0, 9.0, 2.0], capacity=8)
-    state = replay.add(state, {"x": jnp.array([3, 4])}, jnp.array([True, True]))
-    np.testing.assert_allclose(np.asarray(sumtree_leaves(state.priorities)[:5]), [1, 9, 2, 9, 9])
+    state = _add(replay, state, 2)  # slot 3 gets its next obs, slot 4 is written, slot 5 is the newest
+    np.testing.assert_allclose(np.asarray(sumtree_leaves(state.priorities)[:8]), [1, 9, 2, 9, 9, 0, 0, 0])
+
+
+def test_per_environment_rows_auto_reset_and_newest_slots_have_no_mass():
+    replay = make_replay(3 * 6, 16, 3, (1,), jnp.float32, True)  # 6 slots per environment
+    real = np.ones((9, 3), bool)
+    real[2, 0] = real[7, 1] = real[5, 2] = False
+    state = _add(replay, replay.init(jnp.zeros(1)), 9, 3, real)  # wrapped: newest slot 2 (step 8)
+    mass = np.asarray(sumtree_leaves(state.priorities))[:18].reshape(3, 6) > 0
+    expected = np.ones((3, 6), bool)
+    expected[:, 2] = False  # newest
+    expected[1, 1] = expected[2, 5] = False  # steps 7 (slot 1) and 5 (slot 5); step 2 was overwritten
+    np.testing.assert_array_equal(mass, expected)
+    counts, _ = _frequencies(replay, state, draws=20)
+    assert (counts[:18].reshape(3, 6)[~expected] == 0).all() and (counts[:18].reshape(3, 6)[expected] > 0).all()
 
 
 def test_empty_and_zero_priority_slots_never_sampled():
-    capacity = 1000
-    replay = make_prioritized_replay(capacity, 512, alpha=0.6, priority_eps=1e-6)
-    state = replay.init({"x": jnp.zeros((), jnp.int32)})
-    state = replay.add(state, {"x": jnp.arange(5)}, jnp.array([True, False, True, True, False]))
-    # three written slots 0, 1, 2 of 1000; tiny priorities invite rounding past the last leaf
-    state = replay.update(state, jnp.array([0, 1, 2]), jnp.array([1e-6, 1e-6, 1e3]))
-    counts, _ = _frequencies(replay, state, draws=100)
-    assert counts[3:].sum() == 0
-    assert counts[:3].sum() == 100 * 512
+    replay = make_replay(1000, 512, 1, (1,), jnp.float32, True)
+    state = replay.init(jnp.zeros(1))
+    out = jax.jit(replay.sample)(state, jax.random.PRNGKey(0), 0.4)
+    assert float(jnp.abs(out.weights).max()) == 0  # nothing sampleable: finite weights of 0
+    state = _add(replay, state, 5, real=np.array([[True], [False], [True], [True], [False]]))
+    # sampleable slots 0, 2, 3 of 1000; tiny priorities invite rounding past the last leaf
+    state = replay.update(state, jnp.array([0, 2, 3]), jnp.array([1e-6, 1e-6, 1e3]), 0.6, 1e-6)
+    counts, out = _frequencies(replay, state, draws=20)
+    assert counts[[1, *range(4, counts.size)]].sum() == 0
+    assert counts[[0, 2, 3]].sum() == 20 * 512
+    assert np.isfinite(out.weights).all()
 
 
-def test_tree_total_matches_leaves_after_many_random_updates():
-    capacity, batch = 4096, 128
-    tree = sumtree_init(capacity)
-    update = jax.jit(lambda tree, slots, values: sumtree_set(tree, slots, values))
+def test_non_finite_td_errors_never_reach_the_tree():
+    replay, state = _replay_with([1.0, 4.0, 2.0, 3.0, 1.0])
+    state = jax.jit(replay.update)(state, jnp.array([0, 1, 2, 3]), jnp.array([jnp.nan, jnp.inf, -jnp.inf, 1e30]),
+                                   2.0, 1e-6)
+    leaves = np.asarray(sumtree_leaves(state.priorities))
+    assert np.isfinite(leaves).all() and np.isfinite(float(sumtree_total(state.priorities)))
+    # each non-finite |td| (and (1e30)^2, which overflows float32) takes the max priority, 4
+    np.testing.assert_allclose(leaves[:5], [4, 4, 4, 4, 1])
+    assert float(state.priorities.max_priority) == 4
+    assert np.isfinite(np.asarray(jax.jit(replay.sample)(state, jax.random.PRNGKey(0), 0.4).weights)).all()
 
-    def many(tree, key):
-        def body(tree, key):
-            k1, k2 = jax.random.split(key)
-            slots = jax.random.randint(k1, (batch,), 0, capacity)
-            values = jax.random.uniform(k2, (batch,), maxval=100.0) ** 2
-            return update(tree, slots, values), None
-        return jax.lax.scan(body, tree, jax.random.split(key, 800))[0]
 
-    tree = jax.jit(many)(tree, jax.random.PRNGKey(0))  # 800 x 128 = 102,400 leaf updates
-    leaves = np.asarray(sumtree_leaves(tree), np.float64)
-    assert float(sumtree_total(tree)) == pytest.approx(leaves.sum(), rel=1e-5)
-    # every internal node equals the sum of its 16 children (up to float32 summation order)
-    for parents, children in zip(tree.levels[:-1], tree.levels[1:]):
-        row_sums = np.asarray(jnp.sum(children, axis=1))
-        flat_parents = np.asarray(parents).reshape(-1)
-        np.testing.assert_allclose(flat_parents[:len(row_sums)], row_sums, rtol=1e-6)
-        assert (flat_parents[len(row_sums):] == 0).all()
-    # the leaf search agrees with a cumulative-sum search
-    targets = np.random.default_rng(0).random(1000) * leaves.sum()
-    found = np.asarray(sumtree_find(tree, jnp.asarray(targets, jnp.float32)))
-    reference = np.searchsorted(np.cumsum(leaves), targets, side="left")
-    assert (found == reference).mean() > 0.99  # float32 rounding may move a target across a boundary
+def test_update_skips_slots_no_longer_sampleable():
+    replay, state = _replay_with([1.0, 2.0], capacity=3)  # slots 0, 1 sampleable, slot 2 newest
+    state = _add(replay, state, 1)  # the ring wraps: slot 0 is the newest again
+    state = replay.update(state, jnp.array([0, 1]), jnp.array([5.0, 6.0]), 1.0, 0.0)
+    np.testing.assert_allclose(np.asarray(sumtree_leaves(state.priorities)[:3]), [0, 6, 2])
+
+
+def test_hyperparameters_are_data_one_program_for_all_values():
+    """alpha, beta and eps are traced: one compilation serves every value, and vmapped agents can each
+    have their own."""
+    replay, state = _replay_with(np.ones(6))
+    traces = []
+
+    def learn(state, key, beta, alpha, eps):
+        traces.append(1)
+        sample = replay.sample(state, key, beta)
+        return replay.update(state, sample.indices, sample.batch.reward + sample.indices, alpha, eps), sample
+
+    learn = jax.jit(learn)
+    for alpha, beta, eps in [(0.6, 0.4, 1e-6), (0.0, 1.0, 0.1), (1.0, 0.7, 1e-3)]:
+        _, sample = learn(state, jax.random.PRNGKey(0), beta, alpha, eps)
+    assert len(traces) == 1
+    agents = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    new, _ = jax.vmap(learn)(agents, jax.random.split(jax.random.PRNGKey(1), 2), jnp.array([0.4, 1.0]),
+                             jnp.array([0.0, 1.0]), jnp.array([1e-6, 1e-6]))
+    leaves = np.asarray(new.priorities.levels[-1]).reshape(2, -1)[:, :6]
+    np.testing.assert_allclose(leaves[0], 1.0)  # alpha 0: every priority 1
+    assert not np.allclose(leaves[1], 1.0)
 
 
 def test_prioritized_train_step_compiles_once_and_updates_priorities():
