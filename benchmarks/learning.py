@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_facts, write_result  # noqa: E402
-from presets import jaxdqn_command  # noqa: E402
+from jaxdqn.bench.machine import machine_facts, write_result
+from jaxdqn.bench.runs import jaxdqn_command
 
 NUM_SEEDS = 10
 CASES = {
