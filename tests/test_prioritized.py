@@ -1,7 +1,6 @@
 """Prioritized replay: sampling frequencies, importance weights, entry at max priority, empty and
 non-finite cases, hyperparameters as data. The sum tree itself: tests/test_sumtree.py."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from jaxdqn.config import Config
 from jaxdqn.core.replay import make_replay
 from jaxdqn.core.sumtree import sumtree_leaves, sumtree_total
 
@@ -176,33 +174,33 @@ def test_hyperparameters_are_data_one_program_for_all_values():
     assert not np.allclose(leaves[1], 1.0)
 
 
-def test_prioritized_train_step_compiles_once_and_updates_priorities():
-    from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step
-    from jaxdqn.networks import make_network
-    from jaxdqn.replay import Transition, make_replay
+def test_prioritized_learn_compiles_once_and_updates_priorities():
+    from jaxdqn.agents import resolve_agent
+    from jaxdqn.agents.base import Step
+    from jaxdqn.config.build import make_config
+    from jaxdqn.envs import env_spec
 
-    cfg = dataclasses.replace(Config(), prioritized=True, batch_size=32, buffer_size=256, double_q=True,
-                              dueling=True)
-    parts = LearnerParts(make_network(cfg, 2), make_optimizer(cfg), make_replay(cfg))
-    example = jnp.zeros(4)
-    state = init_agent(parts, jax.random.PRNGKey(0), example,
-                       Transition(example, jnp.int32(0), jnp.float32(0), example, jnp.bool_(False)))
-    n = 100
+    cfg = make_config(prioritized=True, batch_size=32, buffer_size=256, double_q=True, dueling=True,
+                      learning_starts=32)
+    fns = resolve_agent("dqn").build(cfg, env_spec("CartPole-v1"))
+    state = fns.init(jax.random.PRNGKey(0), fns.hyperparameters)
     rng = np.random.default_rng(0)
-    batch = Transition(jnp.asarray(rng.normal(size=(n, 4)), jnp.float32), jnp.zeros(n, jnp.int32),
-                       jnp.asarray(rng.normal(size=n), jnp.float32), jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
-                       jnp.zeros(n, bool))
-    state = state._replace(replay=parts.replay.add(state.replay, batch, jnp.ones(n, bool)))
-    assert np.allclose(np.asarray(sumtree_leaves(state.replay.priorities)[:n]), 1.0)
+    n = 100
+    for t in range(n + 1):
+        obs = jnp.asarray(rng.normal(size=(1, 4)), jnp.float32)
+        step = Step(obs, jnp.zeros(1, jnp.int32), jnp.asarray(rng.normal(size=1), jnp.float32), jnp.zeros(1, bool),
+                    jnp.zeros(1, bool), obs, jnp.ones(1, bool))
+        state = fns.observe(state, step, t, True)
+    assert np.allclose(np.asarray(sumtree_leaves(state.replay.priorities)[:n]), 1.0)  # entered at max priority
     traces = []
 
-    def counted(state, key, progress):
+    def counted(state, key, env_steps):
         traces.append(1)
-        return make_train_step(cfg, parts)(state, key, progress)
+        return fns.learn(state, key, env_steps)
 
-    step = jax.jit(counted, donate_argnums=0)
+    learn = jax.jit(counted, donate_argnums=0)
     for i in range(4):
-        state, _ = step(state, jax.random.PRNGKey(i), jnp.float32(i / 4))
+        state, _ = learn(state, jax.random.PRNGKey(i), jnp.int32(i * 100))
     assert len(traces) == 1
     leaves = np.asarray(sumtree_leaves(state.replay.priorities)[:n])
     assert not np.allclose(leaves, 1.0)  # sampled slots got |td|-based priorities

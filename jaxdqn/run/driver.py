@@ -103,10 +103,11 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     rollout, key = build_rollout(cfg), jax.random.PRNGKey(cfg.loop.seed)
     plan, progress, recorder = rollout.plan, Progress(resume_from, cfg.loop.learning_starts), None
     try:
+        compile_start = time.perf_counter()
         state = jax.jit(rollout.init)(key) if resume_from is None else resume_state(rollout, resume_from, key)
         chunk = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
             state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after)).compile()
-        compile_seconds = time.perf_counter() - start
+        compile_seconds = time.perf_counter() - compile_start
         params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(agents)))
         env_steps = start_steps = progress.periods_done * plan.steps_per_period
         if out is not None and resume_from is None:
