@@ -1,7 +1,6 @@
 """Greedy evaluation with video, the per-episode log, and `jaxdqn plot` / `jaxdqn evaluate` as a user
 types them, on real EnvPool CartPole (and LunarLander for rendering)."""
 
-import dataclasses
 import io
 import json
 from typing import NamedTuple
@@ -12,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn.config import Config
+from jaxdqn.config.build import make_config
+from jaxdqn.config.schema import Config, plan
 from jaxdqn.evaluate import EvaluationError, evaluate_policy
 from jaxdqn.plot import draw_runs, load_run, rolling_mean
-from jaxdqn.train import EPISODES_HEADER, episode_log_capacity, log_chunk_periods, make_train, write_episode_rows
+from jaxdqn.run.driver import build_rollout
+from jaxdqn.run.recorder import EPISODES_HEADER, episode_rows
 from tests.conftest import jaxdqn
 
 SHORT_RUN = ["--total-steps", "5000", "--learning-starts", "1000", "--log-interval", "1000",
@@ -45,15 +46,14 @@ class Trained(NamedTuple):
 @pytest.fixture(scope="module")
 def trained():
     """2 CartPole seeds trained in-process by one compiled chunk 100 times longer than its log interval."""
-    cfg = Config(num_seeds=2, num_envs=2, train_frequency=2, total_steps=4000, learning_starts=500,
-                 log_interval=20, epsilon_decay_steps=2000, buffer_size=2000, batch_size=32)
-    trainer = make_train(cfg)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(cfg.seed))
-    run = jax.jit(trainer.run_chunk)
-    chunk_periods = log_chunk_periods(cfg)
-    state, metrics = jax.block_until_ready(run(state, jnp.int32(100 * chunk_periods)))
-    trainer.env.close()  # only once the chunk, which steps the pool, has finished
-    return Trained(cfg, state.agents.params, state, metrics, episode_log_capacity(cfg, trainer.iters_per_period))
+    cfg = make_config(num_seeds=2, num_envs=2, train_frequency=2, total_steps=4000, learning_starts=500,
+                      log_interval=20, epsilon_decay_steps=2000, buffer_size=2000, batch_size=32)
+    rollout = build_rollout(cfg)
+    state = jax.jit(rollout.init)(jax.random.PRNGKey(cfg.loop.seed))
+    run = jax.jit(rollout.run_chunk)
+    state, metrics = jax.block_until_ready(run(state, jnp.int32(100 * plan(cfg).log_periods), 500))
+    rollout.env.close()  # only once the chunk, which steps the pool, has finished
+    return Trained(cfg, state.agents.params, state, metrics, plan(cfg).episode_log_capacity)
 
 
 def test_episodes_csv_holds_every_training_episode(two_runs):
@@ -77,9 +77,9 @@ def test_episode_log_keeps_the_newest_when_a_chunk_runs_past_its_capacity(traine
     counts = np.asarray(metrics.finished.count)
     np.testing.assert_array_equal(counts, state.stats.episodes)
     assert (counts > capacity).all()
-    file = io.StringIO()
-    assert write_episode_rows(file, metrics.finished) == (counts - capacity).sum()
-    rows = np.loadtxt(io.StringIO(file.getvalue()), delimiter=",", ndmin=2)
+    lines, lost = episode_rows(metrics.finished)
+    assert lost == (counts - capacity).sum()
+    rows = np.loadtxt(io.StringIO("".join(lines)), delimiter=",", ndmin=2)
     newest = rows[rows[:, 0] == 0][-min(capacity, 100):, 2]
     recent = np.roll(np.asarray(state.stats.recent_returns[0]), -int(state.stats.recent_position[0]))
     np.testing.assert_array_equal(newest, recent[-len(newest):])
@@ -162,10 +162,10 @@ def test_video_has_one_frame_per_step_plus_the_reset_frame(trained, tmp_path):
 
 @pytest.mark.parametrize("env_id,shape", [("LunarLander-v3", (400, 600, 3))])
 def test_gif_video_of_another_environment(tmp_path, env_id, shape):
-    cfg = Config(env_id=env_id, num_seeds=1)
-    trainer = make_train(cfg)
-    params = jax.jit(trainer.init)(jax.random.PRNGKey(0)).agents.params
-    trainer.env.close()
+    cfg = make_config(env_id=env_id, num_seeds=1)
+    rollout = build_rollout(cfg)
+    params = jax.jit(rollout.init)(jax.random.PRNGKey(0)).agents.params
+    rollout.env.close()
     result = evaluate_policy(cfg, params, 1, seed=3, video_path=tmp_path / "episode.gif")
     frames = iio.imread(tmp_path / "episode.gif")
     # Pillow merges identical consecutive frames, so a gif holds at most reset + one per step
@@ -219,17 +219,14 @@ def test_evaluate_command_on_a_saved_run(two_runs, tmp_path):
 def test_evaluate_policy_rejects_zero_episodes(trained):
     cfg, params = trained.cfg, trained.params
     with pytest.raises(EvaluationError, match="episodes: must be an integer > 0"):
-        evaluate_policy(dataclasses.replace(cfg), params, 0, seed=0)
+        evaluate_policy(cfg, params, 0, seed=0)
 
 
 def test_video_of_an_environment_without_render_is_refused_before_writing(tmp_path):
-    from jaxdqn.config import get_preset
-    from jaxdqn.tabular import make_tabular_train
-
-    cfg = dataclasses.replace(get_preset("frozenlake"), num_seeds=1)  # EnvPool's FrozenLake has no render
-    trainer = make_tabular_train(cfg)
-    params = jax.jit(trainer.init)(jax.random.PRNGKey(0)).agents.params
-    trainer.env.close()
+    cfg = make_config(preset="frozenlake", num_seeds=1)  # EnvPool's FrozenLake has no render
+    rollout = build_rollout(cfg)
+    params = jax.jit(rollout.init)(jax.random.PRNGKey(0)).agents.params
+    rollout.env.close()
     with pytest.raises(EvaluationError, match="FrozenLake-v1 cannot be rendered"):
         evaluate_policy(cfg, params, 2, seed=0, video_path=tmp_path / "episode.gif")
     assert not list(tmp_path.iterdir())
