@@ -82,7 +82,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, reference):
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"resumed from {out / 'checkpoints' / 'step_000000006000'} at step 6000" in second.stdout
     assert_same_run(out, reference)
-    assert json.loads((out / "config.json").read_text())["total_steps"] == TOTAL
+    assert json.loads((out / "config.json").read_text())["loop"]["total_steps"] == TOTAL
     assert [p.name for p in sorted((out / "checkpoints").glob("step_*"))] == [
         "step_000000010000", "step_000000011000", "step_000000012000"]  # keep_checkpoints 3
     # a finished run is not resumed again without more steps
@@ -150,10 +150,11 @@ def _flip_byte(path: Path):
 
 
 def _edit_config(**changes):
+    from jaxdqn.config.schema import from_dict, replace, to_dict
+
     def edit(run: Path):
-        config = json.loads((run / "config.json").read_text())
-        config.update(changes)
-        (run / "config.json").write_text(json.dumps(config))
+        config = from_dict(json.loads((run / "config.json").read_text()))
+        (run / "config.json").write_text(json.dumps(to_dict(replace(config, **changes))))
     return edit
 
 
@@ -169,8 +170,8 @@ BAD_RUNS = {
     "corrupt arrays": (lambda run: _flip_byte(_latest("arrays.npz")(run)), [], "arrays.npz is truncated or corrupt"),
     "truncated meta": (lambda run: _truncate(_latest("meta.json")(run)), [],
                        "meta.json is missing, truncated or corrupt"),
-    "other network": (_edit_config(hidden_sizes=[64]), [],
-                      "incompatible config (hidden_sizes: checkpoint has [120, 84], config has [64])"),
+    "other network": (_edit_config(hidden_sizes=(64,)), [],
+                      "incompatible config (hidden_sizes: checkpoint has (120, 84), config has (64,))"),
     "other env": (_edit_config(env_id="Acrobot-v1"), [],
                   "env_id: checkpoint has 'CartPole-v1', config has 'Acrobot-v1'"),
     "other replay": (_edit_config(prioritized=True), [], "prioritized: checkpoint has False, config has True"),
@@ -205,7 +206,7 @@ def test_non_finite_loss_stops_at_a_named_step_and_keeps_the_last_good_checkpoin
     assert "the last good checkpoint" in result.stderr and "step_000000001000 is kept" in result.stderr
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_000000000500", "step_000000001000"]
     from jaxdqn.run.checkpoint import load_latest
-    from jaxdqn.config import from_dict
+    from jaxdqn.config.schema import from_dict
 
     good = load_latest(out, from_dict(json.loads((out / "config.json").read_text())))  # checksum verified
     assert good.env_steps == 1000 and good.updates == 0
@@ -280,7 +281,7 @@ def test_restore_params_gives_the_latest_checkpoint_params(reference):
     from jaxdqn.run.checkpoint import restore_params
 
     cfg, params = restore_params(reference)
-    assert cfg.total_steps == TOTAL
+    assert cfg.loop.total_steps == TOTAL
     kernel = params["params"]["MLPTorso_0"]["Dense_0"]["kernel"]
     assert kernel.shape == (1, 4, 120)  # leading seed axis
     meta = json.loads(sorted((reference / "checkpoints").glob("step_*"))[-1].joinpath("meta.json").read_text())
