@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 
 from jaxdqn.config import schema
-from jaxdqn.config.build import make_config, settings_type
+from jaxdqn.config.build import config_from_dict, make_config
 from jaxdqn.config.presets import PRESET_DOCS, PRESETS
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.config.validate import validate
@@ -173,9 +173,7 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
     if not path.is_dir():
         raise CliError(f"--resume: {path} is not a directory")
     try:
-        saved = json.loads((path / "config.json").read_text())
-        agent = saved.get("agent", "dqn") if isinstance(saved, dict) else "dqn"
-        cfg = schema.from_dict(saved, settings_type(agent))
+        cfg = config_from_dict(json.loads((path / "config.json").read_text()))
     except OSError:
         raise CliError(f"--resume: {path / 'config.json'} is missing") from None
     except (ValueError, TypeError) as error:

@@ -15,7 +15,7 @@ JAX picks it.
 
 from __future__ import annotations
 
-import dataclasses
+import os
 import resource
 import statistics
 import sys
@@ -26,13 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdqn.agents import resolve_agent
+from jaxdqn.agents.dqn import make_train_step
 from jaxdqn.bench import default_results_dir
 from jaxdqn.bench.machine import machine_facts, write_result
-from jaxdqn.config import PRESETS, Config
-from jaxdqn.envs import env_info, make_pool, make_xla_step
-from jaxdqn.learner import LearnerParts, init_agent, make_optimizer, make_train_step
-from jaxdqn.networks import make_network
-from jaxdqn.replay import Transition, make_replay
+from jaxdqn.config.build import make_config
+from jaxdqn.config.presets import PRESETS
+from jaxdqn.config.schema import plan, replace
+from jaxdqn.core.networks import make_network
+from jaxdqn.core.replay import is_frame_stack, make_replay
+from jaxdqn.envs import EnvSpec, env_seeds, make_env
 
 SCHEMA_VERSION = 1
 REQUIRED_FIELDS = ("schema_version", "command", "machine", "env_steps", "train_step", "end_to_end", "memory")
@@ -81,74 +84,119 @@ def time_compiled(fn, args: tuple, repeats: int) -> tuple[dict, float]:
 
 def bench_env_steps(env_id: str, num_envs: int, steps: int, repeats: int) -> dict:
     """EnvPool steps/s from a Python loop and from its XLA step inside a compiled scan."""
-    info = env_info(env_id)
-    env, _ = make_pool(env_id, num_envs, 0)
+    import envpool
+
+    seeds = env_seeds(0, range(1), num_envs)
+    pool = envpool.make(env_id, env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
+                        seed=[int(s) for s in seeds], num_threads=min(num_envs, os.cpu_count() or 1))
+    pool.reset()
     actions = np.zeros(num_envs, np.int32)
     iterations = max(1, steps // num_envs)
-    env.step(actions)
+    pool.step(actions)
     python_times = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(iterations):
-            env.step(actions)
+            pool.step(actions)
         python_times.append(time.perf_counter() - start)
-    handle, step = make_xla_step(env)
+    pool.close()
+    env = make_env(env_id, seeds)
+    env_state, _obs = env.reset()
 
-    def scan_steps(handle):
-        def body(handle, _):
-            handle, (obs, reward, terminated, truncated) = step(handle, jnp.zeros(num_envs, jnp.int32))
-            return handle, reward.sum()
-        return jax.lax.scan(body, handle, None, length=iterations)
+    def scan_steps(env_state):
+        def body(env_state, _):
+            env_state, out = env.step(env_state, jnp.zeros(num_envs, jnp.int32))
+            return env_state, out.reward.sum()
+        return jax.lax.scan(body, env_state, None, length=iterations)
 
-    timing, compile_seconds = time_compiled(scan_steps, (handle,), repeats)
+    timing, compile_seconds = time_compiled(scan_steps, (env_state,), repeats)
+    host_step = bool(env.host_step)
     env.close()
     python = _spread([iterations * num_envs / t for t in python_times])
     xla = {k: (iterations * num_envs / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
     xla["min"], xla["max"] = xla["max"], xla["min"]  # a shorter time is a higher rate
-    del info
     return {"env_id": env_id, "num_envs": num_envs, "python_steps_per_second": python,
-            "xla_scan_steps_per_second": xla, "xla_compile_seconds": compile_seconds}
+            "xla_scan_steps_per_second": xla, "xla_compile_seconds": compile_seconds,
+            "host_step": host_step}
 
 
-def _train_state(cfg, obs_shape, obs_dtype, num_actions: int, capacity: int, network=None):
-    network = make_network(cfg, num_actions) if network is None else network
-    parts = LearnerParts(network, make_optimizer(cfg), make_replay(cfg))
-    example = jnp.zeros(obs_shape, obs_dtype)
-    state = init_agent(parts, jax.random.PRNGKey(0), example,
-                       Transition(example, jnp.int32(0), jnp.float32(0), example, jnp.bool_(False)))
-    # Fill the replay with random transitions in chunks (a capacity-sized batch would not fit for CNNs).
-    add = jax.jit(parts.replay.add)
-    chunk = min(capacity, 1 << 14 if obs_dtype != jnp.uint8 else 512)
-    key = jax.random.PRNGKey(1)
-    for start in range(0, capacity, chunk):
-        n = min(chunk, capacity - start)
-        key, k1, k2, k3 = jax.random.split(key, 4)
-        if obs_dtype == jnp.uint8:
-            obs = jax.random.randint(k1, (n, *obs_shape), 0, 255).astype(jnp.uint8)
-            next_obs = jax.random.randint(k2, (n, *obs_shape), 0, 255).astype(jnp.uint8)
+TRAIN_STEP_NUM_ENVS = 8
+"""Environments per seed of the train-step measurements' replay (one ring each, as in a run with 8
+environments); every capacity measured is a multiple of it."""
+
+TRAIN_STEP_SPECS = {
+    "mlp": EnvSpec("bench-mlp", (8,), np.dtype(np.float32), 4, None, 0, None),  # LunarLander-sized
+    "nature_cnn": EnvSpec("bench-atari", (4, 84, 84), np.dtype(np.uint8), 6, None, 0, None),  # Atari-sized
+}
+"""The observations and actions of the train-step measurements (no environment is made)."""
+
+
+def train_step_config(torso: str, batch: int, capacity: int, prioritized: bool, **flat):
+    """A dqn Config with the given torso, batch, replay capacity and kind, and one update per training period
+    (the other DQN fields at their defaults, unless `flat` names them)."""
+    network = {"hidden_sizes": (128, 128)} if torso == "mlp" else {"torso": "nature_cnn", "hidden_sizes": (512,)}
+    return make_config(**{**network, **flat}, batch_size=batch, buffer_size=capacity, prioritized=prioritized,
+                       learning_starts=batch, num_envs=TRAIN_STEP_NUM_ENVS, train_frequency=TRAIN_STEP_NUM_ENVS,
+                       gradient_steps=1)
+
+
+def _replay(cfg, spec: EnvSpec):
+    replay = cfg.settings.replay
+    return make_replay(replay.buffer_size, replay.batch_size, cfg.env.num_envs, spec.obs_shape, spec.obs_dtype,
+                       replay.prioritized)
+
+
+def filled_agent_state(cfg, spec: EnvSpec, key=None):
+    """A fresh dqn agent state for `cfg` on an environment with `spec`, its replay full of random steps.
+
+    Every environment's ring gets one step per slot, all real and none terminal, with random actions and
+    observations (frame stacks shift in one random frame per step, as EnvPool's do), so every slot but the
+    newest `history + 1` per ring is sampleable.
+    """
+    key = jax.random.PRNGKey(1) if key is None else key
+    fns = resolve_agent("dqn").build(cfg, spec)
+    state = jax.jit(fns.init)(jax.random.PRNGKey(0), fns.hyperparameters)
+    replay, num_envs = _replay(cfg, spec), cfg.env.num_envs
+    frames = is_frame_stack(spec.obs_shape, spec.obs_dtype)
+
+    def add(carry, key):
+        replay_state, obs = carry
+        k_obs, k_action = jax.random.split(key)
+        if frames:
+            frame = jax.random.randint(k_obs, (num_envs, 1, *spec.obs_shape[1:]), 0, 256).astype(spec.obs_dtype)
+            obs = jnp.concatenate([obs[:, 1:], frame], axis=1)
         else:
-            obs = jax.random.normal(k1, (n, *obs_shape))
-            next_obs = jax.random.normal(k2, (n, *obs_shape))
-        batch = Transition(obs, jax.random.randint(k3, (n,), 0, num_actions), jnp.ones(n), next_obs,
-                           jnp.zeros(n, bool))
-        state = state._replace(replay=add(state.replay, batch, jnp.ones(n, bool)))
-    return make_train_step(cfg, parts), state
+            obs = jax.random.normal(k_obs, obs.shape).astype(spec.obs_dtype)
+        action = jax.random.randint(k_action, (num_envs,), 0, spec.num_actions)
+        replay_state = replay.add(replay_state, obs, action, jnp.ones(num_envs), jnp.zeros(num_envs, bool),
+                                  jnp.ones(num_envs, bool))
+        return (replay_state, obs), None
+
+    @jax.jit
+    def fill(replay_state, key):
+        obs = jnp.zeros((num_envs, *spec.obs_shape), spec.obs_dtype)
+        return jax.lax.scan(add, (replay_state, obs), jax.random.split(key, replay.slots_per_env))[0][0]
+
+    return state._replace(replay=fill(state.replay, key))
+
+
+def single_update(cfg, spec: EnvSpec, network=None):
+    """`update(state, key) -> (state, metrics)`: one dqn gradient update for `cfg` (with `network` in place of
+    the config's if given), halfway through the run (prioritized replay's beta half annealed)."""
+    settings = cfg.settings
+    network = make_network(settings.network, spec.num_actions) if network is None else network
+    total = plan(cfg).total_env_steps
+    train_step = make_train_step(settings, network, _replay(cfg, spec), total)
+    return lambda state, key: train_step(state, key, total // 2)
 
 
 def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, steps: int, repeats: int) -> dict:
     """Updates/s of `steps` train steps in a compiled scan, with a full replay of `capacity`."""
-    if torso == "mlp":
-        cfg = dataclasses.replace(Config(), hidden_sizes=(128, 128), batch_size=batch, buffer_size=capacity,
-                                  prioritized=prioritized, learning_starts=batch)
-        obs_shape, obs_dtype, actions = (8,), jnp.float32, 4
-    else:
-        cfg = dataclasses.replace(Config(), torso="nature_cnn", hidden_sizes=(512,), batch_size=batch,
-                                  buffer_size=capacity, prioritized=prioritized, learning_starts=batch)
-        obs_shape, obs_dtype, actions = (4, 84, 84), jnp.uint8, 6
-    train_step, state = _train_state(cfg, obs_shape, obs_dtype, actions, capacity)
+    cfg, spec = train_step_config(torso, batch, capacity, prioritized), TRAIN_STEP_SPECS[torso]
+    state, update = filled_agent_state(cfg, spec), single_update(cfg, spec)
 
     def many(state, key):
-        return jax.lax.scan(lambda s, k: (train_step(s, k, 0.5)[0], None), state, jax.random.split(key, steps))[0]
+        return jax.lax.scan(lambda s, k: (update(s, k)[0], None), state, jax.random.split(key, steps))[0]
 
     timing, compile_seconds = time_compiled(many, (state, jax.random.PRNGKey(2)), repeats)
     rate = {k: (steps / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
@@ -174,8 +222,8 @@ def bench_host_loop(preset: str, extra_args: list[str], steps: int) -> dict:
 
     cfg = PRESETS[preset]
     if "--num-envs" in extra_args:
-        cfg = dataclasses.replace(cfg, num_envs=int(extra_args[extra_args.index("--num-envs") + 1]))
-    cfg = dataclasses.replace(cfg, learning_starts=min(cfg.learning_starts, steps // 5))
+        cfg = replace(cfg, num_envs=int(extra_args[extra_args.index("--num-envs") + 1]))
+    cfg = replace(cfg, learning_starts=min(cfg.loop.learning_starts, steps // 5))
     return {"preset": preset, "args": extra_args, **run_host_loop(cfg, steps)}
 
 

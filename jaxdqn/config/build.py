@@ -6,7 +6,7 @@ import dataclasses
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.presets import get_preset
-from jaxdqn.config.schema import Config, ConfigError, flat_dict, from_flat, leaf_paths
+from jaxdqn.config.schema import Config, ConfigError, flat_dict, from_dict, from_flat, leaf_paths
 
 
 def settings_type(agent_name: str) -> type:
@@ -34,3 +34,9 @@ def make_config(preset: str | None = None, agent: str | None = None, **flat) -> 
         names = leaf_paths(kind)
         values = {k: v for k, v in flat_dict(base).items() if k in names}
     return from_flat({**values, **flat, "agent": name}, kind)
+
+
+def config_from_dict(data: dict) -> Config:
+    """A Config from a config.json's contents (format 2, or the flat format 1), whatever its agent."""
+    agent = data.get("agent", "dqn") if isinstance(data, dict) else "dqn"
+    return from_dict(data, settings_type(agent))

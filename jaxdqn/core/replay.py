@@ -34,7 +34,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxdqn.core.sumtree import SumTree, sumtree_find, sumtree_init, sumtree_leaves, sumtree_set, sumtree_total
+from jaxdqn.core.sumtree import sumtree_find, sumtree_init, sumtree_leaves, sumtree_set, sumtree_total
 
 
 class Batch(NamedTuple):

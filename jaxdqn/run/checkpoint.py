@@ -44,7 +44,8 @@ import jax
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
-from jaxdqn.config.schema import ConfigError, flat_dict, from_dict, to_dict
+from jaxdqn.config.build import config_from_dict
+from jaxdqn.config.schema import ConfigError, flat_dict, to_dict
 from jaxdqn.envs import env_spec
 
 FORMAT_VERSION = 2
@@ -201,7 +202,7 @@ def load_latest(run_dir, cfg) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is truncated or corrupt (sha256 differs from "
                               f"{META_FILE})")
     try:
-        saved_config = flat_dict(from_dict(meta["config"]))
+        saved_config = flat_dict(config_from_dict(meta["config"]))
     except (ConfigError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: its config cannot be read ({error})") from None
     differences = config_differences(saved_config, flat_dict(cfg))
@@ -243,7 +244,7 @@ def load_run_config(run_dir) -> Any:
     """The Config of a run directory (its config.json); CheckpointError (one line) if it is missing or invalid."""
     path = Path(run_dir) / "config.json"
     try:
-        return from_dict(json.loads(path.read_text()))
+        return config_from_dict(json.loads(path.read_text()))
     except OSError:
         raise CheckpointError(f"{path} is missing") from None
     except (ValueError, TypeError, ConfigError) as error:
