@@ -2,8 +2,6 @@
 `jaxdqn` loop, checkpoints, resume and evaluation with no edit to the package; hyperparameters as data."""
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import jax
@@ -15,16 +13,9 @@ from jaxdqn.agents.base import Step
 from jaxdqn.config.build import make_config
 from jaxdqn.envs import env_spec
 from jaxdqn.run.driver import run_training
-from tests.conftest import JAXDQN
-
-REPO = Path(__file__).resolve().parents[1]
-WITH_TESTS = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+from tests.conftest import jaxdqn as toy
 SMALL = ["--total-steps", "6000", "--learning-starts", "500", "--log-interval", "1000", "--checkpoint-interval",
          "1000", "--eval-episodes", "2"]
-
-
-def toy(*args):
-    return subprocess.run([JAXDQN, *map(str, args)], capture_output=True, text=True, timeout=600, env=WITH_TESTS)
 
 
 def newest_arrays(run: Path) -> dict:

@@ -220,7 +220,7 @@ def test_without_replay_checkpoints_are_small_and_resume_refills(tmp_path, refer
     assert meta["has_replay"] is False and not [leaf for leaf in meta["leaves"] if ".replay" in leaf["path"]]
     small = (out / "checkpoints" / "step_000000002000" / "arrays.npz").stat().st_size
     full = (reference / "checkpoints" / "step_000000012000" / "arrays.npz").stat().st_size
-    assert small < full - 2000 * 4 * 8  # at least the replay's observations are left out
+    assert small < full - 2000 * 4 * 4  # at least the replay's observations (stored once each) are left out
     # resumed on a terminal: a progress bar instead of one line per chunk
     returncode, screen = run_on_a_terminal([JAXDQN, "train", "--resume", str(out), "--total-steps", "3000"])
     assert returncode == 0, screen[-2000:]

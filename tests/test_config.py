@@ -17,7 +17,7 @@ from jaxdqn.config.schema import (Config, ConfigError, DQNSettings, Plan, Tabula
 from jaxdqn.config.validate import validate
 
 DATA = Path(__file__).parent / "data"
-TOY = "tests.config_toy_agent:ToyAgent"
+TOY = "tests.toy_agents:ReplayToy"
 
 BAD_VALUES = [
     ({"learning_rate": 0.0}, "learning_rate: must be a finite number > 0"),
@@ -194,7 +194,7 @@ def test_make_config_switches_agent_and_keeps_the_shared_fields():
 
 
 def test_agent_by_import_path_brings_its_settings():
-    from tests.config_toy_agent import ToySettings
+    from tests.toy_agents import ToySettings
 
     cfg = make_config(agent=TOY, toy_rate=0.5, num_envs=2)
     assert isinstance(cfg.settings, ToySettings) and cfg.settings.toy_rate == 0.5 and cfg.agent == TOY

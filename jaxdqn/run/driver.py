@@ -51,22 +51,53 @@ def _all_finite(tree):
 
 
 class Progress:
-    """Host-side counters of a run (saved in checkpoints) and the log of actions sent to the pool."""
+    """Host-side counters of a run (saved in checkpoints), the log of actions sent to the pool, and what has
+    been announced."""
 
-    def __init__(self, resume_from: Checkpoint | None, learning_starts: int):
+    def __init__(self, resume_from: Checkpoint | None, learning_starts: int, plan):
         fresh = resume_from is None
+        self.plan = plan
         self.periods_done = 0 if fresh else resume_from.periods_done
         self.updates = 0 if fresh else resume_from.updates
         self.learn_after = learning_starts if fresh else resume_from.learn_after
         self.action_log = [] if fresh else [resume_from.action_log]
         if not fresh and not resume_from.has_replay:  # refill the replay before learning again
             self.learn_after = resume_from.env_steps + learning_starts
+        self.last_checkpoint = None if fresh else resume_from.path
+        self.solved_reported: set = set()
 
-    def counters(self, env_steps: int) -> dict:
-        """What a checkpoint's meta.json keeps."""
+    @property
+    def env_steps(self) -> int:
+        """Environment steps per agent done so far."""
+        return self.periods_done * self.plan.steps_per_period
+
+    def advance(self, n_periods: int, output) -> None:
+        """Count a chunk of `n_periods` periods and keep its actions."""
+        self.periods_done += n_periods
+        self.updates += int(output.learn_calls) * self.plan.updates_per_period
+        self.action_log.append(np.asarray(output.actions[:n_periods * self.plan.iters_per_period]))
+
+    def counters(self) -> dict:
+        """What a checkpoint's meta.json keeps (the action log is joined into one array first)."""
         self.action_log = [np.concatenate(self.action_log)]
-        return {"env_steps": env_steps, "periods_done": self.periods_done, "updates": self.updates,
+        return {"env_steps": self.env_steps, "periods_done": self.periods_done, "updates": self.updates,
                 "learn_after": self.learn_after}
+
+    def check_finite(self, output, params_finite: bool, previous_steps: int) -> None:
+        """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite."""
+        if all(np.isfinite(np.asarray(v)).all() for v in output.metric_sums.values()) and params_finite:
+            return
+        kept = (f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint
+                else "no checkpoint was saved")
+        raise TrainingStopped(f"non-finite loss or parameters at env step {self.env_steps} (in the chunk of steps "
+                              f"{previous_steps + 1}-{self.env_steps}); stopped without saving this state; {kept}",
+                              NON_FINITE_EXIT_CODE)
+
+    def newly_solved(self, solved_step: np.ndarray) -> list[int]:
+        """Agents whose solved step is set and was not announced yet."""
+        new = [int(a) for a in np.flatnonzero(solved_step >= 0) if a not in self.solved_reported]
+        self.solved_reported.update(new)
+        return new
 
 
 def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, updates: int, sps: float,
@@ -101,7 +132,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
     rollout, key = build_rollout(cfg), jax.random.PRNGKey(cfg.loop.seed)
-    plan, progress, recorder = rollout.plan, Progress(resume_from, cfg.loop.learning_starts), None
+    plan, progress, recorder = rollout.plan, Progress(resume_from, cfg.loop.learning_starts, rollout.plan), None
     try:
         compile_start = time.perf_counter()
         state = jax.jit(rollout.init)(key) if resume_from is None else resume_state(rollout, resume_from, key)
@@ -109,50 +140,41 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
             state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after)).compile()
         compile_seconds = time.perf_counter() - compile_start
         params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(agents)))
-        env_steps = start_steps = progress.periods_done * plan.steps_per_period
-        if out is not None and resume_from is None:
+        start_steps = progress.env_steps
+        if out is not None:  # a resumed run's config.json gets its raised total_steps
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-        elif out is not None:
-            log(f"resumed from {resume_from.path} at step {env_steps}")
-        recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, env_steps, resume_from is not None, log,
+        if out is not None and resume_from is not None:
+            log(f"resumed from {resume_from.path} at step {start_steps}")
+            if not resume_from.has_replay:
+                log(f"checkpoint holds no replay (checkpoint_replay False): refilling it, learning resumes after "
+                    f"step {progress.learn_after}")
+        recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, start_steps, resume_from is not None, log,
                             progress_bar)
-        solved_reported = {i for i, s in enumerate(np.asarray(state.stats.solved_step)) if s >= 0}
-        last_checkpoint, last_time = (resume_from.path if resume_from else None), time.perf_counter()
+        progress.newly_solved(np.asarray(state.stats.solved_step))  # announced before the checkpoint
+        last_time = time.perf_counter()
         with StopSignals() as stop:
             while progress.periods_done < plan.total_periods:
-                n = min(plan.log_periods, plan.total_periods - progress.periods_done)
-                previous_steps = env_steps
+                n, previous_steps = min(plan.log_periods, plan.total_periods - progress.periods_done), progress.env_steps
                 state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
-                progress.periods_done += n
-                env_steps = progress.periods_done * plan.steps_per_period
-                progress.action_log.append(np.asarray(output.actions[:n * plan.iters_per_period]))
-                sums = [np.asarray(v) for v in output.metric_sums.values()]
-                if not (all(np.isfinite(v).all() for v in sums) and bool(params_finite(state.agents))):
-                    kept = f"the last good checkpoint {last_checkpoint} is kept" if last_checkpoint else \
-                        "no checkpoint was saved"
-                    raise TrainingStopped(f"non-finite loss or parameters at env step {env_steps} (in the chunk of "
-                                          f"steps {previous_steps + 1}-{env_steps}); stopped without saving this "
-                                          f"state; {kept}", NON_FINITE_EXIT_CODE)
-                progress.updates += int(output.learn_calls) * plan.updates_per_period
-                now = time.perf_counter()
+                progress.advance(n, output)
+                progress.check_finite(output, bool(params_finite(state.agents)), previous_steps)
+                now, env_steps = time.perf_counter(), progress.env_steps
                 sps = (env_steps - previous_steps) * rollout.num_agents / max(now - last_time, 1e-9)
                 last_time = now
                 recorder.write(chunk_record(rollout, state, output, env_steps, progress.updates, sps, now - start),
                                output.finished)
                 solved = np.asarray(state.stats.solved_step)
-                for agent in np.flatnonzero(solved >= 0):
-                    if agent not in solved_reported:
-                        solved_reported.add(agent)
-                        recorder.say(f"seed {agent}: solved at step {int(solved[agent])} "
-                                     f"(100-episode mean >= {cfg.loop.solved_return})")
+                for agent in progress.newly_solved(solved):
+                    recorder.say(f"seed {agent}: solved at step {int(solved[agent])} "
+                                 f"(100-episode mean >= {cfg.loop.solved_return})")
                 all_solved = cfg.loop.stop_when_solved and (solved >= 0).all()
                 interval = cfg.checkpoint.checkpoint_interval
                 due = interval > 0 and env_steps // interval > previous_steps // interval
                 if out is not None and (due or stop.received or all_solved or progress.periods_done == plan.total_periods):
-                    counters = progress.counters(env_steps)
-                    last_checkpoint = save_checkpoint(out, cfg, state, progress.action_log[0], counters,
-                                                      rollout.fns.optional_fields)
+                    counters = progress.counters()
+                    progress.last_checkpoint = save_checkpoint(out, cfg, state, progress.action_log[0], counters,
+                                                               rollout.fns.optional_fields)
                 if stop.received:
                     where = (f"saved a checkpoint at step {env_steps}; resume with: jaxdqn train --resume {out}"
                              if out is not None else f"stopped at step {env_steps} (no run directory, nothing saved)")
@@ -164,13 +186,14 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         if recorder is not None:
             recorder.close()
         rollout.env.close()
-    return finish(cfg, out, rollout, state, progress, resume_from, start_steps, env_steps,
-                  time.perf_counter() - start, compile_seconds, log)
+    return finish(cfg, out, rollout, state, progress, resume_from, start_steps, time.perf_counter() - start,
+                  compile_seconds, log)
 
 
 def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, resume_from, start_steps: int,
-           env_steps: int, wall_seconds: float, compile_seconds: float, log) -> dict:
+           wall_seconds: float, compile_seconds: float, log) -> dict:
     """Evaluate the final policy, write summary.json and print the closing line; return the summary."""
+    env_steps = progress.env_steps
     eval_returns = evaluate_policy(cfg, rollout.fns.policy(state.agents), cfg.loop.eval_episodes).returns
     session_updates = progress.updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
