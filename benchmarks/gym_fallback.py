@@ -19,20 +19,19 @@ from pathlib import Path
 import jax
 
 from jaxdqn.bench.machine import machine_facts, write_result
-from jaxdqn.envs import make_gymnasium_pool, make_pool, make_xla_step
+from jaxdqn.envs import EnvPoolBackend, GymnasiumBackend, env_seeds
 
 ENV_ID = "CartPole-v1"
 
 
 def steps_per_second(env, num_envs: int, steps: int, repeats: int) -> dict:
-    """Env steps/s of `steps` iterations of the pool's step inside one jitted scan."""
-    handle, step = make_xla_step(env)
+    """Env steps/s of `steps` iterations of the backend's step inside one jitted scan."""
+    handle, _obs = env.reset()
 
     def run(handle, key):
-        def one(carry, key):
-            handle = carry
+        def one(handle, key):
             actions = jax.random.randint(key, (num_envs,), 0, 2)
-            handle, _ = step(handle, actions)
+            handle, _ = env.step(handle, actions)
             return handle, None
 
         handle, _ = jax.lax.scan(one, handle, jax.random.split(key, steps))
@@ -57,11 +56,12 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for num_envs in (1, 8, 64):
-        envpool_env, _ = make_pool(ENV_ID, num_envs, seed=0)
-        gymnasium_env, _ = make_gymnasium_pool(ENV_ID, num_envs, seed=0)
+        seeds = env_seeds(0, range(1), num_envs)
+        envpool_env, gymnasium_env = EnvPoolBackend(ENV_ID, seeds), GymnasiumBackend(ENV_ID, seeds)
         results[f"{num_envs}env"] = {
             "envpool_xla": steps_per_second(envpool_env, num_envs, args.steps, args.repeats),
             "gymnasium_callback": steps_per_second(gymnasium_env, num_envs, args.steps, args.repeats),
+            "envpool_host_step": envpool_env.host_step,  # True where EnvPool has no XLA op for this backend
         }
         envpool_env.close()
         gymnasium_env.close()

@@ -1,10 +1,10 @@
 """Nature-CNN update speed: XLA's convolutions against convolutions as matrix products (`conv_impl`).
 
-For each convolution path (`jaxdqn.networks.CONV_IMPLS`: 'xla', XLA's convolutions, the old code;
+For each convolution path (`jaxdqn.core.networks.CONV_IMPLS`: 'xla', XLA's convolutions, the old code;
 'gemm', matrix products forward and backward; 'gemm_grad', XLA forward with matrix-product
 gradients, the CPU default) and each replay (uniform, prioritized), it measures the
 breakout-style train step (dueling + double Q, batch 32, Adam, a full replay of 10^4 transitions of
-(4, 84, 84) uint8 stacks, the state donated):
+(4, 84, 84) uint8 stacks in 8 per-environment frame rings, the state donated):
 - standalone: one jitted `train_step` per call;
 - in scan: `steps` train steps inside one compiled `lax.scan`, as the training loop runs them;
 and the acting forward pass (Q-values for 8 observations).
@@ -20,7 +20,6 @@ other processes disturb less. Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -29,27 +28,28 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxdqn.bench.harness import _train_state
+from jaxdqn.bench.harness import TRAIN_STEP_NUM_ENVS, filled_agent_state, single_update, train_step_config
 from jaxdqn.bench.machine import machine_facts, write_result
-from jaxdqn.config import Config
-from jaxdqn.networks import QNetwork
+from jaxdqn.core.networks import QNetwork, make_network
+from jaxdqn.envs import EnvSpec
 
 IMPLS = ("xla", "gemm", "gemm_grad")
 NUM_ACTIONS = 4  # Breakout
+SPEC = EnvSpec("Breakout-v5", (4, 84, 84), np.dtype(np.uint8), NUM_ACTIONS, None, 0, None)
+"""Breakout's observations and actions under the standard Atari preprocessing (no environment is made)."""
 
 
-def breakout_like_config(prioritized: bool, capacity: int, batch: int) -> Config:
-    """The update setting the `breakout` preset uses: Nature CNN, dueling, double Q, batch 32."""
-    return dataclasses.replace(Config(), torso="nature_cnn", hidden_sizes=(512,), dueling=True, double_q=True,
-                               batch_size=batch, buffer_size=capacity, prioritized=prioritized,
-                               learning_starts=batch)
+def breakout_like_config(prioritized: bool, capacity: int, batch: int):
+    """The update setting the `breakout` preset uses: Nature CNN, dueling (no stream layer), double Q, batch 32."""
+    return train_step_config("nature_cnn", batch, capacity, prioritized, dueling=True, double_q=True)
 
 
 def network(conv_impl: str) -> QNetwork:
     """The breakout Q-network with the given convolution path."""
-    return QNetwork(num_actions=NUM_ACTIONS, torso="nature_cnn", hidden_sizes=(512,), dueling=True,
-                    conv_impl=conv_impl)
+    return make_network(breakout_like_config(False, 10_000, 32).settings.network, NUM_ACTIONS).clone(
+        conv_impl=conv_impl)
 
 
 def _summary(wall: list[float], cpu: list[float]) -> dict:
@@ -76,22 +76,21 @@ def measure(cases: dict, repeats: int) -> dict:
 def train_step_cases(prioritized: bool, capacity: int, batch: int, steps: int, log=print) -> tuple[dict, dict]:
     """Compiled standalone and in-scan runners for both convolution paths, sharing one filled replay."""
     cfg = breakout_like_config(prioritized, capacity, batch)
-    holder = {}
+    holder = {"state": filled_agent_state(cfg, SPEC)}  # every path has the same parameter tree: one state serves all
     cases, compile_seconds = {}, {}
     for impl in IMPLS:
-        train_step, state = _train_state(cfg, (4, 84, 84), jnp.uint8, NUM_ACTIONS, capacity, network(impl))
-        holder.setdefault("state", state)  # every path has the same parameter tree: one state serves all
+        update = single_update(cfg, SPEC, network(impl))
         key = jax.random.PRNGKey(0)
-        single = jax.jit(lambda s, k, step=train_step: step(s, k, 0.5)[0], donate_argnums=0)
-        scanned = jax.jit(lambda s, k, step=train_step: jax.lax.scan(
-            lambda c, kk: (step(c, kk, 0.5)[0], None), s, jax.random.split(k, steps))[0], donate_argnums=0)
+        single = jax.jit(lambda s, k, step=update: step(s, k)[0], donate_argnums=0)
+        scanned = jax.jit(lambda s, k, step=update: jax.lax.scan(
+            lambda c, kk: (step(c, kk)[0], None), s, jax.random.split(k, steps))[0], donate_argnums=0)
         for label, fn in (("standalone", single), ("in_scan", scanned)):
             start = time.perf_counter()
             compiled = fn.lower(holder["state"], key).compile()
             compile_seconds[f"{impl}/{label}"] = time.perf_counter() - start
             holder["state"] = jax.block_until_ready(compiled(holder["state"], key))  # warm-up
 
-            def run(compiled=compiled, label=label):
+            def run(compiled=compiled, label=label, key=key):
                 state = holder["state"]
                 for _ in range(steps if label == "standalone" else 1):
                     state = compiled(state, key)
@@ -121,7 +120,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=4, help="train steps per timed call")
-    parser.add_argument("--capacity", type=int, default=10_000)
+    parser.add_argument("--capacity", type=int, default=10_000,
+                        help=f"replay transitions, a multiple of {TRAIN_STEP_NUM_ENVS} (one ring per environment)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
     args = parser.parse_args()
     if args.quick:
@@ -132,7 +132,8 @@ def main() -> None:
         "machine": machine_facts(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "setting": {"batch": 32, "capacity": args.capacity, "obs": "(4, 84, 84) uint8", "dueling": True,
-                    "double_q": True, "steps_per_timed_call": args.steps, "forward_observations": 8},
+                    "double_q": True, "replay_num_envs": TRAIN_STEP_NUM_ENVS, "steps_per_timed_call": args.steps,
+                    "forward_observations": 8},
         "load_average_before": os.getloadavg(),
         "train_step": {},
     }

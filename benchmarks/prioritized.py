@@ -1,6 +1,7 @@
 """Prioritized-replay benchmark.
 
-1. Sample + priority update time per step against capacity (10^3 ... 10^6), batch 32 and 256.
+1. Sample + priority update time per step against capacity (10^3 ... 10^6), batch 32 and 256, on a
+   prioritized replay of scalar observations in 8 per-environment rings.
 2. The full train step with prioritized replay against the uniform one at capacity 10^6 (MLP, batch 64).
 
 Timings: warm-up (compile) excluded, `block_until_ready` before the clock stops, several repetitions
@@ -21,7 +22,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxdqn.bench.machine import machine_facts, write_result
-from jaxdqn.replay import make_prioritized_replay
+from jaxdqn.core.replay import make_replay
+
+NUM_ENVS = 8
+"""Environments (rings) of the sample + update replay; every capacity measured is a multiple of it."""
+ALPHA, EPS = 0.6, 1e-6
 
 
 def time_scan(step_fn, state, steps: int, repeats: int) -> dict:
@@ -38,13 +43,22 @@ def time_scan(step_fn, state, steps: int, repeats: int) -> dict:
 
 
 def filled_per_state(capacity: int, batch: int):
-    """A prioritized replay of `capacity` scalar items, full, with random priorities."""
-    replay = make_prioritized_replay(capacity, batch, alpha=0.6)
-    state = replay.init({"x": jnp.zeros((), jnp.float32)})
-    state = replay.add(state, {"x": jnp.arange(capacity, dtype=jnp.float32)}, jnp.ones(capacity, bool))
-    state = replay.update(state, jnp.arange(capacity),
-                          jax.random.uniform(jax.random.PRNGKey(0), (capacity,), maxval=10.0))
-    return replay, state
+    """A prioritized replay of `capacity` scalar observations, full (every ring written once round), with
+    random priorities on every sampleable slot."""
+    replay = make_replay(capacity, batch, NUM_ENVS, (), jnp.float32, prioritized=True)
+
+    @jax.jit
+    def fill(state):
+        def add(state, t):  # a real, non-terminal step of every environment
+            obs = (t * NUM_ENVS + jnp.arange(NUM_ENVS)).astype(jnp.float32)
+            return replay.add(state, obs, jnp.zeros(NUM_ENVS, jnp.int32), jnp.ones(NUM_ENVS),
+                              jnp.zeros(NUM_ENVS, bool), jnp.ones(NUM_ENVS, bool)), None
+
+        state = jax.lax.scan(add, state, jnp.arange(replay.slots_per_env))[0]
+        td = jax.random.uniform(jax.random.PRNGKey(0), (capacity,), maxval=10.0)
+        return replay.update(state, jnp.arange(capacity), td, ALPHA, EPS)
+
+    return replay, fill(replay.init(jnp.zeros((), jnp.float32)))
 
 
 def sample_update_scaling(capacities, batches, steps, repeats) -> list:
@@ -56,7 +70,7 @@ def sample_update_scaling(capacities, batches, steps, repeats) -> list:
 
             def step(state, key, replay=replay):
                 sample = replay.sample(state, key, 0.5)
-                return replay.update(state, sample.indices, sample.batch["x"] * 1e-3 + sample.weights)
+                return replay.update(state, sample.indices, sample.batch.obs * 1e-3 + sample.weights, ALPHA, EPS)
 
             row = {"capacity": capacity, "batch": batch, **time_scan(step, state, steps, repeats)}
             print(f"sample+update capacity {capacity:>8} batch {batch:>3}: {row['median_us']:8.1f} us/step", flush=True)

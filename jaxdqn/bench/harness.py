@@ -207,9 +207,9 @@ def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, s
 
 def bench_end_to_end(preset: str, extra_args: list[str], num_seeds: int) -> dict:
     """One `jaxdqn train` process for the preset: wall, compile, SPS and updates/s from its summary."""
-    from jaxdqn.bench.runs import run_case
-
     import tempfile
+
+    from jaxdqn.bench.runs import run_case
 
     with tempfile.TemporaryDirectory() as tmp:
         result = run_case(["--preset", preset, *extra_args, "--num-seeds", str(num_seeds)], Path(tmp))

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jaxdqn.config.build import config_from_dict
+
 
 def learning_phase_sps(run_dir: Path) -> float | None:
     """Median SPS over the log chunks that start at or after learning_starts (None if there are none)."""
-    learning_starts = json.loads((run_dir / "config.json").read_text())["learning_starts"]
+    config = config_from_dict(json.loads((run_dir / "config.json").read_text()))  # either config.json format
+    learning_starts = config.loop.learning_starts
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     sps = sorted(r["sps"] for before, r in zip(records, records[1:]) if before["env_steps"] >= learning_starts)
     return sps[len(sps) // 2] if sps else None
