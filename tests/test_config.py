@@ -33,7 +33,6 @@ BAD_VALUES = [
     ({"num_envs": 2.5}, "num_envs: must be an integer (got 2.5)"),
     ({"total_steps": 2**31}, "total_steps: must be at most 2147483647 (int32) (got 2147483648)"),
     ({"seed": -1}, "seed: must be an integer >= 0 (got -1)"),
-    ({"seed": 2_147_000_000}, "seed: must be at most 2146483634 here: environment seeds run up to seed + 1000013"),
     ({"total_steps": 2_147_480_000, "learning_starts": 10_000},
      "total_steps: must leave the step counter within int32 (2147483647) after rounding up to whole periods of 10"),
     ({"train_frequency": 3, "num_envs": 10}, "train_frequency: must divide num_envs (10) or be a multiple of it"),
@@ -81,7 +80,7 @@ def test_bad_value_names_field_and_allowed_range(changes, message):
     ({"loss": "Huber"}, ["--loss", "Huber"]),
     ({"torso": "resnet"}, ["--torso", "resnet"]),
     ({"learning_rate": -1.0}, ["--learning-rate", "-1"]),
-    ({"seed": 2_147_000_000}, ["--seed", "2147000000"]),
+    ({"seed": 2**31}, ["--seed", str(2**31)]),
 ])
 def test_python_and_cli_give_the_same_error(flat, argv):
     with pytest.raises(ConfigError) as from_python:

@@ -44,9 +44,10 @@ def test_batch_of_environments_updates_one_after_another():
 
 
 def test_frozenlake_preset_solves(tmp_path):
-    """Slippery FrozenLake: greedy success rate over 1,000 test episodes above 0.7 (the optimum is 0.74)."""
+    """Slippery FrozenLake, 5 seeds at once: greedy success rate over 1,000 test episodes above 0.7 (the optimum
+    is about 0.74) for the median seed, and far above a random policy's (about 0.015) for every seed."""
     out = tmp_path / "frozenlake"
-    result = jaxdqn("train", "--preset", "frozenlake", "--out", str(out))
+    result = jaxdqn("train", "--preset", "frozenlake", "--num-seeds", "5", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((out / "config.json").read_text())
     assert config["agent"] == "tabular" and config["env"]["env_id"] == "FrozenLake-v1"
@@ -56,14 +57,15 @@ def test_frozenlake_preset_solves(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 100_000 and summary["eval_episodes"] >= 100
     # FrozenLake pays 1 at the goal and 0 otherwise, so the mean greedy return is the success rate
-    assert summary["eval_return_mean"][0] > 0.7
-    # the saved table evaluates, from the command and from Python, with the same greedy success rate
+    success = np.asarray(summary["eval_return_mean"])
+    assert np.median(success) > 0.7 and success.min() > 0.5, success
+    # the saved tables evaluate, from the command and from Python, with the same greedy success rates
     evaluated = jaxdqn("evaluate", str(out))
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    mean = float(evaluated.stdout.split("all seeds: return ")[1].split()[0])
-    assert abs(mean - summary["eval_return_mean"][0]) < 1e-6
+    for seed, rate in enumerate(success):
+        assert f"seed {seed}: return {rate:.2f} ± " in evaluated.stdout
     cfg, table = restore_params(out)
-    assert cfg.agent == "tabular" and table.shape == (1, 16, 4)
+    assert cfg.agent == "tabular" and table.shape == (5, 16, 4)
 
 
 def test_wrong_agent_for_the_observation_space_is_one_line_before_anything_runs(tmp_path):

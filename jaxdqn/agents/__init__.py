@@ -24,8 +24,8 @@ def resolve_agent(name: str) -> Agent:
     if name in AGENTS:
         return AGENTS[name]
     if ":" not in name:
-        raise ConfigError(f"agent: unknown agent {name!r}; allowed: {', '.join(AGENTS)} or an import path "
-                          "'module:attribute'")
+        raise ConfigError(f"agent: must be one of {', '.join(AGENTS)} or an import path module:attribute "
+                          f"(got {name!r})")
     module_name, _, attribute = name.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)

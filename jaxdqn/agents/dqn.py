@@ -159,9 +159,10 @@ class DQN:
         example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
 
         def init(key, hyper) -> DQNState:
+            hyper = jax.tree.map(jnp.array, hyper)  # own buffers (copies), so the state can be donated
             params = network.init(key, example_obs[None])
             opt_state = OPTIMIZER.init(params)
-            injected = {name: jnp.asarray(hyper[name], jnp.float32) for name in opt_state.hyperparams}
+            injected = {name: jnp.array(hyper[name], jnp.float32) for name in opt_state.hyperparams}
             return DQNState(params, jax.tree.map(jnp.copy, params), opt_state._replace(hyperparams=injected),
                             replay.init(example_obs), jnp.zeros((), jnp.int32), hyper)
 

@@ -86,9 +86,9 @@ class Tabular:
 
         def init(key, hyper) -> TabularState:
             del key
-            zero = jnp.zeros((), jnp.float32)
-            return TabularState(jnp.zeros((spec.num_states, spec.num_actions), jnp.float32),
-                                jnp.zeros((), jnp.int32), hyper, zero, zero, jnp.zeros((), jnp.int32))
+            return TabularState(jnp.zeros((spec.num_states, spec.num_actions), jnp.float32), jnp.zeros((), jnp.int32),
+                                jax.tree.map(jnp.array, hyper),  # own buffers (copies), so the state can be donated
+                                jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
 
         def act(state: TabularState, obs, key, env_steps):
             epsilon = epsilon_at(schedule, state.hyper["exploration"], env_steps)

@@ -6,7 +6,7 @@ import difflib
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import Config, ConfigError, require
-from jaxdqn.envs import EnvSpec, UnsupportedEnv, backend_name, env_spec, known_env_ids
+from jaxdqn.envs import EnvSpec, UnsupportedEnv, env_spec, known_env_ids
 
 
 def validate(cfg: Config) -> Config:
@@ -36,5 +36,5 @@ def checked_env_spec(env_id: str) -> EnvSpec:
         raise ConfigError(f"env_id: {env_id!r} {error}") from None
     except Exception as error:  # a Gymnasium id whose dependencies are missing, or a continuous action space
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"env_id: {env_id!r} cannot be used through {backend_name(env_id)}: {message}") from None
+        raise ConfigError(f"env_id: {env_id!r} cannot be created: {message}") from None
     return spec
