@@ -6,7 +6,6 @@ update -> new priorities. `learn` runs `updates_per_period` of them in a `lax.sc
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import chex
@@ -36,27 +35,32 @@ class DQNState(NamedTuple):
     hyper: dict
 
 
-def _optimizer(learning_rate, adam_eps, max_grad_norm, clip_grad_value):
-    return optax.chain(optax.clip(clip_grad_value), optax.clip_by_global_norm(max_grad_norm),
-                       optax.adam(learning_rate, eps=adam_eps))
+def make_optimizer(optim) -> optax.GradientTransformation:
+    """Adam after optional clipping by value and by global norm, for an `OptimConfig`.
 
+    The four numbers live in the optimiser state (`optax.inject_hyperparams`) and are set per agent at `init`;
+    which clips are in the chain is structure (a clip is there when its config value is > 0), so agents whose
+    values differ share one program as long as they agree on which clips are on.
+    """
 
-OPTIMIZER = optax.inject_hyperparams(_optimizer)(learning_rate=1.0, adam_eps=1.0, max_grad_norm=1.0,
-                                                 clip_grad_value=1.0)
-"""Adam after clipping by value and by global norm; the four numbers live in the optimiser state
-(`optax.inject_hyperparams`), set per agent at `init`. A disabled clip (0 in the config) is clipping at
-infinity, which leaves every gradient unchanged, so the program is the same whatever the values."""
+    def chain(learning_rate, adam_eps, max_grad_norm, clip_grad_value):
+        transforms = []
+        if optim.clip_grad_value > 0:
+            transforms.append(optax.clip(clip_grad_value))
+        if optim.max_grad_norm > 0:
+            transforms.append(optax.clip_by_global_norm(max_grad_norm))
+        return optax.chain(*transforms, optax.adam(learning_rate, eps=adam_eps))
+
+    return optax.inject_hyperparams(chain)(learning_rate=1.0, adam_eps=1.0, max_grad_norm=1.0, clip_grad_value=1.0)
 
 
 def hyperparameters(cfg) -> dict:
     """The run-time values of a DQN config (a sweep may give each agent its own)."""
     s: DQNSettings = cfg.settings
     optim, replay = s.optim, s.replay
-    disabled_is_infinite = lambda v: jnp.float32(v if v > 0 else math.inf)  # noqa: E731
     return {
         "learning_rate": jnp.float32(optim.learning_rate), "adam_eps": jnp.float32(optim.adam_eps),
-        "max_grad_norm": disabled_is_infinite(optim.max_grad_norm),
-        "clip_grad_value": disabled_is_infinite(optim.clip_grad_value),
+        "max_grad_norm": jnp.float32(optim.max_grad_norm), "clip_grad_value": jnp.float32(optim.clip_grad_value),
         "gamma": jnp.float32(s.gamma), "target_update_period": jnp.int32(s.target_update_period),
         "target_tau": jnp.float32(s.target_tau), "huber_delta": jnp.float32(s.huber_delta),
         "priority_alpha": jnp.float32(replay.priority_alpha), "priority_beta0": jnp.float32(replay.priority_beta0),
@@ -68,6 +72,7 @@ def hyperparameters(cfg) -> dict:
 def make_train_step(settings: DQNSettings, network, replay, total_env_steps: int):
     """`train_step(state, key, env_steps) -> (state, metrics)`: one gradient update of one agent."""
     apply = network.apply
+    optimizer = make_optimizer(settings.optim)
 
     def loss_fn(params, target_params, batch, weights, hyper):
         q_tm1 = apply(params, batch.obs)
@@ -87,7 +92,7 @@ def make_train_step(settings: DQNSettings, network, replay, total_env_steps: int
         sample = replay.sample(state.replay, key, beta_at(hyper, env_steps, total_env_steps))
         (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, sample.batch, sample.weights, hyper)
-        updates, opt_state = OPTIMIZER.update(grads, state.opt_state, state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         count = state.updates + 1
         refresh = count % hyper["target_update_period"] == 0
@@ -155,13 +160,14 @@ class DQN:
         replay = make_replay(s.replay.buffer_size, s.replay.batch_size, cfg.env.num_envs, spec.obs_shape,
                              spec.obs_dtype, s.replay.prioritized)
         train_step = make_train_step(s, network, replay, the_plan.total_env_steps)
+        optimizer = make_optimizer(s.optim)
         schedule = cfg.exploration.epsilon_schedule
         example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
 
         def init(key, hyper) -> DQNState:
             hyper = jax.tree.map(jnp.array, hyper)  # own buffers (copies), so the state can be donated
             params = network.init(key, example_obs[None])
-            opt_state = OPTIMIZER.init(params)
+            opt_state = optimizer.init(params)
             injected = {name: jnp.array(hyper[name], jnp.float32) for name in opt_state.hyperparams}
             return DQNState(params, jax.tree.map(jnp.copy, params), opt_state._replace(hyperparams=injected),
                             replay.init(example_obs), jnp.zeros((), jnp.int32), hyper)
