@@ -7,20 +7,21 @@ import contextlib
 import datetime
 import io
 import json
-import os
+import math
 import re
 import sys
-import tempfile
+import textwrap
 import typing
 from pathlib import Path
 
 from jaxdqn.config import schema
 from jaxdqn.config.build import config_from_dict, make_config
-from jaxdqn.config.presets import PRESET_DOCS, PRESETS
+from jaxdqn.config.presets import PRESET_DOCS, PRESET_TITLES, PRESETS, get_preset
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.config.validate import validate
+from jaxdqn.files import unwritable_reason
 
-USAGE = """usage: jaxdqn COMMAND [options]
+USAGE = """usage: jaxdqn COMMAND [options]   (jaxdqn --version prints the version)
 
 commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
@@ -46,7 +47,9 @@ Run options (besides the config fields below):
   --resume DIR    continue the run in DIR exactly from its latest complete checkpoint, with its config.json;
                   only --total-steps may be given (to raise it); Ctrl-C/SIGTERM save a checkpoint and stop
 
-Every config field below can be overridden; values are environment steps per seed unless stated."""
+Every config field below can be overridden; values are environment steps per seed unless stated. Integers
+may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:
+--dueling or --dueling True; --no-dueling or --dueling False."""
 
 
 class CliError(Exception):
@@ -84,6 +87,7 @@ def parse_train_args(argv: list[str]):
 
     run_options, field_args = _split_run_options(argv)
     preset = make_config(run_options.preset, run_options.agent)
+    field_args = expand_boolean_flags(field_args, {k for k, v in schema.flat_dict(preset).items() if isinstance(v, bool)})
     config_type = schema.Config[type(preset.settings)]
     # The sections are checked after parsing, so a bad value reads the same as from Python (tyro would
     # otherwise wrap the ConfigError in its own box, and refuse a literal choice in its own words).
@@ -94,11 +98,56 @@ def parse_train_args(argv: list[str]):
     return schema.checked(cfg), run_options.preset, run_options.out
 
 
+def expand_boolean_flags(args: list[str], boolean_fields: set[str]) -> list[str]:
+    """`args` with each boolean flag given without a value made explicit: `--dueling` -> `--dueling True`,
+    `--no-dueling` -> `--dueling False`; `--dueling False` and every other argument stay as they are."""
+    expanded = []
+    for i, arg in enumerate(args):
+        has_value = i + 1 < len(args) and not args[i + 1].startswith("--")
+        name = arg[2:].replace("-", "_") if arg.startswith("--") and not has_value else None
+        if name in boolean_fields:
+            expanded += [arg, "True"]
+        elif name is not None and name.startswith("no_") and name[3:] in boolean_fields:
+            expanded += ["--" + arg[5:], "False"]
+        else:
+            expanded.append(arg)
+    return expanded
+
+
+class NotAnInteger(ValueError, argparse.ArgumentTypeError):
+    """A command-line integer that cannot be read; argparse and tyro both show its message."""
+
+
+def parse_int(text: str) -> int:
+    """An integer as a user writes one: 100000, 100_000, 1e5 or 2.5e6 (a float literal with a whole value)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise NotAnInteger(f"not an integer: {text!r} (write 100000, 100_000 or 1e5)")
+    return int(value)
+
+
 def _literal_registry():
-    """A tyro registry that reads a Literal field as text, so that the config's check judges the choice."""
+    """A tyro registry that reads a Literal field as text, so that the config's check judges the choice, and
+    an int field with `parse_int`."""
     import tyro
 
     registry = tyro.constructors.ConstructorRegistry()
+
+    @registry.primitive_rule
+    def int_as_written(info):
+        if info.type is not int:
+            return None
+        return tyro.constructors.PrimitiveConstructorSpec(
+            nargs=1, metavar="INT", instance_from_str=lambda args: parse_int(args[0]),
+            is_instance=lambda value: isinstance(value, int) and not isinstance(value, bool),
+            str_from_instance=lambda value: [str(value)])
 
     @registry.primitive_rule
     def literal_as_text(info):
@@ -134,7 +183,7 @@ def _one_line_errors(args: list[str]):
                 lines.append(text)
         message = " ".join(lines) or "invalid arguments; see `jaxdqn train --help`"
         # a section that checks itself even inside `unchecked` (an agent's own settings): its ConfigError alone
-        raise CliError(re.sub(r"^Error parsing [\w.]+: (?=\w+: )", "", message)) from None
+        raise CliError(re.sub(r"^Error parsing (?=--)|^Error parsing [\w.]+: (?=\w+: )", "", message)) from None
 
 
 def check_out_dir(out: Path) -> None:
@@ -146,11 +195,9 @@ def check_out_dir(out: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise CliError(f"--out: {existing} is a file, so {out} cannot be created under it")
-    try:  # os.access says yes to root everywhere; a real (removed at once) folder says what the disk allows
-        os.rmdir(tempfile.mkdtemp(prefix=".jaxdqn-probe-", dir=existing))
-    except OSError as error:
-        raise CliError(f"--out: {existing} is not writable ({error.strerror}), so {out} cannot be created "
-                       "there") from None
+    reason = unwritable_reason(existing)
+    if reason is not None:
+        raise CliError(f"--out: {existing} is not writable ({reason}), so {out} cannot be created there")
     run_files = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
     if out.is_dir() and any((out / name).exists() for name in run_files):
         raise CliError(f"--out: {out} already holds a run; choose a new directory")
@@ -164,7 +211,7 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
     from jaxdqn.run.checkpoint import CheckpointError, load_latest
 
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--total-steps", "--total_steps", type=int, default=None)
+    parser.add_argument("--total-steps", "--total_steps", type=parse_int, default=None)
     known, unknown = parser.parse_known_args(field_args)
     if unknown:
         raise CliError(f"--resume: only --total-steps may be given with --resume (got {' '.join(unknown)}); "
@@ -262,11 +309,11 @@ def evaluate_command(argv: list[str]) -> int:
     parser = _OneLineParser(prog="jaxdqn evaluate",
                             description="Play the greedy policy of a saved run and print mean ± std return.")
     parser.add_argument("run_dir", metavar="DIR", help="run directory written by `jaxdqn train`")
-    parser.add_argument("--episodes", type=int, default=None,
+    parser.add_argument("--episodes", type=parse_int, default=None,
                         help="episodes per seed (default: the run's eval_episodes)")
     parser.add_argument("--video", default=None, metavar="PATH",
                         help="record seed 0's first episode to PATH (.mp4 or .gif) from the environment's render")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=parse_int, default=None,
                         help="run seed the evaluation environments are drawn from (default: the run's seed, whose "
                              "evaluation stream the end of training used)")
     parser.add_argument("--epsilon", type=float, default=None,
@@ -306,8 +353,8 @@ def evaluate_command(argv: list[str]) -> int:
     for line in format_returns(result):
         print(line)
     if video is not None:
-        print(f"video: {video} ({result.video_frames} frames: reset + {int(result.lengths[0, 0])} steps of "
-              f"seed 0's first episode, return {result.returns[0, 0]:.2f})")
+        print(f"video: {video} ({result.video_frames} frames at {result.video_fps:g} fps: reset + "
+              f"{int(result.lengths[0, 0])} steps of seed 0's first episode, return {result.returns[0, 0]:.2f})")
     return 0
 
 
@@ -321,7 +368,7 @@ def plot_command(argv: list[str]) -> int:
     parser.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories written by `jaxdqn train`")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help=f"image to write ({', '.join(PLOT_EXTENSIONS)})")
-    parser.add_argument("--window", type=int, default=ROLLING_WINDOW,
+    parser.add_argument("--window", type=parse_int, default=ROLLING_WINDOW,
                         help=f"episodes in the rolling mean (default {ROLLING_WINDOW})")
     try:
         args = parser.parse_args(argv)
@@ -333,13 +380,45 @@ def plot_command(argv: list[str]) -> int:
 
 
 def presets_command(argv: list[str]) -> int:
-    """`jaxdqn presets`: one line per preset."""
+    """`jaxdqn presets`: one line per preset; `jaxdqn presets NAME`: its description and its whole config."""
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        return _fail(f"presets takes at most one preset name (got {' '.join(argv)}); allowed: "
+                     f"{', '.join(sorted(PRESETS))}")
     if argv:
-        return _fail(f"presets takes no arguments (got {' '.join(argv)})")
+        try:
+            cfg = get_preset(argv[0])
+        except ConfigError as error:
+            return _fail(str(error))
+        print(f"{argv[0]}: {PRESET_TITLES[argv[0]]}\n")
+        print(textwrap.fill(PRESET_DOCS[argv[0]], width=100) + "\n")
+        print(f"config (override any field with --FIELD VALUE; `jaxdqn train --preset {argv[0]} --help` explains them):")
+        for line in _config_lines(schema.to_dict(cfg)):
+            print(line)
+        return 0
     width = max(len(name) for name in PRESETS)
     for name in sorted(PRESETS):
-        print(f"{name:<{width}}  {PRESET_DOCS[name]}")
+        cfg = PRESETS[name]
+        print(f"{name:<{width}}  {cfg.env.env_id:<15}  {_short_count(cfg.loop.total_steps):>4} steps  "
+              f"{PRESET_TITLES[name]}")
+    print("`jaxdqn presets NAME` shows one preset's description and whole config")
     return 0
+
+
+def _short_count(n: int) -> str:
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if n >= size and n % (size // 10) == 0:
+            return f"{n / size:g}{unit}"
+    return str(n)
+
+
+def _config_lines(section: dict, indent: str = "  ") -> list[str]:
+    lines = []
+    for key, value in section.items():
+        if isinstance(value, dict):
+            lines += [f"{indent}{key}:", *_config_lines(value, indent + "  ")]
+        elif key != "format":
+            lines.append(f"{indent}{key} = {value}")
+    return lines
 
 
 def bench_command(argv: list[str]) -> int:
@@ -381,9 +460,23 @@ COMMANDS = {"train": train_command, "evaluate": evaluate_command, "plot": plot_c
             "presets": presets_command, "bench": bench_command}
 
 
+def version() -> str:
+    """The installed jaxdqn's version (the package metadata's; the source's own when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("jaxdqn")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxdqn` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"jaxdqn {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0 if argv else 2

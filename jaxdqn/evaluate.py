@@ -23,8 +23,8 @@ from jaxdqn.files import check_output_path
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 """Video formats `evaluate_policy` writes, chosen by the file's extension."""
 
-VIDEO_FPS = 30
-"""Frames per second of recorded videos (one frame per environment step)."""
+DEFAULT_VIDEO_FPS = 30
+"""Frames per second of a video of an environment whose own rate is unknown (one frame per step)."""
 
 
 class EvaluationError(ValueError):
@@ -37,6 +37,7 @@ class EvalResult(NamedTuple):
     returns: np.ndarray
     lengths: np.ndarray
     video_frames: int | None
+    video_fps: float | None
 
 
 def check_video_path(path: str | os.PathLike) -> Path:
@@ -66,8 +67,15 @@ class _VideoWriter:
             self._writer.append_data(np.asarray(frame, np.uint8))
         self.frames += 1
 
-    def close(self) -> None:
-        self._writer.close()
+    def close(self, quietly: bool = False) -> None:
+        """Finish the file (once; later calls do nothing); `quietly` ignores errors, after a failed write."""
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                writer.close()
+        except Exception:
+            if not quietly:
+                raise
 
 
 def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
@@ -78,7 +86,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     Episodes are whole games (Atari: all lives, unclipped rewards). The pool's environments are seeded from
     (`seed`, default the run's seed; the evaluation stream; agent; episode). With `video_path` (.mp4 or .gif),
     the first episode of agent 0 is recorded from the environment's own render (EnvPool's raw frame, e.g. the
-    full-colour Atari screen): one frame after reset plus one per step, so an mp4 has length + 1 frames
+    full-colour Atari screen) at the environment's own rate: one frame after reset plus one per step, so an
+    mp4 has length + 1 frames
     (a gif can have fewer: identical consecutive frames are merged, keeping the timing). An environment
     that cannot render raises EvaluationError before any file is written.
     """
@@ -112,7 +121,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
                 first_frame = env.render()
             except (RuntimeError, NotImplementedError, ImportError) as error:  # before any file is written
                 raise EvaluationError(f"--video: {cfg.env.env_id} cannot be rendered ({error})") from None
-            writer = _VideoWriter(video, VIDEO_FPS)
+            fps = env.render_fps or DEFAULT_VIDEO_FPS
+            writer = _VideoWriter(video, fps)
             writer.append(first_frame)
         while not finished.all():
             key, act_key = jax.random.split(key)
@@ -124,12 +134,21 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
                 # EnvPool resets on the step after an episode ends, so this still shows its last state.
                 writer.append(env.render())
             finished |= np.asarray(out.game_over)
-    finally:
         if writer is not None:
             writer.close()
+    except OSError as error:  # the video could not be written (a full disk, a file-size limit)
+        if video is None:
+            raise
+        if writer is not None:
+            writer.close(quietly=True)
+        video.unlink(missing_ok=True)
+        raise EvaluationError(f"--video: could not write {video} ({error.strerror or error})") from None
+    finally:
+        if writer is not None:
+            writer.close(quietly=True)
         env.close()
     return EvalResult(returns.reshape(num_agents, episodes), lengths.reshape(num_agents, episodes),
-                      writer.frames if writer is not None else None)
+                      *((writer.frames, fps) if writer is not None else (None, None)))
 
 
 def format_returns(result: EvalResult) -> list[str]:

@@ -74,10 +74,32 @@ def load_run(run_dir: str | os.PathLike, label: str | None = None) -> RunData:
         seed_rows = seed_rows[np.argsort(seed_rows[:, 1], kind="stable")]
         seeds.append(SeedEpisodes(seed_rows[:, 1], seed_rows[:, 2], seed_rows[:, 3]))
     losses = np.array([[np.nan if v is None else v for v in r["loss"]] for r in records], np.float64)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    config = _read_config(run)
     return RunData(label or run.resolve().name, seeds, np.array([r["env_steps"] for r in records], np.float64),
-                   losses, np.array([r["epsilon"] for r in records], np.float64),
-                   config.get("solved_return"), config.get("env_id"))
+                   losses, np.array([r.get("epsilon", np.nan) for r in records], np.float64),
+                   _config_value(config, "solved_return"), _config_value(config, "env_id"))
+
+
+def _read_config(run: Path) -> dict:
+    # Only the title and the solved line come from config.json; a run without one still plots.
+    path = run / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise PlotError(f"{path}: not a readable JSON config ({error})") from None
+    if not isinstance(config, dict):
+        raise PlotError(f"{path}: not a jaxdqn config (a JSON {type(config).__name__}, expected an object)")
+    return config
+
+
+def _config_value(config: dict, name: str):
+    """The value of field `name` in a config.json dict, flat (format 1) or nested by section (format 2)."""
+    if name in config:
+        return config[name]
+    sections = [value for value in config.values() if isinstance(value, dict)]
+    return next((found for found in (_config_value(s, name) for s in sections) if found is not None), None)
 
 
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -105,11 +127,12 @@ def check_plot_path(path: str | os.PathLike) -> Path:
 
 
 def _draw_band(ax, xs: list, ys: list, color, label: str) -> None:
+    marker = "o" if len(xs[0]) == 1 else None  # a line through one point draws nothing
     if len(xs) == 1:
-        ax.plot(xs[0], ys[0], color=color, lw=1.8, label=label)
+        ax.plot(xs[0], ys[0], color=color, lw=1.8, marker=marker, label=label)
         return
     grid, mean, std = seed_band(xs, ys)
-    ax.plot(grid, mean, color=color, lw=1.8, label=label)
+    ax.plot(grid, mean, color=color, lw=1.8, marker=marker, label=label)
     ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, lw=0)
 
 
@@ -216,5 +239,9 @@ def plot_runs(run_dirs: list, out: str | os.PathLike, window: int = ROLLING_WIND
         raise PlotError(f"--window: must be an integer > 0 (got {window})")
     out = check_plot_path(out)
     runs = [load_run(d, label) for d, label in zip(run_dirs, _unique_labels(run_dirs))]
-    draw_runs(runs, window).savefig(out, dpi=100)
+    try:
+        draw_runs(runs, window).savefig(out, dpi=100)
+    except OSError as error:  # e.g. the disk filled up while writing
+        out.unlink(missing_ok=True)
+        raise PlotError(f"--out: could not write {out} ({error.strerror or error})") from None
     return out

@@ -7,10 +7,30 @@ import pytest
 from tests.conftest import jaxdqn
 
 
-def test_presets_lists_one_line_each():
+def test_presets_lists_one_short_line_each_and_shows_one_in_full():
+    from jaxdqn.config.presets import PRESETS
+
     result = jaxdqn("presets")
     assert result.returncode == 0
-    assert any(line.startswith("cartpole ") for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    assert sorted(line.split()[0] for line in lines[:-1]) == sorted(PRESETS)
+    assert all(len(line) <= 110 for line in lines)
+    assert any(line.startswith("cartpole ") and "CartPole-v1" in line and "500k steps" in line for line in lines)
+    result = jaxdqn("presets", "pong")
+    assert result.returncode == 0
+    assert "Nature CNN (512), 84x84 grey" in result.stdout and "env_id = Pong-v5" in result.stdout
+    assert "learning_rate = 0.0001" in result.stdout and "torso = nature_cnn" in result.stdout
+    result = jaxdqn("presets", "pongg")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "jaxdqn: error: preset: unknown preset 'pongg'; allowed: atlantis, breakout, cartpole, frozenlake, highway, "
+        "lunarlander, lunarlander-per, pong")
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = jaxdqn("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"jaxdqn {version('jaxdqn')}"
 
 
 def test_train_help_lists_fields_with_docstrings():
@@ -46,6 +66,7 @@ def test_agent_brings_its_own_flags():
     (["--loss", "Huber"], "loss: must be one of l2, huber (got 'Huber')"),
     (["--torso", "resnet"], "torso: must be one of mlp, nature_cnn (got 'resnet')"),
     (["--learning-rate", "abc"], "--learning-rate: could not convert string to float: 'abc'"),
+    (["--total-steps", "1.5"], "--total-steps: not an integer: '1.5' (write 100000, 100_000 or 1e5)"),
     (["--lerning-rate", "0.1"], "Unrecognized options: --lerning-rate"),
     (["--agent", "nope"], "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
     (["--agent", "tabular"], "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
@@ -62,12 +83,17 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message)
 
 
 def test_the_largest_seed_trains_and_evaluates(tmp_path):
-    """Environment seeds are hashed from the run seed, so every int32 seed works, evaluation included."""
+    """Environment seeds are hashed from the run seed, so every int32 seed works, evaluation included; integers
+    may be written as 2e3 or 1_000, and a boolean flag alone means True (--no-FLAG False)."""
     out = tmp_path / "run"
-    result = jaxdqn("train", "--seed", "2147483647", "--total-steps", "2000", "--learning-starts", "500",
-                    "--log-interval", "1000", "--eval-episodes", "2", "--out", str(out))
+    result = jaxdqn("train", "--seed", "2147483647", "--total-steps", "2e3", "--learning-starts", "500",
+                    "--log-interval", "1_000", "--eval-episodes", "2", "--dueling", "--no-checkpoint-replay",
+                    "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(json.loads((out / "summary.json").read_text())["eval_return_mean"]) == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["loop"]["total_steps"] == 2000 and config["loop"]["log_interval"] == 1000
+    assert config["settings"]["network"]["dueling"] is True and config["checkpoint"]["checkpoint_replay"] is False
 
 
 def test_out_under_a_file_or_an_unwritable_folder_is_one_line(tmp_path):

@@ -128,8 +128,26 @@ def test_figure_has_return_loss_epsilon_and_kde_panels(two_runs):
         .get_legend_handles_labels()[1][0]
 
 
+def test_plot_reads_the_sectioned_config_and_marks_a_single_loss_point(two_runs):
+    run = load_run(two_runs[0])
+    assert run.solved_return == 475.0 and run.env_id == "CartPole-v1"  # from config.json's sections
+    one_loss = run._replace(losses=np.where(np.arange(len(run.losses))[:, None] == 2, run.losses, np.nan))
+    loss_axes = draw_runs([one_loss]).axes[1]
+    assert [line.get_marker() for line in loss_axes.lines] == ["o"]  # a lone point, drawn
+
+
 def test_rolling_mean_uses_partial_windows_at_the_start():
     np.testing.assert_allclose(rolling_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+
+
+def _corrupt_copy(run, tmp):
+    """A copy of `run` whose config.json is cut short, as a crash while writing it would leave it."""
+    import shutil
+
+    copy = tmp / "corrupt"
+    shutil.copytree(run, copy)
+    (copy / "config.json").write_text("")
+    return str(copy)
 
 
 @pytest.mark.parametrize("make_args,message", [
@@ -139,6 +157,9 @@ def test_rolling_mean_uses_partial_windows_at_the_start():
     (lambda runs, tmp: [str(tmp), "--out", str(tmp / "a.png")], "missing metrics.jsonl"),
     (lambda runs, tmp: [str(runs[0]), "--out", str(tmp / "no" / "a.png")], "does not exist"),
     (lambda runs, tmp: [str(runs[0]), "--window", "0", "--out", str(tmp / "a.png")], "--window: must be"),
+    (lambda runs, tmp: [str(runs[0]), "--out", "/sys/a.png"], "--out: /sys is not writable"),  # even by root
+    (lambda runs, tmp: [_corrupt_copy(runs[0], tmp), "--out", str(tmp / "a.png")],
+     "config.json: not a readable JSON config (Expecting value: line 1 column 1 (char 0))"),
 ])
 def test_plot_bad_input_is_one_line_and_writes_nothing(two_runs, tmp_path, make_args, message):
     result = jaxdqn("plot", *make_args(two_runs, tmp_path))
@@ -185,10 +206,11 @@ def test_evaluate_policy_refuses_a_bad_video_path_before_playing(trained, tmp_pa
 @pytest.mark.parametrize("make_args,message", [
     (lambda run, tmp: [str(tmp / "missing")], "no such run directory"),
     (lambda run, tmp: [str(run), "--episodes", "0"], "--episodes: must be an integer > 0"),
-    (lambda run, tmp: [str(run), "--episodes", "two"], "invalid int value"),
+    (lambda run, tmp: [str(run), "--episodes", "two"], "argument --episodes: not an integer: 'two'"),
     (lambda run, tmp: [str(run), "--epsilon", "1.5"], "--epsilon: must be in [0, 1]"),
     (lambda run, tmp: [str(run), "--video", str(tmp / "episode.avi")], "allowed: .mp4, .gif"),
     (lambda run, tmp: [str(run), "--video", str(tmp / "no" / "episode.mp4")], "does not exist"),
+    (lambda run, tmp: [str(run), "--video", "/sys/episode.mp4"], "--video: /sys is not writable"),
     (lambda run, tmp: [str(tmp)], ""),  # a directory without a checkpoint
 ])
 def test_evaluate_bad_input_is_one_line_and_changes_nothing(two_runs, tmp_path, make_args, message):
@@ -213,7 +235,9 @@ def test_evaluate_command_on_a_saved_run(two_runs, tmp_path):
         assert f"seed {seed}: return {mean:.2f} ± " in result.stdout
     assert "all seeds: return" in result.stdout
     frames = sum(1 for _ in iio.imiter(video))
-    assert f"video: {video} ({frames} frames: reset + {frames - 1} steps" in result.stdout
+    # at the environment's own rate: CartPole renders at 50 fps
+    assert f"video: {video} ({frames} frames at 50 fps: reset + {frames - 1} steps" in result.stdout
+    assert iio.immeta(video, plugin="FFMPEG")["fps"] == 50
 
 
 def test_evaluate_policy_rejects_zero_episodes(trained):

@@ -55,6 +55,18 @@ PRESETS: dict[str, Config] = {
 }
 """Named configurations; `jaxdqn presets` lists them."""
 
+PRESET_TITLES: dict[str, str] = {
+    "cartpole": "CleanRL's dqn_jax.py defaults",
+    "lunarlander": "seed 003's DQN (MLP 128-128, L2, clip by value)",
+    "lunarlander-per": "seed 001's double DQN + dueling + prioritized replay",
+    "highway": "seed 000's dueling DQN (gamma 0.8, smooth-L1)",
+    "frozenlake": "seed 002's tabular Q-learning, random exploration",
+    "pong": "seed 002's Nature DQN; stops at a 100-game mean of 19",
+    "breakout": "seed 004: Nature CNN, dueling, double Q, prioritized",
+    "atlantis": "seed 001's double + prioritized + dueling DQN, 1M buffer",
+}
+"""A few words per preset for the `jaxdqn presets` list; PRESET_DOCS has the whole description."""
+
 PRESET_DOCS: dict[str, str] = {
     "cartpole": (
         "CartPole-v1 with CleanRL's dqn_jax.py defaults: 500k steps, buffer 10k, batch 128, Adam 2.5e-4, an update "

@@ -56,6 +56,8 @@ class EnvBackend(Protocol):
     num_envs: int
     host_step: bool
     """True when `step` runs on the host (an io_callback): every step is a device-host round trip."""
+    render_fps: float | None
+    """Environment steps per second of real time, for videos (Atari: 60 / frame skip); None if unknown."""
 
     def reset(self) -> tuple[Any, Any]:
         """(env_state, obs) right after a full reset of the pool; call on the host, before jit. The first
@@ -145,6 +147,20 @@ def spec_from_spaces(env_id: str, obs_space, action_space, max_episode_steps, re
                    num_actions=int(action_space.n), num_states=int(obs_space.n) if discrete_obs else None,
                    max_episode_steps=int(max_episode_steps or 0),
                    reward_threshold=None if reward_threshold is None else float(reward_threshold))
+
+
+def registered_render_fps(env_id: str) -> float | None:
+    """The `render_fps` in the metadata of Gymnasium's class for `env_id`, or None (unregistered, or a class
+    that cannot be imported here)."""
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    try:
+        creator = load_env_creator(gymnasium.spec(env_id).entry_point)
+    except Exception:  # an unknown id, a deprecated version, a missing dependency such as Box2D
+        return None
+    fps = getattr(creator, "metadata", {}).get("render_fps")
+    return float(fps) if fps else None
 
 
 def as_seed_list(seeds) -> list[int]:

@@ -12,13 +12,21 @@ import warnings
 import numpy as np
 
 from jaxdqn.envs.base import (HOST_STEP_STATE, EnvSpec, StepResult, as_seed_list, make_host_step,
-                              spec_from_spaces)
+                              registered_render_fps, spec_from_spaces)
 
 ATARI_PREPROCESSING = dict(img_height=84, img_width=84, gray_scale=True, frame_skip=4, stack_num=4, noop_max=30,
                           use_fire_reset=True, repeat_action_probability=0.0)
 """EnvPool options for the standard DQN Atari preprocessing (Mnih et al. 2015; Machado et al. 2018
 without sticky actions): 84x84 grey frames, each observation the max of the last two of 4 repeated
 frames, 4 stacked, up to 30 no-op starts, FIRE on reset."""
+
+
+ATARI_FRAMES_PER_SECOND = 60
+"""The Atari 2600's frame rate; one environment step is `frame_skip` frames."""
+
+BOX2D_RENDER_FPS = 50.0
+"""Gymnasium's Box2D tasks (LunarLander, BipedalWalker, CarRacing) render at 50 fps; their classes need Box2D
+to be imported, which EnvPool does not."""
 
 
 def _envpool():
@@ -78,12 +86,21 @@ class EnvPoolBackend:
                                     seed=seeds, num_threads=num_threads or min(self.num_envs, os.cpu_count() or 1),
                                     render_mode="rgb_array" if render else None, **options)
         self.spec = self.env_spec(env_id, options)
+        self._options = options
         self.host_step = not _has_xla_op(self._env) if host_step is None else bool(host_step)
         if self.host_step:
             self._state, self._step = HOST_STEP_STATE, make_host_step(self._python_step, self.spec, self.num_envs)
         else:
             self._state, _recv, _send, self._xla_step = self._env.xla()
             self._step = self._op_step
+
+    @property
+    def render_fps(self) -> float | None:
+        """Steps per second of real time: Atari 60 / frame skip, else Gymnasium's registered rate."""
+        if self._options:
+            return ATARI_FRAMES_PER_SECOND / self._options["frame_skip"]
+        box2d = self.spec.env_id.startswith(("LunarLander", "BipedalWalker", "CarRacing"))
+        return registered_render_fps(self.spec.env_id) or (BOX2D_RENDER_FPS if box2d else None)
 
     @staticmethod
     def has(env_id: str) -> bool:

@@ -45,6 +45,8 @@ class GymnasiumBackend:
         self._env = gymnasium.vector.SyncVectorEnv([lambda: _make(env_id, render_mode)] * self.num_envs,
                                                    autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP)
         self.spec = self.env_spec(env_id, self._env.envs[0])
+        fps = self._env.envs[0].metadata.get("render_fps")
+        self.render_fps = float(fps) if fps else None
         self._step = make_host_step(self._python_step, self.spec, self.num_envs)
 
     @staticmethod
