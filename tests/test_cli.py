@@ -40,7 +40,7 @@ def test_train_help_lists_fields_with_docstrings():
     assert "--preset" in result.stdout and "--out" in result.stdout and "--agent" in result.stdout
     assert "--tabular-alpha" not in result.stdout  # the dqn agent's section only
     for field in ("--env-id", "--seed", "--checkpoint-interval", "--epsilon-schedule", "--gamma", "--dueling",
-                  "--buffer-size", "--max-grad-norm"):
+                  "--buffer-size", "--max-grad-norm", "--track", "--wandb-project", "--wandb-entity", "--wandb-group"):
         assert field in result.stdout, field
 
 

@@ -140,8 +140,9 @@ def test_flat_names_are_unique_and_flat_dict_has_every_leaf():
 
 
 def test_every_field_has_a_docstring():
-    sections = [Config, schema.EnvConfig, schema.LoopConfig, schema.CheckpointConfig, schema.ExplorationConfig,
-                schema.NetworkConfig, schema.ReplayConfig, schema.OptimConfig, DQNSettings, TabularSettings]
+    sections = [Config, schema.EnvConfig, schema.LoopConfig, schema.CheckpointConfig, schema.TrackingConfig,
+                schema.ExplorationConfig, schema.NetworkConfig, schema.ReplayConfig, schema.OptimConfig, DQNSettings,
+                TabularSettings]
     for cls in sections:
         body = ast.parse(inspect.getsource(cls)).body[0].body
         documented = {node.target.id for node, doc in zip(body, body[1:])

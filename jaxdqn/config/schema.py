@@ -28,6 +28,9 @@ INT32_MAX = 2**31 - 1
 FORMAT = 2
 """Version of the dict `to_dict` writes (config.json); 1 is the flat dict of jaxdqn before the sections."""
 
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
+"""Characters a Weights & Biases project name cannot contain."""
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the one-line message names the field and what is allowed."""
@@ -219,6 +222,26 @@ class CheckpointConfig(Section):
 
 
 @dataclass(frozen=True)
+class TrackingConfig(Section):
+    """Experiment tracking with Weights & Biases; it never changes what is trained."""
+
+    track: bool = False
+    """Log the run to Weights & Biases (pip install 'jaxdqn[wandb]'); WANDB_MODE=offline writes it locally."""
+    wandb_project: str = "jaxdqn"
+    """W&B project the run is logged to."""
+    wandb_entity: str | None = None
+    """W&B user or team that owns the project; None: the logged-in user's default entity."""
+    wandb_group: str | None = None
+    """W&B group that gathers related runs (for example the seeds of one experiment); None for none."""
+
+    def _check_values(self) -> None:
+        # W&B's own rule for project names, checked here so that a bad name fails before anything compiles
+        require(len(self.wandb_project) <= 128 and not set(self.wandb_project) & set(WANDB_PROJECT_FORBIDDEN),
+                "wandb_project", f"must be at most 128 characters, none of {WANDB_PROJECT_FORBIDDEN}",
+                self.wandb_project)
+
+
+@dataclass(frozen=True)
 class ExplorationConfig(Section):
     """The epsilon-greedy exploration schedule during training."""
 
@@ -391,6 +414,8 @@ class Config(Section, Generic[SettingsT]):
     """The training loop."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoints."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """Experiment tracking (Weights & Biases)."""
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     """Exploration."""
     settings: SettingsT = field(default_factory=DQNSettings)

@@ -1,8 +1,10 @@
-"""The checks that need the environment or the agent; the sections check their own values when built."""
+"""The checks that need the environment, the agent or an optional package; the sections check their own values
+when built."""
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import Config, ConfigError, require
@@ -19,6 +21,8 @@ def validate(cfg: Config) -> Config:
     require(isinstance(cfg.settings, agent.settings_type), "settings", f"agent {cfg.agent} takes "
             f"{agent.settings_type.__name__}", type(cfg.settings).__name__)
     agent.check(cfg, checked_env_spec(cfg.env.env_id))
+    if cfg.tracking.track and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("track: needs the wandb package; pip install 'jaxdqn[wandb]'")
     return cfg
 
 

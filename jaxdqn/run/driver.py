@@ -119,7 +119,7 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
                  progress_bar: bool = False) -> dict:
     """Train `cfg` (validated here) to its step budget; write config, metrics, episodes, TensorBoard events,
-    checkpoints and summary to `out_dir` (None: write nothing).
+    checkpoints and summary to `out_dir` (None: write nothing), and log to W&B when `cfg.tracking.track` is set.
 
     `resume_from` (see `checkpoint.load_latest`) continues the run in `out_dir` exactly. SIGINT/SIGTERM stop
     after the current chunk with a checkpoint; they and non-finite values raise `TrainingStopped`. Nothing is
@@ -150,7 +150,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                 log(f"checkpoint holds no replay (checkpoint_replay False): refilling it, learning resumes after "
                     f"step {progress.learn_after}")
         recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, start_steps, resume_from is not None, log,
-                            progress_bar)
+                            progress_bar, cfg)
         progress.newly_solved(np.asarray(state.stats.solved_step))  # announced before the checkpoint
         last_time = time.perf_counter()
         with StopSignals() as stop:

@@ -1,10 +1,12 @@
-"""Everything a run writes while it trains: metrics.jsonl, episodes.csv, TensorBoard events, and the progress
-bar or one line per log point. On resume, records past the checkpoint are dropped before appending."""
+"""Everything a run writes while it trains: metrics.jsonl, episodes.csv, TensorBoard events, the Weights &
+Biases run (`track`), and the progress bar or one line per log point. On resume, records past the checkpoint
+are dropped before appending."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from jaxdqn.config.schema import to_dict
 from jaxdqn.loop.episodes import EpisodeLog
 
 EPISODES_HEADER = "seed,env_step,return,length"
@@ -19,6 +22,9 @@ EPISODES_HEADER = "seed,env_step,return,length"
 
 PER_AGENT = ("return_mean_100", "length_mean_100", "loss", "q_mean")
 """Record fields that hold one value per agent (None where there is none yet)."""
+
+WANDB_ID_FILE = "wandb-run-id"
+"""The file of a run directory that keeps its W&B run id, so that a resumed run continues the same W&B run."""
 
 
 def mean_of(values: list):
@@ -71,20 +77,59 @@ def _episode_line_until(last_step: int):
     return keep
 
 
+def record_scalars(record: dict, num_agents: int) -> dict:
+    """The scalars of a record for TensorBoard and W&B: agent means, plus per-seed values for several agents."""
+    scalars = {}
+    for name in PER_AGENT:
+        if mean_of(record[name]) is not None:
+            scalars[name] = mean_of(record[name])
+        if num_agents > 1:
+            scalars.update({f"{name}/seed_{k}": v for k, v in enumerate(record[name]) if v is not None})
+    scalars.update({name: value for name, value in record.items()
+                    if name not in PER_AGENT and name not in ("env_steps", "updates", "wall_seconds", "episodes")
+                    and isinstance(value, float)})
+    return scalars
+
+
+def wandb_run_id(out: Path, resumed: bool) -> str:
+    """The W&B run id of the run in `out`: when resuming, the one its WANDB_ID_FILE keeps; else a new one, kept
+    there."""
+    path = out / WANDB_ID_FILE
+    if resumed and path.exists():
+        return path.read_text().strip()
+    run_id = secrets.token_hex(4)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+def start_wandb(out: Path, cfg, resumed: bool):
+    """Start the W&B run of the run in `out` (its files under out/wandb), or continue it when resuming; returns
+    the wandb Run."""
+    import wandb
+
+    tracking = cfg.tracking
+    return wandb.init(project=tracking.wandb_project, entity=tracking.wandb_entity, group=tracking.wandb_group,
+                      config=to_dict(cfg), dir=str(out), name=out.resolve().name, id=wandb_run_id(out, resumed),
+                      resume="allow")
+
+
 class Recorder:
     """Writes a run's records; without a run directory, only prints.
 
     `start_steps` is where this session starts (the checkpoint's step when resuming, whose later records are
-    dropped); `progress_bar` shows tqdm instead of one line per log point.
+    dropped); `progress_bar` shows tqdm instead of one line per log point; with a run directory, `cfg` (the
+    run's Config) whose `tracking.track` is set also logs the scalars and the config to W&B.
     """
 
     def __init__(self, out: Path | None, num_agents: int, total_env_steps: int, start_steps: int, resumed: bool,
-                 log: Callable[[str], None] = print, progress_bar: bool = False):
+                 log: Callable[[str], None] = print, progress_bar: bool = False, cfg=None):
         self.num_agents, self.log = num_agents, log
-        self.metrics = self.episodes = self.writer = self.bar = None
+        self.metrics = self.episodes = self.writer = self.bar = self.wandb = None
         if out is not None:
             from tensorboardX import SummaryWriter
 
+            if cfg is not None and cfg.tracking.track:
+                self.wandb = start_wandb(out, cfg, resumed)
             if resumed:
                 _keep_lines(out / "metrics.jsonl", None, _metrics_line_until(start_steps))
                 _keep_lines(out / "episodes.csv", EPISODES_HEADER, _episode_line_until(start_steps))
@@ -107,7 +152,8 @@ class Recorder:
         (self.bar.write if self.bar is not None else self.log)(line)
 
     def write(self, record: dict, finished: EpisodeLog) -> None:
-        """Write one log point: its metrics record, the episodes that finished, TensorBoard scalars, the progress."""
+        """Write one log point: its metrics record, the episodes that finished, TensorBoard (and W&B) scalars, the
+        progress."""
         if self.metrics is not None:
             self.metrics.write(json.dumps(record) + "\n")
             self.metrics.flush()
@@ -116,9 +162,12 @@ class Recorder:
             self.episodes.flush()
             if lost:
                 self.say("warning: some episodes of this chunk were not logged to episodes.csv")
-            for tag, value in self.scalars(record).items():
+            scalars = self.scalars(record)
+            for tag, value in scalars.items():
                 self.writer.add_scalar(tag, value, record["env_steps"])
             self.writer.flush()
+            if self.wandb is not None:
+                self.wandb.log(scalars, step=record["env_steps"])
         return_text = _format(mean_of(record["return_mean_100"]))
         loss_text = _format(mean_of(record["loss"]), ".4g")
         epsilon = f" | eps {record['epsilon']:.3f}" if "epsilon" in record else ""
@@ -132,20 +181,13 @@ class Recorder:
         self.shown_steps = record["env_steps"]
 
     def scalars(self, record: dict) -> dict:
-        """TensorBoard scalars of a record: agent means, plus per-seed values for several agents."""
-        scalars = {}
-        for name in PER_AGENT:
-            if mean_of(record[name]) is not None:
-                scalars[name] = mean_of(record[name])
-            if self.num_agents > 1:
-                scalars.update({f"{name}/seed_{k}": v for k, v in enumerate(record[name]) if v is not None})
-        scalars.update({name: value for name, value in record.items()
-                        if name not in PER_AGENT and name not in ("env_steps", "updates", "wall_seconds", "episodes")
-                        and isinstance(value, float)})
-        return scalars
+        """The TensorBoard and W&B scalars of a record (`record_scalars` for this run's agents)."""
+        return record_scalars(record, self.num_agents)
 
     def close(self) -> None:
-        """Close every file (also after an error)."""
+        """Close every file and finish the W&B run (also after an error)."""
         for resource in (self.metrics, self.episodes, self.writer, self.bar):
             if resource is not None:
                 resource.close()
+        if self.wandb is not None:
+            self.wandb.finish()
