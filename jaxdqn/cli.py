@@ -87,7 +87,8 @@ def parse_train_args(argv: list[str]):
 
     run_options, field_args = _split_run_options(argv)
     preset = make_config(run_options.preset, run_options.agent)
-    field_args = expand_boolean_flags(field_args, {k for k, v in schema.flat_dict(preset).items() if isinstance(v, bool)})
+    booleans = {name for name, value in schema.flat_dict(preset).items() if isinstance(value, bool)}
+    field_args = expand_boolean_flags(field_args, booleans)
     config_type = schema.Config[type(preset.settings)]
     # The sections are checked after parsing, so a bad value reads the same as from Python (tyro would
     # otherwise wrap the ConfigError in its own box, and refuse a literal choice in its own words).
@@ -391,7 +392,7 @@ def presets_command(argv: list[str]) -> int:
             return _fail(str(error))
         print(f"{argv[0]}: {PRESET_TITLES[argv[0]]}\n")
         print(textwrap.fill(PRESET_DOCS[argv[0]], width=100) + "\n")
-        print(f"config (override any field with --FIELD VALUE; `jaxdqn train --preset {argv[0]} --help` explains them):")
+        print(f"config (override a field with --FIELD VALUE; `jaxdqn train --preset {argv[0]} --help` explains each):")
         for line in _config_lines(schema.to_dict(cfg)):
             print(line)
         return 0

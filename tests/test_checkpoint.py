@@ -197,9 +197,10 @@ def test_bad_run_dir_is_one_clear_error_and_untouched(tmp_path, reference, case)
     assert (tree_hash(run) if run.exists() else None) == before
 
 
-def test_non_finite_loss_stops_at_a_named_step_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("replay", [[], ["--prioritized"]])  # the sum tree never sees the NaN TD errors either
+def test_non_finite_loss_stops_at_a_named_step_and_keeps_the_last_good_checkpoint(tmp_path, replay):
     out = tmp_path / "nan"
-    result = jaxdqn("train", *SMALL, "--learning-rate", "1e30", "--learning-starts", "1000",
+    result = jaxdqn("train", *SMALL, *replay, "--learning-rate", "1e30", "--learning-starts", "1000",
                     "--checkpoint-interval", "500", "--out", str(out))
     assert result.returncode == 3
     assert "non-finite loss or parameters at env step 1500" in result.stderr
