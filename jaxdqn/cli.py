@@ -27,8 +27,8 @@ commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
              [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field;
              continue a stopped run: jaxdqn train --resume DIR [--total-steps N]
-  evaluate   play a saved run's greedy policy: jaxdqn evaluate DIR [--episodes N] [--video FILE.mp4|.gif]
-             [--seed S] [--epsilon E]; prints mean ± std return per seed and overall
+  evaluate   play a saved run's policy (at its eval_epsilon; 0 is greedy): jaxdqn evaluate DIR [--episodes N]
+             [--video FILE.mp4|.gif] [--seed S] [--epsilon E]; prints mean ± std return per seed and overall
   plot       training curves of runs: jaxdqn plot DIR [DIR ...] --out FILE.png [--window N]
   presets    list the presets, one line each
   bench      measure throughput: jaxdqn bench [--tiny] [--out DIR];
@@ -306,9 +306,10 @@ def _restore_params(run_dir: Path):
 
 
 def evaluate_command(argv: list[str]) -> int:
-    """`jaxdqn evaluate`: load a run's latest checkpoint and print the greedy policy's returns."""
-    parser = _OneLineParser(prog="jaxdqn evaluate",
-                            description="Play the greedy policy of a saved run and print mean ± std return.")
+    """`jaxdqn evaluate`: load a run's latest checkpoint and print its policy's returns."""
+    parser = _OneLineParser(prog="jaxdqn evaluate", description=(
+        "Play the policy of a saved run at its eval_epsilon (0 is greedy; --epsilon changes it) and print mean ± "
+        "std return."))
     parser.add_argument("run_dir", metavar="DIR", help="run directory written by `jaxdqn train`")
     parser.add_argument("--episodes", type=parse_int, default=None,
                         help="episodes per seed (default: the run's eval_episodes)")

@@ -99,7 +99,7 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     fns = resolve_agent(cfg.agent).build(cfg, spec)
     num_agents = jax.tree.leaves(params)[0].shape[0]
     env = make_env(cfg.env.env_id, env_seeds(seed, range(num_agents), episodes, EVAL_STREAM), cfg.env.env_threads,
-                   render=video is not None)
+                   render=video is not None, repeat_action_probability=cfg.env.repeat_action_probability)
     pool_size = num_agents * episodes
     act = jax.vmap(fns.evaluate_act, in_axes=(0, 0, 0, None))
 

@@ -65,6 +65,8 @@ def test_agent_brings_its_own_flags():
     # the same words as from Python (make_config(loss="Huber"))
     (["--loss", "Huber"], "loss: must be one of l2, huber (got 'Huber')"),
     (["--torso", "resnet"], "torso: must be one of mlp, nature_cnn (got 'resnet')"),
+    (["--repeat-action-probability", "0.25"], "repeat_action_probability: sticky actions exist for Atari tasks "
+                                              "only, and CartPole-v1 is not one; allowed here: 0 (got 0.25)"),
     (["--learning-rate", "abc"], "--learning-rate: could not convert string to float: 'abc'"),
     (["--total-steps", "1.5"], "--total-steps: not an integer: '1.5' (write 100000, 100_000 or 1e5)"),
     (["--lerning-rate", "0.1"], "Unrecognized options: --lerning-rate"),

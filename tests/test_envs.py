@@ -115,6 +115,20 @@ def test_atari_game_reward_and_game_over_with_episodic_life_and_reward_clipping(
     assert int(out.terminated.sum()) > int(out.game_over.sum()) >= 1  # lives lost vs whole games ended
 
 
+def test_sticky_actions_are_the_pools_and_change_the_game():
+    """repeat_action_probability reaches EnvPool: the same seeds and actions play a different game with it."""
+    actions = random_actions(200, 2, 4)
+    results = []
+    for sticky in (0.0, 0.25, 0.25):
+        pool = make_env("Breakout-v5", env_seeds(0, 1, 2), repeat_action_probability=sticky)
+        assert pool._env.spec.config.repeat_action_probability == sticky
+        results.append(rollout(pool, actions)[0])
+        pool.close()
+    plain, sticky, sticky_again = results
+    np.testing.assert_array_equal(sticky, sticky_again)  # seeded: the repeats are reproducible
+    assert not np.array_equal(plain, sticky)
+
+
 @pytest.mark.parametrize("env_id, steps", [("CartPole-v1", 200), ("Atlantis-v5", 300)])
 def test_envpool_host_callback_step_gives_the_same_results_as_the_xla_step(env_id, steps):
     """The step a TPU gets (forced here on CPU) against the XLA op, with Atari's game signal."""

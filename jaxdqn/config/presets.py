@@ -37,21 +37,24 @@ PRESETS: dict[str, Config] = {
         train_frequency=1, gradient_steps=1, learning_starts=10_000, buffer_size=10_000, batch_size=32,
         learning_rate=1e-4, gamma=0.99, target_update_period=1_000, loss="l2", epsilon_schedule="linear",
         epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=150_000, solved_return=19.0,
-        stop_when_solved=True, log_interval=10_000, eval_episodes=10),
+        stop_when_solved=True, log_interval=10_000, eval_episodes=10, eval_epsilon=0.0,
+        repeat_action_probability=0.0),
     "breakout": make_config(
         env_id="Breakout-v5", torso="nature_cnn", hidden_sizes=(512,), dueling=True, dueling_hidden=256,
         double_q=True, prioritized=True, buffer_size=2**14, priority_alpha=0.6, priority_beta0=0.4,
         num_envs=8, train_frequency=32, gradient_steps=8, batch_size=32, target_update_period=2_000,
         learning_starts=2**14, epsilon_schedule="piecewise", epsilon_boundaries=(0, 800_000, 5_000_000),
-        epsilon_values=(1.0, 0.1, 0.01), learning_rate=2.5e-4, max_grad_norm=0.5, loss="huber", gamma=0.99,
-        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05),
+        epsilon_values=(1.0, 0.1, 0.01), learning_rate=1e-4, max_grad_norm=0.5, loss="huber", gamma=0.99,
+        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05,
+        repeat_action_probability=0.0),
     "atlantis": make_config(
         env_id="Atlantis-v5", torso="nature_cnn", hidden_sizes=(), dueling=True, dueling_hidden=512,
         double_q=True, prioritized=True, priority_alpha=0.5, priority_beta0=0.4, buffer_size=1_000_000,
         batch_size=64, num_envs=4, train_frequency=4, gradient_steps=1, learning_rate=1e-4, gamma=0.99,
         target_update_period=2_500, loss="huber", max_grad_norm=10.0, epsilon_schedule="exponential",
         epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=1_000_000, learning_starts=50_000,
-        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05),
+        total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05,
+        repeat_action_probability=0.25),
 }
 """Named configurations; `jaxdqn presets` lists them."""
 
@@ -104,15 +107,18 @@ PRESET_DOCS: dict[str, str] = {
     "pong": (
         "Pong-v5, seed 002's DQN: Nature CNN (512), 84x84 grey, skip 4 with max pooling, stack 4, fire reset; "
         "1 update per step, batch 32, buffer 10k, start 10k, Adam 1e-4, target every 1k updates, eps 1->0.01 "
-        "linear over 150k, MSE (L2); stops when the 100-episode mean reaches 19 (at most 2M steps). Differs "
-        "from the seed: up to 30 no-op starts (EnvPool's standard Atari preprocessing)"
+        "linear over 150k, MSE (L2); stops when the 100-episode mean reaches 19 (at most 2M steps). Protocol: "
+        "no sticky actions (the seed's PongNoFrameskip-v4, as the Nature DQN), greedy evaluation. Differs from the "
+        "seed: up to 30 no-op starts (EnvPool's standard Atari preprocessing)"
     ),
     "breakout": (
         "Breakout-v5, seed 004 (labml): Nature CNN, dueling 512->256->V/A, double Q, PER 2^14 alpha 0.6 beta "
         "0.4->1, 8 envs x 4 steps per update with 8 epochs of batch 32, target every 250 updates (2,000 gradient "
-        "steps), eps 1->0.1 at 800k steps (the seed's 25k updates)->0.01 at 5M, Adam 2.5e-4, grad norm 0.5, "
-        "Huber, learning from a full buffer; episodic life, clipped rewards. Differs from the seed: 10M steps "
-        "(seed: 1M updates = 32M steps, eps at half of that), greedy eval at eps 0.05 (Nature DQN's evaluation)"
+        "steps), eps 1->0.1 at 800k steps (the seed's 25k updates)->0.01 at 5M, Adam 1e-4 (the rate the seed sets "
+        "before every step; its optimiser's 2.5e-4 is never used), grad norm 0.5, Huber, learning from a full "
+        "buffer; episodic life, clipped rewards. Protocol: no sticky actions (the seed's NoFrameskip-v4, as the "
+        "Nature DQN), evaluation at eps 0.05 (the Nature DQN's). Differs from the seed: 10M steps (seed: 1M "
+        "updates = 32M steps, eps at half of that)"
     ),
     "atlantis": (
         "Atlantis-v5, seed 001's agent: double DQN + PER (alpha 0.5, beta 0.4->1) + dueling (separate 512 "
@@ -121,7 +127,9 @@ PRESET_DOCS: dict[str, str] = {
         "seed: target copied every 2,500 updates (seed: synchronised after every update), Adam 1e-4 (seed "
         "1e-3), Huber with grad norm 10 (seed: weighted squared error), learning from 50k steps, episodic life "
         "and clipped rewards, beta linear in steps (seed: 1-exp(-0.01 episode)), the Nature CNN's 3x3 last "
-        "conv (seed 2x2); greedy eval at eps 0.05"
+        "conv (seed 2x2), the standard preprocessing with frame skip 4 (the seed's gym 0.17 Atlantis-v0 skips 2-4 "
+        "frames at random, on raw frames). Protocol: sticky actions 0.25 (as the seed's Atlantis-v0, Machado et "
+        "al. 2018 and Dopamine), evaluation at eps 0.05 (the Nature DQN's)"
     ),
 }
 """One line per preset: the experiment it reproduces and the values that differ from it."""

@@ -156,9 +156,13 @@ class EnvConfig(Section):
     the solved criterion and evaluation always use whole games."""
     reward_clip: bool = True
     """Atari only: train on rewards clipped to their sign; reported returns and evaluation are unclipped."""
+    repeat_action_probability: float = 0.0
+    """Atari only: sticky actions, the chance that each frame repeats the previous action instead of the chosen
+    one, in training and evaluation alike: 0.25 in Machado et al. (2018) and Dopamine, 0 in the Nature DQN."""
 
     def _check_values(self) -> None:
         _positive_ints(self, "num_envs")
+        _in_unit_interval(self, "repeat_action_probability")
         require(self.env_threads >= 0, "env_threads", "must be >= 0", self.env_threads)
 
 
@@ -181,9 +185,9 @@ class LoopConfig(Section):
     log_interval: int = 10_000
     """Environment steps per seed between log points (one compiled chunk each)."""
     eval_episodes: int = 10
-    """Greedy evaluation episodes per seed at the end of training."""
+    """Evaluation episodes per seed at the end of training (whole games, at eval_epsilon)."""
     eval_epsilon: float = 0.0
-    """Epsilon used during evaluation."""
+    """Epsilon of the evaluation policy: 0 is greedy; the Nature DQN evaluated Atari at 0.05."""
     solved_return: float | None = None
     """Mean return over the last 100 training episodes that counts as solving the task; None for none."""
     stop_when_solved: bool = False

@@ -8,7 +8,7 @@ import importlib.util
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import Config, ConfigError, require
-from jaxdqn.envs import EnvSpec, UnsupportedEnv, env_spec, known_env_ids
+from jaxdqn.envs import EnvSpec, UnsupportedEnv, env_spec, is_atari, known_env_ids
 
 
 def validate(cfg: Config) -> Config:
@@ -21,6 +21,9 @@ def validate(cfg: Config) -> Config:
     require(isinstance(cfg.settings, agent.settings_type), "settings", f"agent {cfg.agent} takes "
             f"{agent.settings_type.__name__}", type(cfg.settings).__name__)
     agent.check(cfg, checked_env_spec(cfg.env.env_id))
+    require(cfg.env.repeat_action_probability == 0 or is_atari(cfg.env.env_id), "repeat_action_probability",
+            f"sticky actions exist for Atari tasks only, and {cfg.env.env_id} is not one; allowed here: 0",
+            cfg.env.repeat_action_probability)
     if cfg.tracking.track and importlib.util.find_spec("wandb") is None:
         raise ConfigError("track: needs the wandb package; pip install 'jaxdqn[wandb]'")
     return cfg

@@ -26,11 +26,12 @@ def env_spec(env_id: str) -> EnvSpec:
 
 
 def make_env(env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False, reward_clip: bool = False,
-             render: bool = False) -> EnvBackend:
+             render: bool = False, repeat_action_probability: float = 0.0) -> EnvBackend:
     """A pool of `env_id` with one environment per seed in `seeds` (see `env_seeds`), from the backend that
     has it. Call its `reset()` before stepping."""
     return BACKENDS[backend_name(env_id)](env_id, seeds, num_threads=num_threads, episodic_life=episodic_life,
-                                          reward_clip=reward_clip, render=render)
+                                          reward_clip=reward_clip, render=render,
+                                          repeat_action_probability=repeat_action_probability)
 
 
 def known_env_ids() -> list[str]:

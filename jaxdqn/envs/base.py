@@ -50,7 +50,8 @@ class StepResult(NamedTuple):
 @runtime_checkable
 class EnvBackend(Protocol):
     """One pool of environments. Backends are built as `Backend(env_id, seeds, num_threads=0,
-    episodic_life=False, reward_clip=False, render=False)` with one seed per environment."""
+    episodic_life=False, reward_clip=False, render=False, repeat_action_probability=0.0)` with one seed per
+    environment (the Atari options mean nothing to other environments)."""
 
     spec: EnvSpec
     num_envs: int

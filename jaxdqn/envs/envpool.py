@@ -15,10 +15,10 @@ from jaxdqn.envs.base import (HOST_STEP_STATE, EnvSpec, StepResult, as_seed_list
                               registered_render_fps, spec_from_spaces)
 
 ATARI_PREPROCESSING = dict(img_height=84, img_width=84, gray_scale=True, frame_skip=4, stack_num=4, noop_max=30,
-                          use_fire_reset=True, repeat_action_probability=0.0)
-"""EnvPool options for the standard DQN Atari preprocessing (Mnih et al. 2015; Machado et al. 2018
-without sticky actions): 84x84 grey frames, each observation the max of the last two of 4 repeated
-frames, 4 stacked, up to 30 no-op starts, FIRE on reset."""
+                          use_fire_reset=True)
+"""EnvPool options for the standard DQN Atari preprocessing (Mnih et al. 2015): 84x84 grey frames, each
+observation the max of the last two of 4 repeated frames, 4 stacked, up to 30 no-op starts, FIRE on
+reset. Sticky actions (Machado et al. 2018) are the pool's `repeat_action_probability`."""
 
 
 ATARI_FRAMES_PER_SECOND = 60
@@ -43,11 +43,13 @@ def is_atari(env_id: str) -> bool:
     return env_id in envpool.list_all_envs() and "episodic_life" in envpool.make_spec(env_id).config._fields
 
 
-def _options(env_id: str, episodic_life: bool = False, reward_clip: bool = False) -> dict:
-    # Atari tasks get the standard preprocessing; the two training options mean nothing elsewhere.
+def _options(env_id: str, episodic_life: bool = False, reward_clip: bool = False,
+             repeat_action_probability: float = 0.0) -> dict:
+    # Atari tasks get the standard preprocessing; the Atari options mean nothing elsewhere.
     if not is_atari(env_id):
         return {}
-    return dict(ATARI_PREPROCESSING, episodic_life=episodic_life, reward_clip=reward_clip)
+    return dict(ATARI_PREPROCESSING, episodic_life=episodic_life, reward_clip=reward_clip,
+                repeat_action_probability=repeat_action_probability)
 
 
 def _step_result(obs, reward, terminated, truncated, info) -> StepResult:
@@ -78,10 +80,11 @@ class EnvPoolBackend:
     """
 
     def __init__(self, env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False,
-                 reward_clip: bool = False, render: bool = False, host_step: bool | None = None):
+                 reward_clip: bool = False, render: bool = False, repeat_action_probability: float = 0.0,
+                 host_step: bool | None = None):
         seeds = as_seed_list(seeds)
         self.num_envs = len(seeds)
-        options = _options(env_id, episodic_life, reward_clip)
+        options = _options(env_id, episodic_life, reward_clip, repeat_action_probability)
         self._env = _envpool().make(env_id, env_type="gymnasium", num_envs=self.num_envs, batch_size=self.num_envs,
                                     seed=seeds, num_threads=num_threads or min(self.num_envs, os.cpu_count() or 1),
                                     render_mode="rgb_array" if render else None, **options)

@@ -31,12 +31,12 @@ def _make(env_id: str, render_mode: str | None = None):
 class GymnasiumBackend:
     """A Gymnasium vector env of one environment per seed, with NEXT_STEP autoreset like EnvPool's (the
     step after an episode ends returns the reset observation, reward 0, not done); see
-    `jaxdqn.envs.base.EnvBackend`. `num_threads`, `episodic_life` and `reward_clip` are ignored."""
+    `jaxdqn.envs.base.EnvBackend`. `num_threads` and the Atari options are ignored."""
 
     host_step = True
 
     def __init__(self, env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False,
-                 reward_clip: bool = False, render: bool = False):
+                 reward_clip: bool = False, render: bool = False, repeat_action_probability: float = 0.0):
         import gymnasium
 
         self._seeds = as_seed_list(seeds)

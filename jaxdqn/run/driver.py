@@ -42,7 +42,8 @@ def build_rollout(cfg) -> Rollout:
     """The agent's functions, the environment pool (agent-major, hashed per-environment seeds) and the loop."""
     fns = resolve_agent(cfg.agent).build(cfg, env_spec(cfg.env.env_id))
     seeds = env_seeds(cfg.loop.seed, range(cfg.loop.num_seeds), cfg.env.num_envs)
-    env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip)
+    env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip,
+                   repeat_action_probability=cfg.env.repeat_action_probability)
     return make_rollout(cfg, fns, env)
 
 
