@@ -70,6 +70,9 @@ def test_agent_brings_its_own_flags():
     (["--learning-rate", "abc"], "--learning-rate: could not convert string to float: 'abc'"),
     (["--total-steps", "1.5"], "--total-steps: not an integer: '1.5' (write 100000, 100_000 or 1e5)"),
     (["--lerning-rate", "0.1"], "Unrecognized options: --lerning-rate"),
+    # the replay is sized from its shapes before anything is allocated: 8 x 52 GB fits no test machine
+    (["--buffer-size", "2e9", "--num-seeds", "8"], "memory: the training state needs about 416.0 GB (8 seed(s) x "
+                                                    "52.0 GB: parameters, optimiser state and replay) but "),
     (["--agent", "nope"], "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
     (["--agent", "tabular"], "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
     (["--agent", "tests.toy_agents:ReplayToy", "--toy-rate", "-1"], "toy_rate: must be > 0 (got -1.0)"),

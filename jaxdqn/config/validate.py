@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+from pathlib import Path
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import Config, ConfigError, require
@@ -20,13 +21,67 @@ def validate(cfg: Config) -> Config:
     agent = resolve_agent(cfg.agent)
     require(isinstance(cfg.settings, agent.settings_type), "settings", f"agent {cfg.agent} takes "
             f"{agent.settings_type.__name__}", type(cfg.settings).__name__)
-    agent.check(cfg, checked_env_spec(cfg.env.env_id))
+    spec = checked_env_spec(cfg.env.env_id)
+    agent.check(cfg, spec)
     require(cfg.env.repeat_action_probability == 0 or is_atari(cfg.env.env_id), "repeat_action_probability",
             f"sticky actions exist for Atari tasks only, and {cfg.env.env_id} is not one; allowed here: 0",
             cfg.env.repeat_action_probability)
     if cfg.tracking.track and importlib.util.find_spec("wandb") is None:
         raise ConfigError("track: needs the wandb package; pip install 'jaxdqn[wandb]'")
+    check_memory(cfg, spec)
     return cfg
+
+
+def state_bytes(cfg: Config, spec: EnvSpec) -> int:
+    """Bytes of one agent's training state (parameters, target, optimiser state, replay), from its shapes alone:
+    the agent's `init` is traced abstractly, so nothing is allocated however large the replay."""
+    import jax
+
+    fns = resolve_agent(cfg.agent).build(cfg, spec)
+    shapes = jax.eval_shape(fns.init, jax.ShapeDtypeStruct((2,), "uint32"), fns.hyperparameters)
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+
+
+def available_memory() -> tuple[int, str] | None:
+    """(bytes, where) that a new training state can take: the free memory of the GPU when JAX runs on one,
+    else the host's available memory within its cgroup's limit; None when this system does not say."""
+    import jax
+
+    if jax.default_backend() == "gpu":
+        stats = jax.devices()[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            return stats["bytes_limit"] - stats.get("bytes_in_use", 0), f"GPU {jax.devices()[0].device_kind}"
+    found = []
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        found.append(int(meminfo["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:  # a container's limit (cgroup v2) can be far below the machine's memory
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return (min(found), "this machine") if found else None
+
+
+def _gigabytes(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def check_memory(cfg: Config, spec: EnvSpec) -> None:
+    """Refuse a run whose training state (per seed, times the seeds) cannot fit in the memory available now."""
+    available = available_memory()
+    if available is None:
+        return
+    per_agent = state_bytes(cfg, spec)
+    need = per_agent * cfg.loop.num_seeds
+    free, where = available
+    if need > free:
+        raise ConfigError(f"memory: the training state needs about {_gigabytes(need)} ({cfg.loop.num_seeds} seed(s) "
+                          f"x {_gigabytes(per_agent)}: parameters, optimiser state and replay) but {where} has "
+                          f"{_gigabytes(free)} available; lower buffer_size or num_seeds")
 
 
 def checked_env_spec(env_id: str) -> EnvSpec:
