@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 
 from jaxdqn.config import schema
-from jaxdqn.config.build import config_from_dict, make_config
+from jaxdqn.config.build import config_from_dict, make_config, with_intent
 from jaxdqn.config.presets import PRESET_DOCS, PRESET_TITLES, PRESETS, get_preset
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.config.validate import validate
@@ -96,7 +96,8 @@ def parse_train_args(argv: list[str]):
         cfg = tyro.cli(config_type, default=preset, args=field_args, prog="jaxdqn train",
                        description=TRAIN_DESCRIPTION, registry=_literal_registry(),
                        config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
-    return schema.checked(cfg), run_options.preset, run_options.out
+    given = {arg[2:].split("=")[0].replace("-", "_") for arg in field_args if arg.startswith("--")}
+    return with_intent(preset, schema.checked(cfg), given), run_options.preset, run_options.out
 
 
 def expand_boolean_flags(args: list[str], boolean_fields: set[str]) -> list[str]:
@@ -230,7 +231,9 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
         if known.total_steps < cfg.loop.total_steps:
             raise CliError(f"--total-steps: can only be raised on resume (the run has {cfg.loop.total_steps}, "
                            f"got {known.total_steps})")
-        cfg = schema.replace(cfg, total_steps=known.total_steps)
+        # the schedules that span the run keep the length they started with
+        cfg = schema.replace(cfg, total_steps=known.total_steps,
+                             schedule_steps=cfg.loop.schedule_steps or schema.plan(cfg).total_env_steps)
     validate(cfg)
     try:
         checkpoint = load_latest(path, cfg)

@@ -24,7 +24,8 @@ from tests.conftest import JAXDQN, jaxdqn
 
 TOTAL = 12_000
 SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",
-         "--log-interval", "500", "--checkpoint-interval", "1000", "--keep-checkpoints", "3", "--eval-episodes", "2"]
+         "--log-interval", "500", "--checkpoint-interval", "1000", "--keep-checkpoints", "3", "--eval-episodes", "2",
+         "--epsilon-decay-steps", "10000"]  # in steps: a half-length run resumed to TOTAL is then the same run
 TIMING = ("wall_seconds", "sps")
 
 
@@ -88,6 +89,24 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, reference):
     # a finished run is not resumed again without more steps
     again = jaxdqn("train", "--resume", str(out))
     assert again.returncode == 2 and "already reached its 12000 steps" in again.stderr
+
+
+def test_raising_total_steps_on_resume_keeps_the_schedules_that_span_the_run(tmp_path):
+    """beta and the cartpole preset's exploration_fraction keep the run's first length when it is extended."""
+    out = tmp_path / "run"
+    first = jaxdqn("train", "--total-steps", "2000", "--learning-starts", "500", "--buffer-size", "1000",
+                   "--batch-size", "32", "--log-interval", "500", "--checkpoint-interval", "1000", "--prioritized",
+                   "--eval-episodes", "2", "--out", str(out))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["exploration"]["epsilon_decay_steps"] == 1000  # derived
+    second = jaxdqn("train", "--resume", str(out), "--total-steps", "4000")
+    assert second.returncode == 0, second.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["loop"]["total_steps"] == 4000 and config["loop"]["schedule_steps"] == 2000
+    assert config["exploration"]["epsilon_decay_steps"] == 1000 and config["exploration"]["exploration_fraction"] == 0.5
+    records = {r["env_steps"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    assert records[1000]["beta"] == pytest.approx(0.7) and records[2000]["beta"] == records[4000]["beta"] == 1.0
+    assert records[1000]["epsilon"] == records[4000]["epsilon"] == pytest.approx(0.05)
 
 
 def test_sigterm_saves_and_says_how_to_resume(tmp_path, reference):

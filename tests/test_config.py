@@ -173,7 +173,8 @@ def test_old_flat_config_json_loads():
     for name in ("lunarlander-per", "frozenlake"):
         data = json.loads((DATA / f"config-format1-{name}.json").read_text())
         assert "format" not in data and "learning_rate" in data and "tabular_alpha" in data  # both agents' fields
-        assert from_dict(data) == PRESETS[name], name
+        # the same run: its decay in steps is the one the preset's exploration_fraction derives
+        assert from_dict(data) == schema.replace(schema.with_derived(PRESETS[name]), exploration_fraction=None), name
     with pytest.raises(ConfigError, match=r"config: unknown fields \['bogus'\]"):
         from_dict({**data, "bogus": 1})
     with pytest.raises(ConfigError, match=r"format: this jaxdqn reads config formats 1 and 2 \(got 3\)"):
@@ -212,13 +213,45 @@ def test_agent_by_import_path_brings_its_settings():
 
 @pytest.mark.parametrize("preset,changes,expected", [
     ("cartpole", {}, Plan(iters_per_period=10, updates_per_period=1, steps_per_period=10, total_periods=50_000,
-                          total_env_steps=500_000, log_periods=1_000, episode_log_capacity=5_000)),
-    ("cartpole", {"num_envs": 10}, Plan(1, 1, 10, 50_000, 500_000, 1_000, 5_000)),
-    # 10 environments with an update every 5 steps: 2 updates per iteration
+                          total_env_steps=500_000, log_periods=1_000, episode_log_capacity=5_000,
+                          schedule_env_steps=500_000, epsilon_decay_steps=250_000)),
+    ("cartpole", {"num_envs": 10}, Plan(1, 1, 10, 50_000, 500_000, 1_000, 5_000, 500_000, 250_000)),
+    # 10 environments with an update every 5 steps: 2 updates per iteration; the decay is half the run
     ("cartpole", {"num_envs": 10, "train_frequency": 5, "total_steps": 30_005}, Plan(1, 2, 10, 3_001, 30_010, 1_000,
-                                                                                   5_000)),
+                                                                                   5_000, 30_010, 15_005)),
     ("lunarlander", {}, Plan(iters_per_period=1, updates_per_period=2, steps_per_period=4, total_periods=100_000,
-                             total_env_steps=400_000, log_periods=5_000, episode_log_capacity=10_000)),
+                             total_env_steps=400_000, log_periods=5_000, episode_log_capacity=10_000,
+                             schedule_env_steps=400_000, epsilon_decay_steps=100_000)),
+    # schedules that span the run keep their length when the run is extended (resume)
+    ("lunarlander", {"total_steps": 800_000, "schedule_steps": 400_000},
+     Plan(1, 2, 4, 200_000, 800_000, 5_000, 10_000, 400_000, 100_000)),
+    ("cartpole", {"total_steps": 20_000, "epsilon_decay_steps": 4_000},  # steps given: the fraction is cleared
+     Plan(10, 1, 10, 2_000, 20_000, 1_000, 5_000, 20_000, 4_000)),
 ])
 def test_plan_values(preset, changes, expected):
     assert plan(make_config(preset, **changes)) == expected
+
+
+def test_presets_decay_epsilon_over_the_same_steps_as_before_at_their_own_length():
+    """The presets' decays are fractions of the run now; at each preset's own length they are the steps they were."""
+    before = {"cartpole": 250_000, "lunarlander": 100_000, "lunarlander-per": 100_000, "highway": 4_064,
+              "pong": 150_000, "atlantis": 1_000_000}
+    assert {name: plan(PRESETS[name]).epsilon_decay_steps for name in before} == before
+    # and a shorter run decays within its length (the cartpole preset for 20k steps used to end at eps 0.924)
+    assert plan(make_config("cartpole", total_steps=20_000)).epsilon_decay_steps == 10_000
+
+
+def test_another_environment_brings_its_torso_and_solved_return_unless_given():
+    pong = make_config("cartpole", env_id="Pong-v5")
+    assert (pong.settings.network.torso, pong.settings.network.hidden_sizes) == ("nature_cnn", (512,))
+    assert pong.loop.solved_return is None and validate(pong) is pong
+    acrobot = make_config("cartpole", env_id="Acrobot-v1")
+    assert acrobot.settings.network.torso == "mlp" and acrobot.loop.solved_return == -100.0  # registered threshold
+    cartpole = make_config("pong", env_id="CartPole-v1")
+    assert (cartpole.settings.network.torso, cartpole.settings.network.hidden_sizes) == ("mlp", (120, 84))
+    assert cartpole.loop.solved_return == 475.0 and cartpole.loop.stop_when_solved  # pong's stop, CartPole's 475
+    given = make_config("cartpole", env_id="Acrobot-v1", solved_return=-80.0, hidden_sizes=(64,))
+    assert given.loop.solved_return == -80.0 and given.settings.network.hidden_sizes == (64,)
+    # the command line reads the same intent from the flags given
+    cli_cfg, _, _ = parse_train_args(["--env-id", "Pong-v5", "--total-steps", "1e5"])
+    assert cli_cfg == make_config("cartpole", env_id="Pong-v5", total_steps=100_000)

@@ -10,7 +10,7 @@ from jaxdqn.core.exploration import epsilon_greedy, make_epsilon_schedule
 
 
 def _eps(cfg, steps):
-    schedule = jax.jit(make_epsilon_schedule(cfg))
+    schedule = jax.jit(make_epsilon_schedule(cfg, cfg.epsilon_decay_steps))
     return [float(schedule(jnp.int32(s))) for s in steps]
 
 

@@ -76,7 +76,7 @@ class _Toy:
         size = spec.obs_shape[0]
         schedule = cfg.exploration.epsilon_schedule
         hyper = {"toy_rate": jnp.float32(cfg.settings.toy_rate), "gamma": jnp.float32(cfg.settings.gamma),
-                 "exploration": epsilon_schedule_params(cfg.exploration)}
+                 "exploration": epsilon_schedule_params(cfg.exploration, plan(cfg).epsilon_decay_steps)}
 
         def init_params(key):
             return {"w": 0.01 * jax.random.normal(key, (size, spec.num_actions)), "b": jnp.zeros(spec.num_actions)}

@@ -65,11 +65,11 @@ def hyperparameters(cfg) -> dict:
         "target_tau": jnp.float32(s.target_tau), "huber_delta": jnp.float32(s.huber_delta),
         "priority_alpha": jnp.float32(replay.priority_alpha), "priority_beta0": jnp.float32(replay.priority_beta0),
         "priority_eps": jnp.float32(replay.priority_eps),
-        "exploration": epsilon_schedule_params(cfg.exploration),
+        "exploration": epsilon_schedule_params(cfg.exploration, plan(cfg).epsilon_decay_steps),
     }
 
 
-def make_train_step(settings: DQNSettings, network, replay, total_env_steps: int):
+def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: int):
     """`train_step(state, key, env_steps) -> (state, metrics)`: one gradient update of one agent."""
     apply = network.apply
     optimizer = make_optimizer(settings.optim)
@@ -89,7 +89,7 @@ def make_train_step(settings: DQNSettings, network, replay, total_env_steps: int
 
     def train_step(state: DQNState, key, env_steps):
         hyper = state.hyper
-        sample = replay.sample(state.replay, key, beta_at(hyper, env_steps, total_env_steps))
+        sample = replay.sample(state.replay, key, beta_at(hyper, env_steps, schedule_env_steps))
         (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, sample.batch, sample.weights, hyper)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -107,9 +107,9 @@ def make_train_step(settings: DQNSettings, network, replay, total_env_steps: int
     return train_step
 
 
-def beta_at(hyper: dict, env_steps, total_env_steps: int):
+def beta_at(hyper: dict, env_steps, schedule_env_steps: int):
     """Prioritized replay's importance exponent, linear from priority_beta0 to 1 over the run."""
-    progress = jnp.minimum(jnp.asarray(env_steps, jnp.float32) / total_env_steps, 1.0)
+    progress = jnp.minimum(jnp.asarray(env_steps, jnp.float32) / schedule_env_steps, 1.0)
     return hyper["priority_beta0"] + (1.0 - hyper["priority_beta0"]) * progress
 
 
@@ -159,7 +159,7 @@ class DQN:
         network = make_network(s.network, spec.num_actions)
         replay = make_replay(s.replay.buffer_size, s.replay.batch_size, cfg.env.num_envs, spec.obs_shape,
                              spec.obs_dtype, s.replay.prioritized)
-        train_step = make_train_step(s, network, replay, the_plan.total_env_steps)
+        train_step = make_train_step(s, network, replay, the_plan.schedule_env_steps)
         optimizer = make_optimizer(s.optim)
         schedule = cfg.exploration.epsilon_schedule
         example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
@@ -192,7 +192,7 @@ class DQN:
         def report(state: DQNState, env_steps):
             scalars = {"epsilon": epsilon_at(schedule, state.hyper["exploration"], env_steps)}
             if s.replay.prioritized:
-                scalars["beta"] = beta_at(state.hyper, env_steps, the_plan.total_env_steps)
+                scalars["beta"] = beta_at(state.hyper, env_steps, the_plan.schedule_env_steps)
             return scalars
 
         return AgentFns(hyperparameters(cfg), init, act, observe, learn, lambda state: state.params, evaluate_act,

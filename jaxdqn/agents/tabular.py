@@ -56,9 +56,9 @@ def sequential_q_learning_updates(q_table, s_tm1, a_tm1, r_t, terminated_t, s_t,
     return jax.lax.scan(apply_one, q_table, (s_tm1, a_tm1, r_t, terminated_t, s_t, valid))
 
 
-def alpha_at(hyper: dict, env_steps, total_env_steps: int):
+def alpha_at(hyper: dict, env_steps, schedule_env_steps: int):
     """The blending rate: tabular_alpha, moving linearly to tabular_alpha_end over the run."""
-    fraction = jnp.clip(jnp.asarray(env_steps, jnp.float32) / total_env_steps, 0.0, 1.0)
+    fraction = jnp.clip(jnp.asarray(env_steps, jnp.float32) / schedule_env_steps, 0.0, 1.0)
     return hyper["tabular_alpha"] + (hyper["tabular_alpha_end"] - hyper["tabular_alpha"]) * fraction
 
 
@@ -77,11 +77,12 @@ class Tabular:
     def build(self, cfg, spec) -> AgentFns:
         """Tabular Q-learning's pure functions for `cfg` on an environment with `spec`."""
         s: TabularSettings = cfg.settings
-        total_env_steps = plan(cfg).total_env_steps
+        the_plan = plan(cfg)
         schedule = cfg.exploration.epsilon_schedule
         alpha_end = s.tabular_alpha if s.tabular_alpha_end is None else s.tabular_alpha_end
         hyper = {"gamma": jnp.float32(s.gamma), "tabular_alpha": jnp.float32(s.tabular_alpha),
-                 "tabular_alpha_end": jnp.float32(alpha_end), "exploration": epsilon_schedule_params(cfg.exploration)}
+                 "tabular_alpha_end": jnp.float32(alpha_end),
+                 "exploration": epsilon_schedule_params(cfg.exploration, the_plan.epsilon_decay_steps)}
         lookup = lambda table, states: table[states.astype(jnp.int32)]  # noqa: E731
 
         def init(key, hyper) -> TabularState:
@@ -99,7 +100,8 @@ class Tabular:
             mask = step.real & learning
             table, td = sequential_q_learning_updates(
                 state.params, step.obs.astype(jnp.int32), step.action, step.reward, step.terminated,
-                step.next_obs.astype(jnp.int32), mask, alpha_at(hyper, env_steps, total_env_steps), hyper["gamma"])
+                step.next_obs.astype(jnp.int32), mask, alpha_at(hyper, env_steps, the_plan.schedule_env_steps),
+                hyper["gamma"])
             taken_q = jnp.take_along_axis(lookup(state.params, step.obs), step.action[:, None], axis=-1)[:, 0]
             learned = jnp.asarray(learning, jnp.float32)
             return state._replace(

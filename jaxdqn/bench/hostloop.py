@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdqn.config.schema import plan
 from jaxdqn.core import losses
 from jaxdqn.core.exploration import make_epsilon_schedule
 from jaxdqn.core.networks import make_network
@@ -61,7 +62,7 @@ def run_host_loop(cfg, total_steps: int) -> dict:
     params = network.init(jax.random.PRNGKey(loop.seed), jnp.zeros((1, *spec.obs_shape), spec.obs_dtype))
     target_params = params
     opt_state = optimizer.init(params)
-    epsilon_at = make_epsilon_schedule(cfg.exploration)
+    epsilon_at = make_epsilon_schedule(cfg.exploration, plan(cfg).epsilon_decay_steps)
     capacity = s.replay.buffer_size
     buffer = {"obs": np.zeros((capacity, *spec.obs_shape), spec.obs_dtype), "action": np.zeros(capacity, np.int32),
               "reward": np.zeros(capacity, np.float32),

@@ -1,4 +1,5 @@
-"""Configs from flat field names: `make_config(preset, agent, learning_rate=..., num_envs=...)`."""
+"""Configs from flat field names: `make_config(preset, agent, learning_rate=..., num_envs=...)`, with the
+values that follow from what was given (`with_intent`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import dataclasses
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.presets import get_preset
-from jaxdqn.config.schema import Config, ConfigError, flat_dict, from_dict, from_flat, leaf_paths
+from jaxdqn.config.schema import Config, ConfigError, NetworkConfig, flat_dict, from_dict, from_flat, leaf_paths, replace
+from jaxdqn.core.replay import is_frame_stack
+from jaxdqn.envs import env_spec
+
+NATURE_HIDDEN_SIZES = (512,)
+"""The dense layer after the Nature DQN's convolutions (Mnih et al. 2015)."""
 
 
 def settings_type(agent_name: str) -> type:
@@ -33,7 +39,37 @@ def make_config(preset: str | None = None, agent: str | None = None, **flat) -> 
     if base is not None:
         names = leaf_paths(kind)
         values = {k: v for k, v in flat_dict(base).items() if k in names}
-    return from_flat({**values, **flat, "agent": name}, kind)
+    cfg = from_flat({**values, **flat, "agent": name}, kind)
+    return with_intent(base if base is not None else from_flat({"agent": name}, kind), cfg, set(flat))
+
+
+def with_intent(base: Config, cfg: Config, given: set[str]) -> Config:
+    """`cfg` (the preset `base` with the fields named in `given` set) completed with what the given values imply,
+    for the fields not given themselves.
+
+    - `epsilon_decay_steps` given: the decay is that many steps, so a preset's `exploration_fraction` is cleared.
+    - another `env_id`: the torso follows its observations (stacked images: the Nature CNN with one 512-wide
+      layer; vectors: an MLP of the default widths), and `solved_return` becomes the environment's registered
+      reward threshold (None without one, which also turns `stop_when_solved` off).
+    """
+    flat, changes = flat_dict(cfg), {}
+    if "epsilon_decay_steps" in given and "exploration_fraction" not in given:
+        changes["exploration_fraction"] = None
+    if cfg.env.env_id != base.env.env_id:
+        try:
+            spec = env_spec(cfg.env.env_id)
+        except Exception:  # an unknown or unsupported id: validation names the problem in one line
+            spec = None
+        if spec is not None and "torso" in flat and "torso" not in given:
+            torso = "nature_cnn" if is_frame_stack(spec.obs_shape, spec.obs_dtype) else "mlp"
+            if torso != flat["torso"] and "hidden_sizes" not in given:
+                changes["hidden_sizes"] = NATURE_HIDDEN_SIZES if torso == "nature_cnn" else NetworkConfig.hidden_sizes
+            changes["torso"] = torso
+        if spec is not None and "solved_return" not in given:
+            changes["solved_return"] = spec.reward_threshold
+            if spec.reward_threshold is None and "stop_when_solved" not in given:
+                changes["stop_when_solved"] = False
+    return replace(cfg, **changes) if changes else cfg
 
 
 def config_from_dict(data: dict) -> Config:

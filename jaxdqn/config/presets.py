@@ -13,11 +13,11 @@ def make_config(agent: str = "dqn", **flat) -> Config:
 _LUNAR = dict(env_id="LunarLander-v3", total_steps=400_000, num_envs=4, train_frequency=4, gradient_steps=2,
               learning_starts=5_000, batch_size=128, learning_rate=2.5e-4, gamma=0.99, target_update_period=250,
               hidden_sizes=(128, 128), epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01,
-              epsilon_decay_steps=100_000, solved_return=200.0, log_interval=20_000, eval_episodes=100)
+              exploration_fraction=0.25, solved_return=200.0, log_interval=20_000, eval_episodes=100)
 # the two LunarLander presets share their loop, network size and exploration
 
 PRESETS: dict[str, Config] = {
-    "cartpole": make_config(solved_return=475.0),
+    "cartpole": make_config(solved_return=475.0, exploration_fraction=0.5),
     "lunarlander": make_config(**_LUNAR, buffer_size=50_000, loss="l2", clip_grad_value=100.0),
     "lunarlander-per": make_config(
         **_LUNAR, buffer_size=100_000, loss="huber", max_grad_norm=10.0, double_q=True, dueling=True,
@@ -27,7 +27,7 @@ PRESETS: dict[str, Config] = {
         learning_starts=64, buffer_size=15_000, batch_size=64, learning_rate=1e-3, gamma=0.8,
         target_update_period=50, hidden_sizes=(128,), dueling=True, dueling_hidden=128, loss="huber",
         max_grad_norm=10.0, epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.1,
-        epsilon_decay_steps=4_064, log_interval=1_000, eval_episodes=100),
+        exploration_fraction=0.4064, log_interval=1_000, eval_episodes=100),
     "frozenlake": make_config(
         agent="tabular", env_id="FrozenLake-v1", tabular_alpha=0.2, tabular_alpha_end=0.0, gamma=0.99,
         total_steps=100_000, num_envs=8, learning_starts=0, epsilon_schedule="constant", epsilon_start=1.0,
@@ -36,7 +36,7 @@ PRESETS: dict[str, Config] = {
         env_id="Pong-v5", torso="nature_cnn", hidden_sizes=(512,), total_steps=2_000_000, num_envs=1,
         train_frequency=1, gradient_steps=1, learning_starts=10_000, buffer_size=10_000, batch_size=32,
         learning_rate=1e-4, gamma=0.99, target_update_period=1_000, loss="l2", epsilon_schedule="linear",
-        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=150_000, solved_return=19.0,
+        epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.075, solved_return=19.0,
         stop_when_solved=True, log_interval=10_000, eval_episodes=10, eval_epsilon=0.0,
         repeat_action_probability=0.0),
     "breakout": make_config(
@@ -52,7 +52,7 @@ PRESETS: dict[str, Config] = {
         double_q=True, prioritized=True, priority_alpha=0.5, priority_beta0=0.4, buffer_size=1_000_000,
         batch_size=64, num_envs=4, train_frequency=4, gradient_steps=1, learning_rate=1e-4, gamma=0.99,
         target_update_period=2_500, loss="huber", max_grad_norm=10.0, epsilon_schedule="exponential",
-        epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=1_000_000, learning_starts=50_000,
+        epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1, learning_starts=50_000,
         total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05,
         repeat_action_probability=0.25),
 }

@@ -188,6 +188,10 @@ class LoopConfig(Section):
     """Evaluation episodes per seed at the end of training (whole games, at eval_epsilon)."""
     eval_epsilon: float = 0.0
     """Epsilon of the evaluation policy: 0 is greedy; the Nature DQN evaluated Atari at 0.05."""
+    schedule_steps: int | None = None
+    """Length of the schedules that span the run (beta annealed to 1, the tabular alpha decay,
+    exploration_fraction), in environment steps per seed; None: the run's total_steps. Resuming with a larger
+    total_steps sets it to the run's first length, so those schedules keep their course."""
     solved_return: float | None = None
     """Mean return over the last 100 training episodes that counts as solving the task; None for none."""
     stop_when_solved: bool = False
@@ -201,6 +205,8 @@ class LoopConfig(Section):
         require(self.learning_starts < self.total_steps, "learning_starts",
                 f"must be below total_steps ({self.total_steps}) or no update ever runs", self.learning_starts)
         _in_unit_interval(self, "eval_epsilon")
+        if self.schedule_steps is not None:
+            _positive_ints(self, "schedule_steps")
         if self.solved_return is not None:
             require(math.isfinite(self.solved_return), "solved_return", "must be a finite number or None",
                     self.solved_return)
@@ -256,7 +262,12 @@ class ExplorationConfig(Section):
     epsilon_end: float = 0.05
     """Final epsilon, in [0, 1]."""
     epsilon_decay_steps: int = 250_000
-    """Environment steps to go from epsilon_start to epsilon_end (linear or geometric)."""
+    """Environment steps to go from epsilon_start to epsilon_end (linear or geometric); unused when
+    exploration_fraction is set."""
+    exploration_fraction: float | None = None
+    """If set, the decay lasts this fraction of the run (of schedule_steps, by default total_steps), so it scales
+    with --total-steps (CleanRL's exploration_fraction); None: epsilon_decay_steps. Giving epsilon_decay_steps
+    alone clears it."""
     epsilon_boundaries: tuple[int, ...] = ()
     """Piecewise schedule: step numbers (increasing) at which epsilon_values hold."""
     epsilon_values: tuple[float, ...] = ()
@@ -264,6 +275,9 @@ class ExplorationConfig(Section):
 
     def _check_values(self) -> None:
         _positive_ints(self, "epsilon_decay_steps")
+        if self.exploration_fraction is not None:
+            require(0 < self.exploration_fraction <= 1, "exploration_fraction", "must be in (0, 1] or None",
+                    self.exploration_fraction)
         _in_unit_interval(self, "epsilon_start", "epsilon_end")
         if self.epsilon_schedule == "exponential":
             require(self.epsilon_end > 0, "epsilon_end", "must be > 0 for the exponential schedule",
@@ -452,6 +466,11 @@ class Plan(NamedTuple):
     """Training periods in one compiled chunk: one log interval, rounded to whole periods (at least 1)."""
     episode_log_capacity: int
     """Episodes a chunk's environments can finish per seed: each one takes a step plus the reset step."""
+    schedule_env_steps: int
+    """Length of the run-long schedules: schedule_steps, or total_env_steps when it is None."""
+    epsilon_decay_steps: int
+    """The decay of the epsilon schedule: exploration_fraction of schedule_env_steps (at least 1), else the
+    exploration section's epsilon_decay_steps."""
 
 
 def plan(cfg: Config) -> Plan:
@@ -464,8 +483,19 @@ def plan(cfg: Config) -> Plan:
     steps_per_period = iters * num_envs
     total_periods = math.ceil(loop.total_steps / steps_per_period)
     log_periods = max(1, round(loop.log_interval / steps_per_period))
-    return Plan(iters, updates, steps_per_period, total_periods, total_periods * steps_per_period, log_periods,
-                num_envs * math.ceil(log_periods * iters / 2))
+    total_env_steps = total_periods * steps_per_period
+    schedule_env_steps = loop.schedule_steps or total_env_steps
+    fraction = cfg.exploration.exploration_fraction
+    decay = max(1, round(fraction * schedule_env_steps)) if fraction else cfg.exploration.epsilon_decay_steps
+    return Plan(iters, updates, steps_per_period, total_periods, total_env_steps, log_periods,
+                num_envs * math.ceil(log_periods * iters / 2), schedule_env_steps, decay)
+
+
+def with_derived(cfg: Config) -> Config:
+    """`cfg` with the epsilon decay it runs with written into `epsilon_decay_steps` when `exploration_fraction`
+    derives it, as config.json records it (the fraction stays, so the value is derived again the same way)."""
+    decay = plan(cfg).epsilon_decay_steps
+    return cfg if decay == cfg.exploration.epsilon_decay_steps else replace(cfg, epsilon_decay_steps=decay)
 
 
 @functools.cache

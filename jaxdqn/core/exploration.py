@@ -15,13 +15,14 @@ import jax.numpy as jnp
 SCHEDULES = ("constant", "linear", "exponential", "piecewise")
 
 
-def epsilon_schedule_params(exploration) -> dict:
-    """The numbers of an exploration section (`ExplorationConfig`) as float32 arrays."""
+def epsilon_schedule_params(exploration, decay_steps: int) -> dict:
+    """The numbers of an exploration section (`ExplorationConfig`) as float32 arrays, with the decay's length
+    in steps (`Plan.epsilon_decay_steps`: it may be a fraction of the run)."""
     boundaries = exploration.epsilon_boundaries or (0,)
     values = exploration.epsilon_values or (exploration.epsilon_start,)
     return {"epsilon_start": jnp.float32(exploration.epsilon_start),
             "epsilon_end": jnp.float32(exploration.epsilon_end),
-            "epsilon_decay_steps": jnp.float32(exploration.epsilon_decay_steps),
+            "epsilon_decay_steps": jnp.float32(decay_steps),
             "epsilon_boundaries": jnp.asarray(boundaries, jnp.float32),
             "epsilon_values": jnp.asarray(values, jnp.float32)}
 
@@ -42,9 +43,10 @@ def epsilon_at(kind: str, params: dict, step):
     raise ValueError(f"epsilon_schedule: unknown schedule {kind!r}; allowed: {', '.join(SCHEDULES)}")
 
 
-def make_epsilon_schedule(exploration) -> Callable:
-    """`epsilon(step)` for an exploration section, with its numbers fixed."""
-    return functools.partial(epsilon_at, exploration.epsilon_schedule, epsilon_schedule_params(exploration))
+def make_epsilon_schedule(exploration, decay_steps: int) -> Callable:
+    """`epsilon(step)` for an exploration section and decay length, with its numbers fixed."""
+    return functools.partial(epsilon_at, exploration.epsilon_schedule,
+                             epsilon_schedule_params(exploration, decay_steps))
 
 
 def epsilon_greedy(key, q_values, epsilon):

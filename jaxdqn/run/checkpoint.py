@@ -27,8 +27,9 @@ an environment's trajectory depends only on its seed and its actions; every pool
 batch_size == num_envs, so no environment is skipped or reordered). The replayed observations are then compared bit for bit
 with the saved ones, so a non-deterministic environment is reported rather than silently resumed.
 On CPU a run of 2N steps and a run of N steps resumed for N more give bit-identical parameters and
-metrics (for prioritized replay, beta's annealing depends on total_steps, so raise it only if you
-accept a different beta schedule from the checkpoint on).
+metrics when no schedule spans the run: a raised total_steps keeps beta's annealing, the tabular alpha
+decay and an exploration_fraction on the run's first length (schedule_steps), where a 2N run stretches
+them over 2N.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ CHECKPOINT_DIR = "checkpoints"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
 # Fields that may differ between a checkpoint and the config that resumes it.
-RESUMABLE_CHANGES = frozenset({"total_steps"})
+RESUMABLE_CHANGES = frozenset({"total_steps", "schedule_steps"})
 
 
 class CheckpointError(Exception):

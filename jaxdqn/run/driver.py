@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
-from jaxdqn.config.schema import to_dict
+from jaxdqn.config.schema import to_dict, with_derived
 from jaxdqn.config.validate import validate
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env
 from jaxdqn.evaluate import evaluate_policy
@@ -127,7 +127,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     written before validation (and the checkpoint's checks) pass, the pool is built and the chunk compiled.
     Returns the summary dict.
     """
-    validate(cfg)
+    cfg = with_derived(validate(cfg))
     if backend_name(cfg.env.env_id) != "envpool":
         log(GYMNASIUM_NOTE.format(env_id=cfg.env.env_id))
     out = Path(out_dir) if out_dir is not None else None
