@@ -26,7 +26,7 @@ USAGE = """usage: jaxdqn COMMAND [options]   (jaxdqn --version prints the versio
 commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
              [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field;
-             continue a stopped run: jaxdqn train --resume DIR [--total-steps N]
+             continue a stopped run: jaxdqn train --resume DIR [--total-steps N] [--exact]
   evaluate   play a saved run's policy (at its eval_epsilon; 0 is greedy): jaxdqn evaluate DIR [--episodes N]
              [--video FILE.mp4|.gif] [--seed S] [--epsilon E]; prints mean ± std return per seed and overall
   plot       training curves of runs: jaxdqn plot DIR [DIR ...] --out FILE.png [--window N]
@@ -44,8 +44,11 @@ Run options (besides the config fields below):
                   settings section, listed below, comes with it
   --out DIR       where config.json, metrics.jsonl, TensorBoard events, checkpoints/ and summary.json go
                   (default runs/PRESET-sSEED-TIME); a directory that already holds a run is refused
-  --resume DIR    continue the run in DIR exactly from its latest complete checkpoint, with its config.json;
-                  only --total-steps may be given (to raise it); Ctrl-C/SIGTERM save a checkpoint and stop
+  --resume DIR    continue the run in DIR from its latest complete checkpoint, with its config.json: a fresh
+                  pool of environments from there (seconds, whatever the run's length); add --exact to
+                  replay the pool's logged actions instead (bit for bit on CPU, as long as the run so far);
+                  only --total-steps (to raise it) and --exact may be given; Ctrl-C/SIGTERM save a
+                  checkpoint and stop
 
 Every config field below can be overridden; values are environment steps per seed unless stated. Integers
 may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:
@@ -206,7 +209,8 @@ def check_out_dir(out: Path) -> None:
 
 
 def parse_resume_args(run_dir: str, field_args: list[str]):
-    """The config of the run in `run_dir` with an optional raised --total-steps, and its latest checkpoint.
+    """The config of the run in `run_dir` with an optional raised --total-steps, its latest checkpoint, and whether
+    --exact was given.
 
     Reads only; raises CliError, ConfigError or CheckpointError with a one-line message.
     """
@@ -214,10 +218,11 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--total-steps", "--total_steps", type=parse_int, default=None)
+    parser.add_argument("--exact", action="store_true")
     known, unknown = parser.parse_known_args(field_args)
     if unknown:
-        raise CliError(f"--resume: only --total-steps may be given with --resume (got {' '.join(unknown)}); "
-                       "the run's config.json is used as saved")
+        raise CliError(f"--resume: only --total-steps and --exact may be given with --resume (got "
+                       f"{' '.join(unknown)}); the run's config.json is used as saved")
     path = Path(run_dir)
     if not path.is_dir():
         raise CliError(f"--resume: {path} is not a directory")
@@ -242,7 +247,7 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
     if checkpoint.env_steps >= schema.plan(cfg).total_env_steps:
         raise CliError(f"--resume: {path} already reached its {cfg.loop.total_steps} steps (checkpoint at step "
                        f"{checkpoint.env_steps}); pass a larger --total-steps to continue it")
-    return cfg, checkpoint
+    return cfg, checkpoint, known.exact
 
 
 def resume_command(run_dir: str, field_args: list[str]) -> int:
@@ -250,7 +255,7 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
     from jaxdqn.run.checkpoint import CheckpointError
 
     try:
-        cfg, checkpoint = parse_resume_args(run_dir, field_args)
+        cfg, checkpoint, exact = parse_resume_args(run_dir, field_args)
     except (ConfigError, CliError) as error:
         return _fail(str(error))
     from jaxdqn.run.driver import TrainingStopped, run_training
@@ -259,7 +264,7 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
           f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}", flush=True)
     try:
         run_training(cfg, run_dir, log=lambda line: print(line, flush=True), resume_from=checkpoint,
-                     progress_bar=sys.stdout.isatty())
+                     progress_bar=sys.stdout.isatty(), exact_resume=exact)
     except CheckpointError as error:
         return _fail(f"--resume: {error}")
     except TrainingStopped as stopped:

@@ -79,9 +79,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, reference):
     out = tmp_path / "half"
     first = jaxdqn("train", *SMALL, "--out", str(out), "--total-steps", str(TOTAL // 2))
     assert first.returncode == 0, first.stderr[-2000:]
-    second = jaxdqn("train", "--resume", str(out), "--total-steps", str(TOTAL))
+    second = jaxdqn("train", "--resume", str(out), "--total-steps", str(TOTAL), "--exact")
     assert second.returncode == 0, second.stderr[-2000:]
-    assert f"resumed from {out / 'checkpoints' / 'step_000000006000'} at step 6000" in second.stdout
+    assert f"resumed from {out / 'checkpoints' / 'step_000000006000'} at step 6000 (exact" in second.stdout
     assert_same_run(out, reference)
     assert json.loads((out / "config.json").read_text())["loop"]["total_steps"] == TOTAL
     assert [p.name for p in sorted((out / "checkpoints").glob("step_*"))] == [
@@ -109,6 +109,50 @@ def test_raising_total_steps_on_resume_keeps_the_schedules_that_span_the_run(tmp
     assert records[1000]["epsilon"] == records[4000]["epsilon"] == pytest.approx(0.05)
 
 
+def test_fresh_resume_is_the_default_and_a_later_exact_resume_replays_only_its_pool(tmp_path):
+    """The default resume builds a fresh pool at the checkpoint (seconds, however long the run). Its checkpoints
+    record where that pool started and only its actions, so an exact resume of one continues bit for bit."""
+    args = [*SMALL, "--total-steps", "2000"]
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    for run in (once, twice):
+        assert train(run, *args).returncode == 0
+    resumed = jaxdqn("train", "--resume", str(once), "--total-steps", "4000")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "at step 2000 (a fresh pool of environments from here; the running episodes were cut)" in resumed.stdout
+    meta = json.loads((once / "checkpoints" / "step_000000004000" / "meta.json").read_text())
+    assert meta["pool_start_step"] == 2000
+    assert final_arrays(once)["action_log"].shape == (2000, 1)  # the steps since the fresh pool, not 4000
+    assert jaxdqn("train", "--resume", str(twice), "--total-steps", "3000").returncode == 0
+    exact = jaxdqn("train", "--resume", str(twice), "--total-steps", "4000", "--exact")
+    assert exact.returncode == 0, exact.stderr[-2000:]
+    assert "at step 3000 (exact" in exact.stdout
+    assert_same_run(twice, once)
+
+
+def test_cut_episodes_closes_the_stored_steps_so_nothing_joins_the_next_pool():
+    """A fresh pool's first episodes never join the last stored steps: the cut stores the observation the
+    checkpoint's pool stood at as the last step's next observation, in a slot that is not a transition."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdqn.config.build import make_config
+    from jaxdqn.run.driver import build_rollout
+
+    cfg = make_config(num_envs=2, train_frequency=2, total_steps=1000, learning_starts=100, buffer_size=200,
+                      batch_size=8, log_interval=100)
+    rollout = build_rollout(cfg)
+    state, _ = jax.jit(rollout.run_chunk)(jax.jit(rollout.init)(jax.random.PRNGKey(0)), jnp.int32(20), 10**6)
+    position = int(state.agents.replay.position[0])
+    cut = rollout.cut_episodes(state)
+    rollout.env.close()
+    storage = cut.agents.replay.storage
+    np.testing.assert_array_equal(storage.obs[0, :, position], state.obs[0])
+    assert not storage.real[0, :, position].any()
+    assert int(cut.agents.replay.position[0]) == (position + 1) % 100
+    assert not cut.done.any() and not np.asarray(cut.stats.running_length).any()
+    np.testing.assert_array_equal(cut.stats.episodes, state.stats.episodes)  # the cut episodes are not counted
+
+
 def test_sigterm_saves_and_says_how_to_resume(tmp_path, reference):
     out = tmp_path / "term"
     process = subprocess.Popen([JAXDQN, "train", *SMALL, "--out", str(out)], stdout=subprocess.PIPE,
@@ -124,7 +168,7 @@ def test_sigterm_saves_and_says_how_to_resume(tmp_path, reference):
     assert 1000 <= stopped_at < TOTAL
     assert (out / "checkpoints" / f"step_{stopped_at:012d}").is_dir()
     assert records(out)[-1]["env_steps"] == stopped_at
-    resumed = jaxdqn("train", "--resume", str(out))
+    resumed = jaxdqn("train", "--resume", str(out), "--exact")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_run(out, reference)
 
@@ -138,7 +182,7 @@ def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path, reference):
     process.kill()
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    resumed = jaxdqn("train", "--resume", str(out))
+    resumed = jaxdqn("train", "--resume", str(out), "--exact")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # metrics logged after the last checkpoint were dropped and logged again, once
     assert_same_run(out, reference)
@@ -151,7 +195,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, reference):
                               "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert crashed.returncode == 75, crashed.stderr[-2000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [".tmp-step_000000002000", "step_000000001000"]
-    resumed = jaxdqn("train", "--resume", str(out))
+    resumed = jaxdqn("train", "--resume", str(out), "--exact")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "at step 1000" in resumed.stdout
     assert not list((out / "checkpoints").glob(".tmp-*"))
@@ -194,7 +238,8 @@ BAD_RUNS = {
     "other env": (_edit_config(env_id="Acrobot-v1"), [],
                   "env_id: checkpoint has 'CartPole-v1', config has 'Acrobot-v1'"),
     "other replay": (_edit_config(prioritized=True), [], "prioritized: checkpoint has False, config has True"),
-    "changed field": (lambda run: None, ["--learning-rate", "1e-3"], "only --total-steps may be given with --resume"),
+    "changed field": (lambda run: None, ["--learning-rate", "1e-3"],
+                      "only --total-steps and --exact may be given with --resume"),
     "lower total": (lambda run: None, ["--total-steps", "1000"], "can only be raised on resume"),
 }
 

@@ -6,7 +6,8 @@ pure step usable inside jit. An id EnvPool has runs through EnvPool; any other t
 
 from __future__ import annotations
 
-from jaxdqn.envs.base import EVAL_STREAM, TRAIN_STREAM, EnvBackend, EnvSpec, StepResult, UnsupportedEnv, env_seeds
+from jaxdqn.envs.base import (EVAL_STREAM, TRAIN_STREAM, EnvBackend, EnvSpec, StepResult, UnsupportedEnv, env_seeds,
+                              training_stream)
 from jaxdqn.envs.envpool import ATARI_PREPROCESSING, EnvPoolBackend, is_atari
 from jaxdqn.envs.gymnasium import GYMNASIUM_NOTE, GymnasiumBackend
 
@@ -41,4 +42,4 @@ def known_env_ids() -> list[str]:
 
 __all__ = ["ATARI_PREPROCESSING", "BACKENDS", "EVAL_STREAM", "TRAIN_STREAM", "GYMNASIUM_NOTE", "EnvBackend", "EnvPoolBackend", "EnvSpec",
            "GymnasiumBackend", "StepResult", "UnsupportedEnv", "backend_name", "env_seeds", "env_spec", "is_atari", "known_env_ids",
-           "make_env"]
+           "make_env", "training_stream"]

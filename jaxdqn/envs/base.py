@@ -78,6 +78,12 @@ TRAIN_STREAM, EVAL_STREAM = 0, 1
 """`env_seeds` streams: training environments, and the evaluation environments (never seen in training)."""
 
 
+def training_stream(pool_start_step: int) -> int:
+    """The `env_seeds` stream of a training pool started at env step `pool_start_step`: TRAIN_STREAM for the
+    run's first pool, a stream of its own (2 + the step) for a pool started afresh when a run resumes."""
+    return TRAIN_STREAM if pool_start_step == 0 else 2 + pool_start_step
+
+
 def env_seeds(run_seed: int, agents: int | Sequence[int], num_envs: int, stream: int = TRAIN_STREAM) -> np.ndarray:
     """int32 seeds (len(agents) * num_envs,) for a pool of `num_envs` environments per agent, agent-major.
 

@@ -56,6 +56,7 @@ class Rollout(NamedTuple):
     init: Callable
     run_chunk: Callable
     report: Callable  # report(agents, env_steps) -> dict of (A,) arrays, jitted
+    cut_episodes: Callable  # cut_episodes(state) -> state, jitted (see make_rollout)
     action_log_length: int
     action_dtype: Any
     reset: tuple  # (env_state, obs) of the pool right after its reset
@@ -153,6 +154,19 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
                                                 (state, output, state.iteration, jnp.asarray(learn_after)))
         return state, output
 
+    def cut_episodes(state: LoopState) -> LoopState:
+        """Cut every environment's episode where it stands, before the loop goes on with a freshly reset pool:
+        the agents observe the current observations as a step that is not a transition (as EnvPool's auto-reset
+        step), so the last stored step gets its next observation and nothing joins it to the new episodes
+        (no transition, frame stack or n-step sequence crosses the cut); the cut episodes are not reported."""
+        zeros = jnp.zeros(agent_axis, bool)
+        step = Step(state.obs, jnp.zeros(agent_axis, jnp.int32), jnp.zeros(agent_axis, jnp.float32), zeros, zeros,
+                    state.obs, zeros)
+        agents = observe(state.agents, step, state.iteration * num_envs, jnp.asarray(False))
+        stats = state.stats._replace(running_return=jnp.zeros_like(state.stats.running_return),
+                                     running_length=jnp.zeros_like(state.stats.running_length))
+        return state._replace(agents=agents, stats=stats, done=zeros)
+
     report = jax.jit(jax.vmap(fns.report, in_axes=(0, None)))
-    return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, action_log_length, action_dtype,
-                   (env_state0, obs0))
+    return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, jax.jit(cut_episodes), action_log_length,
+                   action_dtype, (env_state0, obs0))

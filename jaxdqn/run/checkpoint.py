@@ -19,9 +19,11 @@ any moment leaves either the old set of complete checkpoints or the old set plus
 this small scheme rather than orbax-checkpoint: the state is a few host-side NumPy arrays, the rename
 gives the atomicity orbax gives, and it adds no dependency.
 
-Exact resume. EnvPool's environment state cannot be read or written, so the checkpoint carries the log
-of every action sent to the pool (one row of A x N action indices per iteration, uint8 when the task
-has at most 256 actions). On resume the pool is rebuilt with the same seeds and size, reset, and the
+Resume. EnvPool's environment state cannot be read or written. By default a resumed run starts a fresh
+pool (new environment seeds) at the checkpoint and cuts the running episodes there (jaxdqn/run/resume.py):
+bounded, seconds plus loading. Exact resume instead brings the pool back: the checkpoint carries the log
+of every action sent to the pool since it was built (one row of A x N action indices per iteration,
+uint8 when the task has at most 256 actions). On resume the pool is rebuilt with the same seeds and size, reset, and the
 logged actions are replayed through the backend's step inside one jitted `lax.scan` (jaxdqn/run/resume.py;
 an environment's trajectory depends only on its seed and its actions; every pool is made with
 batch_size == num_envs, so no environment is skipped or reordered). The replayed observations are then compared bit for bit
@@ -73,7 +75,10 @@ class Checkpoint(NamedTuple):
     learn_after: int
     has_replay: bool
     leaves: dict  # tree-path string -> np.ndarray
-    action_log: np.ndarray  # (iterations, S * N)
+    action_log: np.ndarray  # (iterations since pool_start_step, S * N)
+    pool_start_step: int
+    """The env step at which the pool of the checkpointed run was built and reset (0, or where a fresh resume
+    started one); the action log starts there."""
 
 
 def saved_state(state, with_replay: bool, optional_fields: tuple = ()):
@@ -127,7 +132,8 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
     """Write a complete checkpoint of `state` atomically under RUN/checkpoints/ and keep the newest
     `cfg.checkpoint.keep_checkpoints`.
 
-    `counters` holds the host-side counters (env_steps, periods_done, updates, learn_after).
+    `counters` holds the host-side counters (env_steps, periods_done, updates, learn_after, pool_start_step);
+    `action_log` the actions sent to the pool since pool_start_step.
     Returns the checkpoint folder.
     """
     with_replay, keep = cfg.checkpoint.checkpoint_replay, cfg.checkpoint.keep_checkpoints
@@ -218,7 +224,7 @@ def load_latest(run_dir, cfg) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} cannot be read ({error})") from None
     return Checkpoint(path, meta["config"], int(meta["env_steps"]), int(meta["periods_done"]),
                       int(meta["updates"]), int(meta["learn_after"]), bool(meta["has_replay"]), leaves,
-                      action_log)
+                      action_log, int(meta.get("pool_start_step", 0)))
 
 
 def restore_state(checkpoint: Checkpoint, template, prefix: str = ""):

@@ -15,13 +15,13 @@ import numpy as np
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import to_dict, with_derived
 from jaxdqn.config.validate import validate
-from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env
+from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
 from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout
 from jaxdqn.run.checkpoint import Checkpoint, save_checkpoint
 from jaxdqn.run.recorder import Recorder
-from jaxdqn.run.resume import resume_state
+from jaxdqn.run.resume import pool_start_step, resume_state
 from jaxdqn.run.signals import StopSignals
 
 NON_FINITE_EXIT_CODE = 3
@@ -38,10 +38,11 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-def build_rollout(cfg) -> Rollout:
-    """The agent's functions, the environment pool (agent-major, hashed per-environment seeds) and the loop."""
+def build_rollout(cfg, pool_start_step: int = 0) -> Rollout:
+    """The agent's functions, the environment pool (agent-major, hashed per-environment seeds of the training
+    stream of a pool started at `pool_start_step`) and the loop."""
     fns = resolve_agent(cfg.agent).build(cfg, env_spec(cfg.env.env_id))
-    seeds = env_seeds(cfg.loop.seed, range(cfg.loop.num_seeds), cfg.env.num_envs)
+    seeds = env_seeds(cfg.loop.seed, range(cfg.loop.num_seeds), cfg.env.num_envs, training_stream(pool_start_step))
     env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip,
                    repeat_action_probability=cfg.env.repeat_action_probability)
     return make_rollout(cfg, fns, env)
@@ -55,13 +56,14 @@ class Progress:
     """Host-side counters of a run (saved in checkpoints), the log of actions sent to the pool, and what has
     been announced."""
 
-    def __init__(self, resume_from: Checkpoint | None, learning_starts: int, plan):
+    def __init__(self, resume_from: Checkpoint | None, learning_starts: int, plan, exact: bool = False):
         fresh = resume_from is None
         self.plan = plan
         self.periods_done = 0 if fresh else resume_from.periods_done
         self.updates = 0 if fresh else resume_from.updates
         self.learn_after = learning_starts if fresh else resume_from.learn_after
-        self.action_log = [] if fresh else [resume_from.action_log]
+        self.pool_start_step = 0 if fresh else pool_start_step(resume_from, exact)
+        self.action_log = [resume_from.action_log] if not fresh and exact else []  # since the pool started
         if not fresh and not resume_from.has_replay:  # refill the replay before learning again
             self.learn_after = resume_from.env_steps + learning_starts
         self.last_checkpoint = None if fresh else resume_from.path
@@ -82,7 +84,7 @@ class Progress:
         """What a checkpoint's meta.json keeps (the action log is joined into one array first)."""
         self.action_log = [np.concatenate(self.action_log)]
         return {"env_steps": self.env_steps, "periods_done": self.periods_done, "updates": self.updates,
-                "learn_after": self.learn_after}
+                "learn_after": self.learn_after, "pool_start_step": self.pool_start_step}
 
     def check_finite(self, output, params_finite: bool, previous_steps: int) -> None:
         """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite."""
@@ -118,11 +120,12 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
 
 
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
-                 progress_bar: bool = False) -> dict:
+                 progress_bar: bool = False, exact_resume: bool = False) -> dict:
     """Train `cfg` (validated here) to its step budget; write config, metrics, episodes, TensorBoard events,
     checkpoints and summary to `out_dir` (None: write nothing), and log to W&B when `cfg.tracking.track` is set.
 
-    `resume_from` (see `checkpoint.load_latest`) continues the run in `out_dir` exactly. SIGINT/SIGTERM stop
+    `resume_from` (see `checkpoint.load_latest`) continues the run in `out_dir`: with a fresh pool from the
+    checkpoint on, or, with `exact_resume`, by replaying the pool's logged actions (see resume.py). SIGINT/SIGTERM stop
     after the current chunk with a checkpoint; they and non-finite values raise `TrainingStopped`. Nothing is
     written before validation (and the checkpoint's checks) pass, the pool is built and the chunk compiled.
     Returns the summary dict.
@@ -132,11 +135,13 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         log(GYMNASIUM_NOTE.format(env_id=cfg.env.env_id))
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
-    rollout, key = build_rollout(cfg), jax.random.PRNGKey(cfg.loop.seed)
-    plan, progress, recorder = rollout.plan, Progress(resume_from, cfg.loop.learning_starts, rollout.plan), None
+    pool_start = 0 if resume_from is None else pool_start_step(resume_from, exact_resume)
+    rollout, key, recorder = build_rollout(cfg, pool_start), jax.random.PRNGKey(cfg.loop.seed), None
+    plan, progress = rollout.plan, Progress(resume_from, cfg.loop.learning_starts, rollout.plan, exact_resume)
     try:
         compile_start = time.perf_counter()
-        state = jax.jit(rollout.init)(key) if resume_from is None else resume_state(rollout, resume_from, key)
+        state = (jax.jit(rollout.init)(key) if resume_from is None
+                 else resume_state(rollout, resume_from, key, exact_resume))
         chunk = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
             state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after)).compile()
         compile_seconds = time.perf_counter() - compile_start
@@ -146,7 +151,9 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         if out is not None and resume_from is not None:
-            log(f"resumed from {resume_from.path} at step {start_steps}")
+            log(f"resumed from {resume_from.path} at step {start_steps} ("
+                + ("exact: the pool's logged actions replayed)" if exact_resume
+                   else "a fresh pool of environments from here; the running episodes were cut)"))
             if not resume_from.has_replay:
                 log(f"checkpoint holds no replay (checkpoint_replay False): refilling it, learning resumes after "
                     f"step {progress.learn_after}")

@@ -1,8 +1,13 @@
-"""Exact resume: a checkpoint's `LoopState` with the environment pool brought back to the saved state.
+"""Resuming a checkpoint's `LoopState`, in one of two modes.
 
-Environment state (EnvPool's) cannot be saved, so the pool is rebuilt with the same seeds, reset, and the
-logged actions are replayed through the backend's step in one jitted `lax.scan`; the observations that come
-out are checked bit for bit against the saved ones.
+- Fresh (the default, bounded): the pool is built anew from its own seeds (`training_stream` of the
+  checkpoint's step) and reset; the agents' state, replay, keys and counters are the checkpoint's, and the
+  episodes that were running are cut (`Rollout.cut_episodes`). Costs loading plus one reset, whatever the
+  run's length.
+- Exact: EnvPool's state cannot be saved, so the pool is rebuilt with the seeds it had, reset, and the
+  actions logged since it was built are replayed through the backend's step in one jitted `lax.scan`; the
+  observations that come out are checked bit for bit against the saved ones. On CPU the run then continues
+  bit for bit as if never stopped; it costs a replay of every logged step.
 """
 
 from __future__ import annotations
@@ -29,14 +34,30 @@ def replay_actions(env, env_state, obs, actions):
     return jax.jit(scan)(env_state, obs, actions)
 
 
-def resume_state(rollout: Rollout, checkpoint: Checkpoint, key):
-    """The `LoopState` of `checkpoint`: arrays checked against this config's state (CheckpointError before
-    anything compiles), the logged actions replayed on the freshly reset pool, the observations compared."""
+def pool_start_step(checkpoint: Checkpoint, exact: bool) -> int:
+    """The env step whose `training_stream` seeds the pool that resumes `checkpoint`: the checkpointed pool's
+    own (exact), or the checkpoint's step (fresh)."""
+    return checkpoint.pool_start_step if exact else checkpoint.env_steps
+
+
+def resume_state(rollout: Rollout, checkpoint: Checkpoint, key, exact: bool = False):
+    """The `LoopState` that continues `checkpoint` on `rollout`, whose pool was built with the seeds of
+    `pool_start_step(checkpoint, exact)`; arrays are checked against this config's state (CheckpointError
+    before anything compiles)."""
     template = jax.eval_shape(rollout.init, key)
     optional = rollout.fns.optional_fields
     saved = restore_state(checkpoint, saved_state(template, checkpoint.has_replay, optional))
+    agents = saved.agents
+    if not checkpoint.has_replay and optional:
+        fresh = jax.jit(rollout.init)(key).agents
+        agents = agents._replace(**{name: getattr(fresh, name) for name in optional})
+    state = jax.tree.map(jnp.asarray, saved._replace(agents=agents, env_state=rollout.reset[0]))
+    if not exact:
+        state = rollout.cut_episodes(state)
+        return state._replace(obs=jnp.asarray(rollout.reset[1]).reshape(state.obs.shape))
     pool_size = rollout.env.num_envs
-    iterations = int(saved.iteration)
+    num_envs = rollout.plan.steps_per_period // rollout.plan.iters_per_period  # per agent
+    iterations = int(saved.iteration) - checkpoint.pool_start_step // num_envs
     if checkpoint.action_log.shape != (iterations, pool_size):
         raise CheckpointError(f"checkpoint {checkpoint.path}: action log has shape {checkpoint.action_log.shape}, "
                               f"expected ({iterations}, {pool_size})")
@@ -45,9 +66,4 @@ def resume_state(rollout: Rollout, checkpoint: Checkpoint, key):
         raise CheckpointError(f"replaying the {iterations} logged steps of {rollout.env.spec.env_id} did not "
                               "reproduce the saved observations; this environment is not deterministic given "
                               "seed and actions")
-    agents = saved.agents
-    if not checkpoint.has_replay and optional:
-        fresh = jax.jit(rollout.init)(key).agents
-        agents = agents._replace(**{name: getattr(fresh, name) for name in optional})
-    state = jax.tree.map(jnp.asarray, saved._replace(agents=agents))
     return state._replace(env_state=env_state)
