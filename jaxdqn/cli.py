@@ -20,6 +20,7 @@ from jaxdqn.config.presets import PRESET_DOCS, PRESET_TITLES, PRESETS, get_prese
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.config.validate import validate
 from jaxdqn.files import unwritable_reason
+from jaxdqn.run.recorder import holds_run
 
 USAGE = """usage: jaxdqn COMMAND [options]   (jaxdqn --version prints the version)
 
@@ -44,6 +45,8 @@ Run options (besides the config fields below):
                   settings section, listed below, comes with it
   --out DIR       where config.json, metrics.jsonl, TensorBoard events, checkpoints/ and summary.json go
                   (default runs/PRESET-sSEED-TIME); a directory that already holds a run is refused
+  --overwrite     replace the run in --out (its files are removed once the new run has compiled, so a
+                  bad value or a failed build leaves it as it was)
   --resume DIR    continue the run in DIR from its latest complete checkpoint, with its config.json: a fresh
                   pool of environments from there (seconds, whatever the run's length); add --exact to
                   replay the pool's logged actions instead (bit for bit on CPU, as long as the run so far);
@@ -77,6 +80,7 @@ def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--agent", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--overwrite", action="store_true")
     return parser.parse_known_args(argv)
 
 
@@ -191,8 +195,9 @@ def _one_line_errors(args: list[str]):
         raise CliError(re.sub(r"^Error parsing (?=--)|^Error parsing [\w.]+: (?=\w+: )", "", message)) from None
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse an output directory that already holds a run, so nothing saved is overwritten."""
+def check_out_dir(out: Path, overwrite: bool = False) -> None:
+    """Refuse an output directory that already holds a run (unless `overwrite`), so nothing saved is
+    overwritten by accident."""
     if out.exists() and not out.is_dir():
         raise CliError(f"--out: {out} exists and is not a directory")
     existing = out.absolute()
@@ -203,9 +208,9 @@ def check_out_dir(out: Path) -> None:
     reason = unwritable_reason(existing)
     if reason is not None:
         raise CliError(f"--out: {existing} is not writable ({reason}), so {out} cannot be created there")
-    run_files = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
-    if out.is_dir() and any((out / name).exists() for name in run_files):
-        raise CliError(f"--out: {out} already holds a run; choose a new directory")
+    if holds_run(out) and not overwrite:
+        raise CliError(f"--out: {out} already holds a run; choose a new directory, resume it (--resume {out}) or "
+                       "replace it (--overwrite)")
 
 
 def parse_resume_args(run_dir: str, field_args: list[str]):
@@ -214,7 +219,7 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
 
     Reads only; raises CliError, ConfigError or CheckpointError with a one-line message.
     """
-    from jaxdqn.run.checkpoint import CheckpointError, load_latest
+    from jaxdqn.run.checkpoint import CheckpointError, NoCheckpoint, load_latest
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--total-steps", "--total_steps", type=parse_int, default=None)
@@ -242,6 +247,9 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
     validate(cfg)
     try:
         checkpoint = load_latest(path, cfg)
+    except NoCheckpoint as error:
+        raise CliError(f"--resume: {error}: the run stopped before its first save; start it again with "
+                       f"jaxdqn train --out {path} --overwrite [...]") from None
     except CheckpointError as error:
         raise CliError(f"--resume: {error}") from None
     if checkpoint.env_steps >= schema.plan(cfg).total_env_steps:
@@ -277,9 +285,9 @@ def train_command(argv: list[str]) -> int:
     """`jaxdqn train`: validate everything, then train and write the run directory."""
     run_options, field_args = _split_run_options(argv)
     if run_options.resume is not None:
-        if "--preset" in argv or run_options.out is not None:
-            return _fail("--resume: --preset and --out cannot be combined with --resume (the run's own "
-                         "config.json and directory are used)")
+        if "--preset" in argv or run_options.out is not None or run_options.overwrite:
+            return _fail("--resume: --preset, --out and --overwrite cannot be combined with --resume (the run's "
+                         "own config.json and directory are used)")
         return resume_command(run_options.resume, field_args)
     try:
         cfg, preset, out = parse_train_args(argv)
@@ -288,7 +296,7 @@ def train_command(argv: list[str]) -> int:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             out = f"runs/{preset}-s{cfg.loop.seed}-{stamp}"
         out_path = Path(out)
-        check_out_dir(out_path)
+        check_out_dir(out_path, run_options.overwrite)
     except (ConfigError, CliError) as error:
         return _fail(str(error))
     from jaxdqn.run.driver import TrainingStopped, run_training
@@ -296,7 +304,8 @@ def train_command(argv: list[str]) -> int:
     print(f"jaxdqn train: preset {preset}, {cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x {cfg.env.num_envs} "
           f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}", flush=True)
     try:
-        run_training(cfg, out_path, log=lambda line: print(line, flush=True), progress_bar=sys.stdout.isatty())
+        run_training(cfg, out_path, log=lambda line: print(line, flush=True), progress_bar=sys.stdout.isatty(),
+                     overwrite=run_options.overwrite)
     except TrainingStopped as stopped:
         print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
         return stopped.exit_code

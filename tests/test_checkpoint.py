@@ -277,6 +277,29 @@ def test_non_finite_loss_stops_at_a_named_step_and_keeps_the_last_good_checkpoin
     assert good.env_steps == 1000 and good.updates == 0
 
 
+def test_a_run_stopped_before_its_first_save_is_replaced_with_overwrite(tmp_path):
+    """Never a directory that both --out and --resume refuse: --overwrite replaces it, once the new run is
+    checked and compiled."""
+    out = tmp_path / "run"
+    args = [*SMALL, "--total-steps", "3000", "--checkpoint-interval", "0", "--out", str(out)]
+    failed = jaxdqn("train", *args, "--learning-rate", "1e30")
+    assert failed.returncode == 3 and (out / "metrics.jsonl").exists() and not (out / "checkpoints").exists()
+    resumed = jaxdqn("train", "--resume", str(out))
+    assert resumed.returncode == 2 and len(resumed.stderr.strip().splitlines()) == 1
+    assert f"holds no complete checkpoint (step_* folder): the run stopped before its first save; start it again " \
+           f"with jaxdqn train --out {out} --overwrite" in resumed.stderr
+    again = jaxdqn("train", *args)
+    assert again.returncode == 2 and "already holds a run; choose a new directory, resume it" in again.stderr
+    before = tree_hash(out)
+    bad = jaxdqn("train", *args, "--overwrite", "--gamma", "2")
+    assert bad.returncode == 2 and tree_hash(out) == before  # refused before anything was removed
+    replaced = jaxdqn("train", *args, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert records(out)[0]["env_steps"] == 500 and len(records(out)) == 6  # only the new run's records
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 3000
+
+
 def test_without_replay_checkpoints_are_small_and_resume_refills(tmp_path, reference):
     out = tmp_path / "noreplay"
     first = jaxdqn("train", *SMALL, "--checkpoint-replay", "False", "--total-steps", "2000", "--out", str(out))

@@ -64,6 +64,10 @@ class CheckpointError(Exception):
     """A checkpoint or run directory cannot be resumed; the message says which file and why."""
 
 
+class NoCheckpoint(CheckpointError):
+    """The run directory holds no complete checkpoint: the run stopped before its first save."""
+
+
 class Checkpoint(NamedTuple):
     """A loaded checkpoint: state leaves (keyed by tree path), the action log and the host counters."""
 
@@ -190,7 +194,7 @@ def load_latest(run_dir, cfg) -> Checkpoint:
     """
     paths = checkpoint_paths(run_dir)
     if not paths:
-        raise CheckpointError(f"{Path(run_dir) / CHECKPOINT_DIR} holds no complete checkpoint (step_* folder)")
+        raise NoCheckpoint(f"{Path(run_dir) / CHECKPOINT_DIR} holds no complete checkpoint (step_* folder)")
     path = paths[-1]
     try:
         meta = json.loads((path / META_FILE).read_text())

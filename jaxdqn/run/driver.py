@@ -20,7 +20,7 @@ from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
 from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout
 from jaxdqn.run.checkpoint import Checkpoint, save_checkpoint
-from jaxdqn.run.recorder import Recorder
+from jaxdqn.run.recorder import Recorder, remove_run
 from jaxdqn.run.resume import pool_start_step, resume_state
 from jaxdqn.run.signals import StopSignals
 
@@ -120,7 +120,7 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
 
 
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
-                 progress_bar: bool = False, exact_resume: bool = False) -> dict:
+                 progress_bar: bool = False, exact_resume: bool = False, overwrite: bool = False) -> dict:
     """Train `cfg` (validated here) to its step budget; write config, metrics, episodes, TensorBoard events,
     checkpoints and summary to `out_dir` (None: write nothing), and log to W&B when `cfg.tracking.track` is set.
 
@@ -128,7 +128,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     checkpoint on, or, with `exact_resume`, by replaying the pool's logged actions (see resume.py). SIGINT/SIGTERM stop
     after the current chunk with a checkpoint; they and non-finite values raise `TrainingStopped`. Nothing is
     written before validation (and the checkpoint's checks) pass, the pool is built and the chunk compiled.
-    Returns the summary dict.
+    `overwrite` removes a run already in `out_dir` at that point. Returns the summary dict.
     """
     cfg = with_derived(validate(cfg))
     if backend_name(cfg.env.env_id) != "envpool":
@@ -148,6 +148,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(agents)))
         start_steps = progress.env_steps
         if out is not None:  # a resumed run's config.json gets its raised total_steps
+            if overwrite and resume_from is None:
+                remove_run(out)
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         if out is not None and resume_from is not None:

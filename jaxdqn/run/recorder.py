@@ -23,6 +23,10 @@ EPISODES_HEADER = "seed,env_step,return,length"
 PER_AGENT = ("return_mean_100", "length_mean_100", "loss", "q_mean")
 """Record fields that hold one value per agent (None where there is none yet)."""
 
+RUN_FILES = ("config.json", "metrics.jsonl", "episodes.csv", "summary.json", "checkpoints", "wandb",
+             "wandb-run-id")
+"""What a run writes into its directory, besides TensorBoard's events.out.tfevents.* files."""
+
 WANDB_ID_FILE = "wandb-run-id"
 """The file of a run directory that keeps its W&B run id, so that a resumed run continues the same W&B run."""
 
@@ -75,6 +79,23 @@ def _episode_line_until(last_step: int):
         fields = line.split(",")
         return len(fields) == 4 and fields[1].isdigit() and int(fields[1]) <= last_step
     return keep
+
+
+def holds_run(out: Path) -> bool:
+    """True when `out` holds (part of) a run: a file `jaxdqn train` writes."""
+    return out.is_dir() and any((out / name).exists() for name in RUN_FILES[:5])
+
+
+def remove_run(out: Path) -> None:
+    """Remove the files of the run in `out` (for --overwrite), leaving anything else there alone."""
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for events in out.glob("events.out.tfevents.*"):
+        events.unlink()
 
 
 def record_scalars(record: dict, num_agents: int) -> dict:
