@@ -252,7 +252,7 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
                        f"jaxdqn train --out {path} --overwrite [...]") from None
     except CheckpointError as error:
         raise CliError(f"--resume: {error}") from None
-    if checkpoint.env_steps >= schema.plan(cfg).total_env_steps:
+    if checkpoint.env_steps >= schema.plan(cfg).total_env_steps and (path / "summary.json").exists():
         raise CliError(f"--resume: {path} already reached its {cfg.loop.total_steps} steps (checkpoint at step "
                        f"{checkpoint.env_steps}); pass a larger --total-steps to continue it")
     return cfg, checkpoint, known.exact

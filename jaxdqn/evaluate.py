@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,8 @@ class EvalResult(NamedTuple):
     lengths: np.ndarray
     video_frames: int | None
     video_fps: float | None
+    complete: bool = True
+    """False when `stop` ended the evaluation before every episode finished (the returns are then partial)."""
 
 
 def check_video_path(path: str | os.PathLike) -> Path:
@@ -79,7 +81,7 @@ class _VideoWriter:
 
 
 def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
-                    video_path: str | os.PathLike | None = None) -> EvalResult:
+                    video_path: str | os.PathLike | None = None, stop: Callable[[], bool] | None = None) -> EvalResult:
     """Play `episodes` episodes per agent with the evaluation policy of `params` (leading agent axis) at
     `cfg.loop.eval_epsilon` (0: greedy).
 
@@ -89,7 +91,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     full-colour Atari screen) at the environment's own rate: one frame after reset plus one per step, so an
     mp4 has length + 1 frames
     (a gif can have fewer: identical consecutive frames are merged, keeping the timing). An environment
-    that cannot render raises EvaluationError before any file is written.
+    that cannot render raises EvaluationError before any file is written. `stop() -> True`, asked after every
+    step, ends the evaluation early (`complete` False).
     """
     if episodes < 1:
         raise EvaluationError(f"episodes: must be an integer > 0 (got {episodes!r})")
@@ -125,6 +128,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
             writer = _VideoWriter(video, fps)
             writer.append(first_frame)
         while not finished.all():
+            if stop is not None and stop():
+                break
             key, act_key = jax.random.split(key)
             env_state, out = play(env_state, jnp.asarray(obs), act_key)
             obs = out.obs
@@ -148,7 +153,7 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
             writer.close(quietly=True)
         env.close()
     return EvalResult(returns.reshape(num_agents, episodes), lengths.reshape(num_agents, episodes),
-                      *((writer.frames, fps) if writer is not None else (None, None)))
+                      *((writer.frames, fps) if writer is not None else (None, None)), bool(finished.all()))
 
 
 def format_returns(result: EvalResult) -> list[str]:

@@ -3,22 +3,21 @@
     python tests/crash_during_save.py MODULE:FUNCTION K JAXDQN-ARGS...
 
 MODULE.FUNCTION is the function that writes the file (its first argument is the file's path), for example
-`jaxdqn.run.checkpoint:write_arrays`. Its K-th call writes the file, cuts it to half its size and ends the
-process at once with status 75 (`os._exit`: no cleanup, as in a power cut or a kill), so a test can check
-what a crash in the middle of a checkpoint save leaves behind.
+`jaxdqn.run.checkpoint:write_arrays`. Its K-th call writes the file, cuts it to half its size and kills the
+process with SIGKILL (no cleanup, as in a power cut or `kill -9`), so a test can check what a kill in the
+middle of a checkpoint save leaves behind.
 """
 
 import functools
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
-CRASH_STATUS = 75
-
 
 def crash_on_call(module_name: str, function_name: str, k: int) -> None:
-    """Replace MODULE.FUNCTION by a wrapper whose K-th call writes half the file and exits with CRASH_STATUS."""
+    """Replace MODULE.FUNCTION by a wrapper whose K-th call writes half the file and SIGKILLs the process."""
     module = importlib.import_module(module_name)
     original = getattr(module, function_name)
     calls = 0
@@ -31,7 +30,7 @@ def crash_on_call(module_name: str, function_name: str, k: int) -> None:
         if calls == k:
             with open(path, "r+b") as f:
                 f.truncate(Path(path).stat().st_size // 2)
-            os._exit(CRASH_STATUS)
+            os.kill(os.getpid(), signal.SIGKILL)
         return result
 
     setattr(module, function_name, wrapper)

@@ -190,10 +190,11 @@ def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path, reference):
 
 def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path, reference):
     out = tmp_path / "crash"
-    # dies halfway through writing the second checkpoint's arrays.npz (step 2000)
-    crashed = subprocess.run([sys.executable, str(CRASH_DURING_SAVE), WRITE_ARRAYS, "2", "train", *SMALL,
+    # dies halfway through writing the second checkpoint's arrays.npz (step 2000; each checkpoint writes its
+    # arrays.npz, then its replay.npz)
+    crashed = subprocess.run([sys.executable, str(CRASH_DURING_SAVE), WRITE_ARRAYS, "3", "train", *SMALL,
                               "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert crashed.returncode == 75, crashed.stderr[-2000:]
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [".tmp-step_000000002000", "step_000000001000"]
     resumed = jaxdqn("train", "--resume", str(out), "--exact")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -300,15 +301,99 @@ def test_a_run_stopped_before_its_first_save_is_replaced_with_overwrite(tmp_path
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 3000
 
 
+def test_a_save_that_hits_a_file_size_limit_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, reference):
+    import resource
+
+    newest = reference / "checkpoints" / "step_000000012000" / "arrays.npz"
+    # arrays.npz grows by the 1,000 logged actions (uint8) of every 1,000 steps: the first save fits, the second
+    # does not (replay.npz, metrics and events stay smaller)
+    limit = newest.stat().st_size - TOTAL + 1000 + 500
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "full"
+    result = subprocess.run([JAXDQN, "train", *SMALL, "--out", str(out)], capture_output=True, text=True,
+                            timeout=600, preexec_fn=limit_file_size)
+    assert result.returncode == 4, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f"jaxdqn: checkpoint step_000000002000 could not be written (File too large); "
+        f"{out / 'checkpoints' / 'step_000000001000'} is kept; resume with: jaxdqn train --resume {out}"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000000001000"]  # the partial one removed
+    resumed = jaxdqn("train", "--resume", str(out), "--exact")
+    assert resumed.returncode == 0 and "at step 1000 (exact" in resumed.stdout, resumed.stderr[-2000:]
+    assert_same_run(out, reference)
+
+
+def test_killed_at_random_moments_it_resumes_every_time_to_the_same_result(tmp_path, reference):
+    """12 SIGKILLs: at seeded random moments, and every other time in the middle of writing a checkpoint file
+    (the K-th, K random); after each, the command a user would type: --resume --exact, or --overwrite when no
+    checkpoint was complete yet."""
+    out, rng = tmp_path / "killed", np.random.default_rng(0)
+
+    def next_command():
+        if (out / "checkpoints").is_dir() and list((out / "checkpoints").glob("step_*")):
+            return [JAXDQN, "train", "--resume", str(out), "--exact"]
+        return [JAXDQN, "train", *SMALL, "--out", str(out), "--overwrite"]
+
+    kills = mid_save = 0
+    while kills < 12:
+        command, delay = next_command(), rng.uniform(2.0, 8.0)
+        if kills % 2:  # killed by the save itself, halfway through its K-th file
+            command = [sys.executable, str(CRASH_DURING_SAVE), WRITE_ARRAYS, str(rng.integers(1, 7)), *command[1:]]
+            delay = 600
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode == 0:  # finished before the kill: start again
+            shutil.rmtree(out)
+            continue
+        assert process.returncode == -signal.SIGKILL, stderr[-2000:]
+        kills += 1
+        mid_save += bool(out.exists() and list((out / "checkpoints").glob(".tmp-*")))
+    last = subprocess.run(next_command(), capture_output=True, text=True, timeout=600)
+    assert last.returncode == 0, last.stderr[-2000:]
+    assert_same_run(out, reference)
+    print(f"{kills} kills, {mid_save} of them during a save")
+
+
+def test_a_signal_during_the_final_evaluation_still_writes_the_summary(tmp_path):
+    out = tmp_path / "eval"
+    process = subprocess.Popen([JAXDQN, "train", *SMALL, "--total-steps", "2000", "--eval-episodes", "3000",
+                                "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    final = out / "checkpoints" / "step_000000002000"
+    while not final.exists() and process.poll() is None:  # the final save runs beside the evaluation
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines() == [
+        f"jaxdqn: interrupted by SIGINT during the final evaluation: the run is complete, its last checkpoint is "
+        f"{final}, and summary.json has no evaluation (jaxdqn evaluate {out} runs it)"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 2000 and summary["eval_return_mean"] is None
+    assert jaxdqn("evaluate", str(out), "--episodes", "2").returncode == 0
+
+
 def test_without_replay_checkpoints_are_small_and_resume_refills(tmp_path, reference):
     out = tmp_path / "noreplay"
     first = jaxdqn("train", *SMALL, "--checkpoint-replay", "False", "--total-steps", "2000", "--out", str(out))
     assert first.returncode == 0, first.stderr[-2000:]
     meta = json.loads((out / "checkpoints" / "step_000000002000" / "meta.json").read_text())
     assert meta["has_replay"] is False and not [leaf for leaf in meta["leaves"] if ".replay" in leaf["path"]]
+    assert not (out / "checkpoints" / "step_000000002000" / "replay.npz").exists()
     small = (out / "checkpoints" / "step_000000002000" / "arrays.npz").stat().st_size
-    full = (reference / "checkpoints" / "step_000000012000" / "arrays.npz").stat().st_size
+    newest = reference / "checkpoints" / "step_000000012000"
+    full = sum((newest / name).stat().st_size for name in ("arrays.npz", "replay.npz"))
     assert small < full - 2000 * 4 * 4  # at least the replay's observations (stored once each) are left out
+    # the replay is on disk once: in the newest checkpoint; the older kept ones resume by refilling it
+    for older in ("step_000000010000", "step_000000011000"):
+        meta = json.loads((reference / "checkpoints" / older / "meta.json").read_text())
+        assert meta["has_replay"] is False and not (reference / "checkpoints" / older / "replay.npz").exists()
+    assert json.loads((newest / "meta.json").read_text())["has_replay"] is True
     # resumed on a terminal: a progress bar instead of one line per chunk
     returncode, screen = run_on_a_terminal([JAXDQN, "train", "--resume", str(out), "--total-steps", "3000"])
     assert returncode == 0, screen[-2000:]

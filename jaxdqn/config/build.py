@@ -7,7 +7,8 @@ import dataclasses
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.presets import get_preset
-from jaxdqn.config.schema import Config, ConfigError, NetworkConfig, flat_dict, from_dict, from_flat, leaf_paths, replace
+from jaxdqn.config.schema import (Config, ConfigError, NetworkConfig, flat_dict, from_dict, from_flat, leaf_paths,
+                                  replace)
 from jaxdqn.core.replay import is_frame_stack
 from jaxdqn.envs import env_spec
 

@@ -224,6 +224,9 @@ class CheckpointConfig(Section):
     """Complete checkpoints kept in the run directory (older ones are deleted), >= 1."""
     checkpoint_replay: bool = True
     """Save the replay (and priorities) in checkpoints; False: small files, resume refills it first (not bit-exact)."""
+    replay_in_every_checkpoint: bool = False
+    """Keep the replay in every kept checkpoint; False keeps it in the newest only (an older one resumes by
+    refilling it), so a large replay is on disk once."""
 
     def _check_values(self) -> None:
         require(self.checkpoint_interval >= 0, "checkpoint_interval",

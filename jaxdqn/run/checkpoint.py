@@ -1,33 +1,41 @@
-"""Checkpoints of the whole training state, written atomically, and the exact-resume scheme.
+"""Checkpoints of the whole training state, written atomically in the background, and the resume schemes.
 
 Layout of a run directory's checkpoints::
 
-    RUN/checkpoints/step_000000004000/arrays.npz   every array of the state, plus the action log
-    RUN/checkpoints/step_000000004000/meta.json    config, counters, leaf names/shapes/dtypes, sha256 of arrays.npz
+    RUN/checkpoints/step_000000004000/arrays.npz   the state's arrays but the replay, plus the action log
+    RUN/checkpoints/step_000000004000/replay.npz   the agent's replay (its optional fields), newest checkpoint only
+    RUN/checkpoints/step_000000004000/meta.json    config, counters, leaf names/shapes/dtypes, sha256 of each file
 
 What is saved: `LoopState` (jaxdqn/loop/rollout.py) without the environment state, i.e. every agent's
 state (for DQN: online and target parameters, optimiser state, replay with its sum tree unless
 `checkpoint_replay` is False, hyperparameters), loop keys, iteration counter, last observations and done
 flags, episode statistics; and the host counters (env steps, periods done, updates done, the step after
-which learning runs).
+which learning runs, the step the pool was started at). Once a newer checkpoint is complete, the older
+kept ones lose their replay.npz (unless `replay_in_every_checkpoint`): a 7 GB replay is on disk once,
+and an older checkpoint resumes like one saved without replay.
+
+Asynchronous saves (`CheckpointWriter`): the state is copied to host memory, then a thread writes it
+while training goes on; at most one save is in flight, and a failed one (a full disk, a file-size
+limit) is reported at the next save or at the end, with the previous checkpoints kept.
 
 Atomic writes: a checkpoint is written into `checkpoints/.tmp-step_...`, each file is fsynced, then the
 folder is renamed to `step_...` (a rename is atomic on POSIX) and the parent folder fsynced. A crash at
 any moment leaves either the old set of complete checkpoints or the old set plus the new one; leftover
-`.tmp-*` folders are never read and are removed by the next save. `meta.json` holds a sha256 of
-`arrays.npz`, so a truncated or corrupted checkpoint is detected before anything is compiled. We use
-this small scheme rather than orbax-checkpoint: the state is a few host-side NumPy arrays, the rename
-gives the atomicity orbax gives, and it adds no dependency.
+`.tmp-*` folders are never read and are removed by the next save. `meta.json` holds a sha256 of each
+file, so a truncated or corrupted checkpoint is detected before anything is compiled. We use this small
+scheme rather than orbax-checkpoint: the state is a few host-side NumPy arrays, the rename gives the
+atomicity orbax gives, and it adds no dependency.
 
 Resume. EnvPool's environment state cannot be read or written. By default a resumed run starts a fresh
 pool (new environment seeds) at the checkpoint and cuts the running episodes there (jaxdqn/run/resume.py):
 bounded, seconds plus loading. Exact resume instead brings the pool back: the checkpoint carries the log
 of every action sent to the pool since it was built (one row of A x N action indices per iteration,
-uint8 when the task has at most 256 actions). On resume the pool is rebuilt with the same seeds and size, reset, and the
-logged actions are replayed through the backend's step inside one jitted `lax.scan` (jaxdqn/run/resume.py;
+uint8 when the task has at most 256 actions). On resume the pool is rebuilt with the same seeds and size,
+reset, and the logged actions are replayed through the backend's step inside one jitted `lax.scan` (jaxdqn/run/resume.py;
 an environment's trajectory depends only on its seed and its actions; every pool is made with
-batch_size == num_envs, so no environment is skipped or reordered). The replayed observations are then compared bit for bit
-with the saved ones, so a non-deterministic environment is reported rather than silently resumed.
+batch_size == num_envs, so no environment is skipped or reordered). The replayed observations are then
+compared bit for bit with the saved ones, so a non-deterministic environment is reported rather than
+silently resumed.
 On CPU a run of 2N steps and a run of N steps resumed for N more give bit-identical parameters and
 metrics when no schedule spans the run: a raised total_steps keeps beta's annealing, the tabular alpha
 decay and an exploration_fraction on the run's first length (schedule_steps), where a 2N run stretches
@@ -40,6 +48,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,6 +64,7 @@ FORMAT_VERSION = 2
 """Version 1 was written before the agent/loop redesign (a different state layout); it is refused."""
 CHECKPOINT_DIR = "checkpoints"
 ARRAYS_FILE = "arrays.npz"
+REPLAY_FILE = "replay.npz"
 META_FILE = "meta.json"
 # Fields that may differ between a checkpoint and the config that resumes it.
 RESUMABLE_CHANGES = frozenset({"total_steps", "schedule_steps"})
@@ -131,16 +141,46 @@ def write_arrays(path: Path, arrays: dict) -> None:
         os.fsync(f.fileno())
 
 
-def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, optional_fields: tuple = ()
-                    ) -> Path:
-    """Write a complete checkpoint of `state` atomically under RUN/checkpoints/ and keep the newest
-    `cfg.checkpoint.keep_checkpoints`.
+class HostState(NamedTuple):
+    """A host copy of the saved part of a `LoopState`: leaves by tree path, the replay's apart."""
+
+    leaves: dict
+    replay_leaves: dict  # the agent's optional fields (its replay); empty when they are not saved
+
+
+def host_state(state, with_replay: bool, optional_fields: tuple = ()) -> HostState:
+    """Copy the saved part of `state` to the host (its own NumPy buffers: training may reuse the device's at
+    once), split into the replay (the agent's `optional_fields`) and the rest."""
+    leaves = {path: np.array(leaf, copy=True)
+              for path, leaf in named_leaves(jax.device_get(saved_state(state, with_replay, optional_fields))).items()}
+    prefixes = tuple(f".agents.{name}" for name in optional_fields) if with_replay else ()
+    replay = {path: leaf for path, leaf in leaves.items() if path.startswith(prefixes)} if prefixes else {}
+    return HostState({path: leaf for path, leaf in leaves.items() if path not in replay}, replay)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _leaf_specs(leaves: dict) -> list:
+    return [{"path": path, "shape": list(np.shape(leaf)), "dtype": str(np.asarray(leaf).dtype)}
+            for path, leaf in leaves.items()]
+
+
+def write_checkpoint(run_dir, cfg, host: HostState, action_log: np.ndarray, counters: dict) -> Path:
+    """Write a complete checkpoint of `host` atomically under RUN/checkpoints/, keep the newest
+    `cfg.checkpoint.keep_checkpoints`, and drop the replay from the older ones unless
+    `cfg.checkpoint.replay_in_every_checkpoint`.
 
     `counters` holds the host-side counters (env_steps, periods_done, updates, learn_after, pool_start_step);
-    `action_log` the actions sent to the pool since pool_start_step.
-    Returns the checkpoint folder.
+    `action_log` the actions sent to the pool since pool_start_step. Returns the checkpoint folder. An OSError
+    (a full disk, a file-size limit) leaves the previous checkpoints as they were.
     """
-    with_replay, keep = cfg.checkpoint.checkpoint_replay, cfg.checkpoint.keep_checkpoints
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{counters['env_steps']:012d}"
@@ -148,35 +188,106 @@ def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict,
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    leaves = named_leaves(jax.device_get(saved_state(state, with_replay, optional_fields)))
-    arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves.values())}
+    arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(host.leaves.values())}
     arrays["action_log"] = np.asarray(action_log)
-    arrays_path = tmp / ARRAYS_FILE
-    write_arrays(arrays_path, arrays)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "config": to_dict(cfg),
-        **{key: int(value) for key, value in counters.items()},
-        "has_replay": bool(with_replay),
-        "leaves": [{"path": path, "shape": list(np.shape(leaf)), "dtype": str(np.asarray(leaf).dtype)}
-                   for path, leaf in leaves.items()],
-        "arrays_sha256": _sha256(arrays_path),
-    }
-    with open(tmp / META_FILE, "w") as f:
-        f.write(json.dumps(meta, indent=1) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_arrays(tmp / ARRAYS_FILE, arrays)
+    meta = {"format_version": FORMAT_VERSION, "config": to_dict(cfg),
+            **{key: int(value) for key, value in counters.items()},
+            "has_replay": bool(host.replay_leaves), "leaves": _leaf_specs(host.leaves),
+            "arrays_sha256": _sha256(tmp / ARRAYS_FILE)}
+    if host.replay_leaves:
+        write_arrays(tmp / REPLAY_FILE, {f"leaf_{i:05d}": leaf for i, leaf in enumerate(host.replay_leaves.values())})
+        meta.update(replay_leaves=_leaf_specs(host.replay_leaves), replay_sha256=_sha256(tmp / REPLAY_FILE))
+    _write_json(tmp / META_FILE, meta)
     _fsync_dir(tmp)
     final = root / name
     if final.exists():  # only after a crash between this rename and a later one; same step, same state
         shutil.rmtree(final)
     os.rename(tmp, final)
     _fsync_dir(root)
-    for old in checkpoint_paths(run_dir)[:-keep]:
+    kept = checkpoint_paths(run_dir)
+    for old in kept[:-cfg.checkpoint.keep_checkpoints]:
         shutil.rmtree(old)
+    if not cfg.checkpoint.replay_in_every_checkpoint:
+        for older in kept[-cfg.checkpoint.keep_checkpoints:-1]:
+            drop_replay(older)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale)
     return final
+
+
+def drop_replay(path: Path) -> None:
+    """Remove the replay of the checkpoint in `path` (its meta first, so a crash leaves it consistent): it
+    then resumes as one saved without replay, refilling it."""
+    meta_path = path / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return
+    if meta.pop("replay_leaves", None) is not None:
+        meta.pop("replay_sha256", None)
+        meta["has_replay"] = False
+        _write_json(meta_path, meta)
+    (path / REPLAY_FILE).unlink(missing_ok=True)
+
+
+def save_checkpoint(run_dir, cfg, state, action_log: np.ndarray, counters: dict, optional_fields: tuple = ()
+                    ) -> Path:
+    """Copy `state` to the host and write it as a checkpoint now (see `write_checkpoint`)."""
+    host = host_state(state, cfg.checkpoint.checkpoint_replay, optional_fields)
+    return write_checkpoint(run_dir, cfg, host, action_log, counters)
+
+
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written (a full disk, a file-size limit); the previous ones are kept."""
+
+
+class CheckpointWriter:
+    """Saves checkpoints in the background: `save` copies the state to the host and returns, a thread writes
+    it, and at most one save is in flight (a new `save`, and `wait`, first finish the one before)."""
+
+    def __init__(self, run_dir, cfg, optional_fields: tuple = (), last: Path | None = None):
+        self.run_dir, self.cfg, self.optional_fields = run_dir, cfg, optional_fields
+        self.last = last
+        """The newest complete checkpoint."""
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._pending: str | None = None
+
+    def save(self, state, action_log: np.ndarray, counters: dict) -> None:
+        """Start saving `state` (copied to the host now); raises CheckpointSaveError if the previous save failed."""
+        self.wait()
+        host = host_state(state, self.cfg.checkpoint.checkpoint_replay, self.optional_fields)
+        self._pending = f"step_{counters['env_steps']:012d}"
+        self._thread = threading.Thread(target=self._write, args=(host, np.array(action_log), dict(counters)),
+                                        name="jaxdqn-checkpoint", daemon=False)
+        self._thread.start()
+
+    def _write(self, host: HostState, action_log: np.ndarray, counters: dict) -> None:
+        try:
+            self.last = write_checkpoint(self.run_dir, self.cfg, host, action_log, counters)
+        except BaseException as error:  # reported by `wait`, in the training thread
+            self._error = error
+
+    def wait(self) -> Path | None:
+        """Finish the save in flight; return the newest complete checkpoint, or raise CheckpointSaveError
+        (one line) if the save failed. The failed save's partial files are removed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            shutil.rmtree(Path(self.run_dir) / CHECKPOINT_DIR / f".tmp-{self._pending}", ignore_errors=True)
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else repr(error)
+            kept = f"{self.last} is kept" if self.last is not None else "no checkpoint was saved before"
+            raise CheckpointSaveError(f"checkpoint {self._pending} could not be written ({reason}); {kept}")
+        return self.last
+
+    def close(self) -> None:
+        """Finish the save in flight, if any, ignoring its outcome (after training failed for another reason)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
@@ -206,12 +317,15 @@ def load_latest(run_dir, cfg) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: format version {meta.get('format_version')!r}, "
                               f"this jaxdqn reads version {FORMAT_VERSION} (version 1 came from jaxdqn before "
                               "its agent/loop redesign: resume it with that version, or train anew)")
-    arrays_path = path / ARRAYS_FILE
-    if not arrays_path.is_file():
-        raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is missing")
-    if _sha256(arrays_path) != expected_sha:
-        raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} is truncated or corrupt (sha256 differs from "
-                              f"{META_FILE})")
+    files = [(ARRAYS_FILE, leaf_specs, expected_sha)]
+    if meta.get("replay_leaves"):
+        files.append((REPLAY_FILE, meta["replay_leaves"], meta.get("replay_sha256")))
+    for file_name, _specs, sha in files:
+        if not (path / file_name).is_file():
+            raise CheckpointError(f"checkpoint {path}: {file_name} is missing")
+        if _sha256(path / file_name) != sha:
+            raise CheckpointError(f"checkpoint {path}: {file_name} is truncated or corrupt (sha256 differs from "
+                                  f"{META_FILE})")
     try:
         saved_config = flat_dict(config_from_dict(meta["config"]))
     except (ConfigError, TypeError, ValueError) as error:
@@ -220,12 +334,15 @@ def load_latest(run_dir, cfg) -> Checkpoint:
     if differences:
         raise CheckpointError(f"checkpoint {path} was saved with an incompatible config ("
                               + "; ".join(differences) + "); only total_steps may change on resume")
-    try:
-        with np.load(arrays_path) as data:
-            leaves = {spec["path"]: data[f"leaf_{i:05d}"] for i, spec in enumerate(leaf_specs)}
-            action_log = data["action_log"]
-    except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"checkpoint {path}: {ARRAYS_FILE} cannot be read ({error})") from None
+    leaves = {}
+    for file_name, specs, _sha in files:
+        try:
+            with np.load(path / file_name) as data:
+                leaves.update({spec["path"]: data[f"leaf_{i:05d}"] for i, spec in enumerate(specs)})
+                if file_name == ARRAYS_FILE:
+                    action_log = data["action_log"]
+        except (OSError, ValueError, KeyError) as error:
+            raise CheckpointError(f"checkpoint {path}: {file_name} cannot be read ({error})") from None
     return Checkpoint(path, meta["config"], int(meta["env_steps"]), int(meta["periods_done"]),
                       int(meta["updates"]), int(meta["learn_after"]), bool(meta["has_replay"]), leaves,
                       action_log, int(meta.get("pool_start_step", 0)))

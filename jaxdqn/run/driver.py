@@ -19,18 +19,20 @@ from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
 from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout
-from jaxdqn.run.checkpoint import Checkpoint, save_checkpoint
+from jaxdqn.run.checkpoint import Checkpoint, CheckpointSaveError, CheckpointWriter
 from jaxdqn.run.recorder import Recorder, remove_run
 from jaxdqn.run.resume import pool_start_step, resume_state
 from jaxdqn.run.signals import StopSignals
 
 NON_FINITE_EXIT_CODE = 3
+SAVE_FAILED_EXIT_CODE = 4
 
 
 class TrainingStopped(Exception):
     """Training ended before its budget: a signal (after saving a checkpoint) or non-finite values.
 
-    `exit_code` is what the `jaxdqn` command exits with (128 + signal number, or 3 for non-finite values).
+    `exit_code` is what the `jaxdqn` command exits with (128 + signal number, 3 for non-finite values, 4 for a
+    checkpoint that could not be written).
     """
 
     def __init__(self, message: str, exit_code: int):
@@ -66,7 +68,6 @@ class Progress:
         self.action_log = [resume_from.action_log] if not fresh and exact else []  # since the pool started
         if not fresh and not resume_from.has_replay:  # refill the replay before learning again
             self.learn_after = resume_from.env_steps + learning_starts
-        self.last_checkpoint = None if fresh else resume_from.path
         self.solved_reported: set = set()
 
     @property
@@ -86,12 +87,12 @@ class Progress:
         return {"env_steps": self.env_steps, "periods_done": self.periods_done, "updates": self.updates,
                 "learn_after": self.learn_after, "pool_start_step": self.pool_start_step}
 
-    def check_finite(self, output, params_finite: bool, previous_steps: int) -> None:
+    def check_finite(self, output, params_finite: bool, previous_steps: int, writer) -> None:
         """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite."""
         if all(np.isfinite(np.asarray(v)).all() for v in output.metric_sums.values()) and params_finite:
             return
-        kept = (f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint
-                else "no checkpoint was saved")
+        last = writer.wait() if writer is not None else None
+        kept = f"the last good checkpoint {last} is kept" if last else "no checkpoint was saved"
         raise TrainingStopped(f"non-finite loss or parameters at env step {self.env_steps} (in the chunk of steps "
                               f"{previous_steps + 1}-{self.env_steps}); stopped without saving this state; {kept}",
                               NON_FINITE_EXIT_CODE)
@@ -136,7 +137,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
     pool_start = 0 if resume_from is None else pool_start_step(resume_from, exact_resume)
-    rollout, key, recorder = build_rollout(cfg, pool_start), jax.random.PRNGKey(cfg.loop.seed), None
+    rollout, key, recorder, writer = build_rollout(cfg, pool_start), jax.random.PRNGKey(cfg.loop.seed), None, None
     plan, progress = rollout.plan, Progress(resume_from, cfg.loop.learning_starts, rollout.plan, exact_resume)
     try:
         compile_start = time.perf_counter()
@@ -161,14 +162,17 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                     f"step {progress.learn_after}")
         recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, start_steps, resume_from is not None, log,
                             progress_bar, cfg)
+        writer = (CheckpointWriter(out, cfg, rollout.fns.optional_fields, resume_from and resume_from.path)
+                  if out is not None else None)
         progress.newly_solved(np.asarray(state.stats.solved_step))  # announced before the checkpoint
         last_time = time.perf_counter()
         with StopSignals() as stop:
             while progress.periods_done < plan.total_periods:
-                n, previous_steps = min(plan.log_periods, plan.total_periods - progress.periods_done), progress.env_steps
+                previous_steps = progress.env_steps
+                n = min(plan.log_periods, plan.total_periods - progress.periods_done)
                 state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
                 progress.advance(n, output)
-                progress.check_finite(output, bool(params_finite(state.agents)), previous_steps)
+                progress.check_finite(output, bool(params_finite(state.agents)), previous_steps, writer)
                 now, env_steps = time.perf_counter(), progress.env_steps
                 sps = (env_steps - previous_steps) * rollout.num_agents / max(now - last_time, 1e-9)
                 last_time = now
@@ -181,30 +185,40 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                 all_solved = cfg.loop.stop_when_solved and (solved >= 0).all()
                 interval = cfg.checkpoint.checkpoint_interval
                 due = interval > 0 and env_steps // interval > previous_steps // interval
-                if out is not None and (due or stop.received or all_solved or progress.periods_done == plan.total_periods):
-                    counters = progress.counters()
-                    progress.last_checkpoint = save_checkpoint(out, cfg, state, progress.action_log[0], counters,
-                                                               rollout.fns.optional_fields)
+                if writer is not None and (due or stop.received or all_solved
+                                           or progress.periods_done == plan.total_periods):
+                    counters = progress.counters()  # joins the action log into one array first
+                    writer.save(state, progress.action_log[0], counters)  # written in the background
                 if stop.received:
-                    where = (f"saved a checkpoint at step {env_steps}; resume with: jaxdqn train --resume {out}"
-                             if out is not None else f"stopped at step {env_steps} (no run directory, nothing saved)")
+                    where = (f"saved a checkpoint at step {env_steps} ({writer.wait()}); resume with: jaxdqn train "
+                             f"--resume {out}" if writer else f"stopped at step {env_steps} (no run directory)")
                     raise TrainingStopped(f"interrupted by {stop.name}: {where}", 128 + stop.received[0])
                 if all_solved:
                     recorder.say(f"all seeds solved; stopping at step {env_steps}")
                     break
+            recorder.close()
+            return finish(cfg, out, rollout, state, progress, resume_from, start_steps, time.perf_counter() - start,
+                          compile_seconds, log, writer, stop)
+    except CheckpointSaveError as error:
+        raise TrainingStopped(f"{error}; resume with: jaxdqn train --resume {out}", SAVE_FAILED_EXIT_CODE) from None
     finally:
         if recorder is not None:
             recorder.close()
         rollout.env.close()
-    return finish(cfg, out, rollout, state, progress, resume_from, start_steps, time.perf_counter() - start,
-                  compile_seconds, log)
+        if writer is not None:
+            writer.close()
 
 
 def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, resume_from, start_steps: int,
-           wall_seconds: float, compile_seconds: float, log) -> dict:
-    """Evaluate the final policy, write summary.json and print the closing line; return the summary."""
+           wall_seconds: float, compile_seconds: float, log, writer=None, stop: StopSignals | None = None) -> dict:
+    """Evaluate the final policy (while the final checkpoint is written), write summary.json and print the
+    closing line; return the summary. A signal during the evaluation ends it early: summary.json is written
+    without it, then TrainingStopped."""
     env_steps = progress.env_steps
-    eval_returns = evaluate_policy(cfg, rollout.fns.policy(state.agents), cfg.loop.eval_episodes).returns
+    evaluation = evaluate_policy(cfg, rollout.fns.policy(state.agents), cfg.loop.eval_episodes,
+                                 stop=(lambda: bool(stop.received)) if stop is not None else None)
+    final_checkpoint = writer.wait() if writer is not None else None
+    eval_returns = evaluation.returns if evaluation.complete else None
     session_updates = progress.updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
         "env_id": cfg.env.env_id, "num_seeds": cfg.loop.num_seeds, "num_envs": cfg.env.num_envs,
@@ -215,13 +229,17 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
         "return_mean_100": recent_means(state.stats.recent_returns, state.stats.episodes),
         "solved_step": [int(s) if s >= 0 else None for s in np.asarray(state.stats.solved_step)],
         "eval_episodes": cfg.loop.eval_episodes, "eval_epsilon": cfg.loop.eval_epsilon,
-        "eval_return_mean": eval_returns.mean(axis=1).tolist(),
-        "eval_return_std": eval_returns.std(axis=1).tolist(),
+        "eval_return_mean": eval_returns.mean(axis=1).tolist() if eval_returns is not None else None,
+        "eval_return_std": eval_returns.std(axis=1).tolist() if eval_returns is not None else None,
     }
     if resume_from is not None:
         summary["resumed_from_step"] = resume_from.env_steps
     if out is not None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if eval_returns is None:
+        raise TrainingStopped(f"interrupted by {stop.name} during the final evaluation: the run is complete, its "
+                              f"last checkpoint is {final_checkpoint}, and summary.json has no evaluation "
+                              f"(jaxdqn evaluate {out} runs it)", 128 + stop.received[0])
     policy = "greedy" if cfg.loop.eval_epsilon == 0 else f"epsilon {cfg.loop.eval_epsilon}"
     log(f"done: {env_steps} steps x {cfg.loop.num_seeds} seed(s), {progress.updates} updates, {wall_seconds:.1f} s "
         f"({compile_seconds:.1f} s compiling), {summary['sps']:.0f} SPS; {policy} eval return per seed: "

@@ -212,3 +212,4 @@ class Recorder:
                 resource.close()
         if self.wandb is not None:
             self.wandb.finish()
+        self.metrics = self.episodes = self.writer = self.bar = self.wandb = None  # closing again does nothing
