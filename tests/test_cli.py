@@ -20,6 +20,11 @@ def test_presets_lists_one_short_line_each_and_shows_one_in_full():
     assert result.returncode == 0
     assert "Nature CNN (512), 84x84 grey" in result.stdout and "env_id = Pong-v5" in result.stdout
     assert "learning_rate = 0.0001" in result.stdout and "torso = nature_cnn" in result.stdout
+    for name, protocol in (("breakout", ["learning_rate = 0.0001", "repeat_action_probability = 0.0",
+                                         "eval_epsilon = 0.05"]),
+                           ("atlantis", ["repeat_action_probability = 0.25", "eval_epsilon = 0.05"])):
+        shown = jaxdqn("presets", name).stdout
+        assert all(line in shown for line in protocol), name
     result = jaxdqn("presets", "pongg")
     assert result.returncode == 2 and result.stderr.strip() == (
         "jaxdqn: error: preset: unknown preset 'pongg'; allowed: atlantis, breakout, cartpole, frozenlake, highway, "
@@ -99,6 +104,16 @@ def test_the_largest_seed_trains_and_evaluates(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["loop"]["total_steps"] == 2000 and config["loop"]["log_interval"] == 1000
     assert config["settings"]["network"]["dueling"] is True and config["checkpoint"]["checkpoint_replay"] is False
+
+
+def test_another_environment_brings_its_registered_solved_return(tmp_path):
+    out = tmp_path / "acrobot"
+    result = jaxdqn("train", "--env-id", "Acrobot-v1", "--total-steps", "1000", "--learning-starts", "500",
+                    "--log-interval", "500", "--eval-episodes", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["loop"]["solved_return"] == -100.0  # Acrobot-v1's, not the cartpole preset's 475
+    assert config["exploration"]["epsilon_decay_steps"] == 500  # the preset's half of the run
 
 
 def test_out_under_a_file_or_an_unwritable_folder_is_one_line(tmp_path):

@@ -31,15 +31,14 @@ pool (new environment seeds) at the checkpoint and cuts the running episodes the
 bounded, seconds plus loading. Exact resume instead brings the pool back: the checkpoint carries the log
 of every action sent to the pool since it was built (one row of A x N action indices per iteration,
 uint8 when the task has at most 256 actions). On resume the pool is rebuilt with the same seeds and size,
-reset, and the logged actions are replayed through the backend's step inside one jitted `lax.scan` (jaxdqn/run/resume.py;
-an environment's trajectory depends only on its seed and its actions; every pool is made with
-batch_size == num_envs, so no environment is skipped or reordered). The replayed observations are then
-compared bit for bit with the saved ones, so a non-deterministic environment is reported rather than
-silently resumed.
-On CPU a run of 2N steps and a run of N steps resumed for N more give bit-identical parameters and
-metrics when no schedule spans the run: a raised total_steps keeps beta's annealing, the tabular alpha
-decay and an exploration_fraction on the run's first length (schedule_steps), where a 2N run stretches
-them over 2N.
+reset, and the logged actions are replayed through the backend's step inside one jitted `lax.scan`
+(jaxdqn/run/resume.py; an environment's trajectory depends only on its seed and its actions; every pool
+is made with batch_size == num_envs, so no environment is skipped or reordered). The replayed observations
+are then compared bit for bit with the saved ones, so a non-deterministic environment is reported rather
+than silently resumed. On CPU an exact resume of N steps for N more and a run of 2N steps give bit-identical
+parameters and metrics when no schedule spans the run: a raised total_steps keeps beta's annealing, the
+tabular alpha decay and an exploration_fraction on the run's first length (schedule_steps), where a 2N run
+stretches them over 2N.
 """
 
 from __future__ import annotations

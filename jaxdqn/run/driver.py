@@ -126,8 +126,9 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     checkpoints and summary to `out_dir` (None: write nothing), and log to W&B when `cfg.tracking.track` is set.
 
     `resume_from` (see `checkpoint.load_latest`) continues the run in `out_dir`: with a fresh pool from the
-    checkpoint on, or, with `exact_resume`, by replaying the pool's logged actions (see resume.py). SIGINT/SIGTERM stop
-    after the current chunk with a checkpoint; they and non-finite values raise `TrainingStopped`. Nothing is
+    checkpoint on, or, with `exact_resume`, by replaying the pool's logged actions (see resume.py).
+    SIGINT/SIGTERM stop after the current chunk with a checkpoint (saved in the background, see
+    `CheckpointWriter`); they and non-finite values raise `TrainingStopped`. Nothing is
     written before validation (and the checkpoint's checks) pass, the pool is built and the chunk compiled.
     `overwrite` removes a run already in `out_dir` at that point. Returns the summary dict.
     """
@@ -158,8 +159,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                 + ("exact: the pool's logged actions replayed)" if exact_resume
                    else "a fresh pool of environments from here; the running episodes were cut)"))
             if not resume_from.has_replay:
-                log(f"checkpoint holds no replay (checkpoint_replay False): refilling it, learning resumes after "
-                    f"step {progress.learn_after}")
+                log(f"checkpoint holds no replay: refilling it, learning resumes after step {progress.learn_after}")
         recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, start_steps, resume_from is not None, log,
                             progress_bar, cfg)
         writer = (CheckpointWriter(out, cfg, rollout.fns.optional_fields, resume_from and resume_from.path)
@@ -203,7 +203,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         raise TrainingStopped(f"{error}; resume with: jaxdqn train --resume {out}", SAVE_FAILED_EXIT_CODE) from None
     finally:
         if recorder is not None:
-            recorder.close()
+            recorder.close(failed=True)  # does nothing when the run closed it after its last chunk
         rollout.env.close()
         if writer is not None:
             writer.close()

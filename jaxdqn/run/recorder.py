@@ -205,11 +205,11 @@ class Recorder:
         """The TensorBoard and W&B scalars of a record (`record_scalars` for this run's agents)."""
         return record_scalars(record, self.num_agents)
 
-    def close(self) -> None:
-        """Close every file and finish the W&B run (also after an error)."""
+    def close(self, failed: bool = False) -> None:
+        """Close every file and finish the W&B run, marked failed when training stopped early (`failed`)."""
         for resource in (self.metrics, self.episodes, self.writer, self.bar):
             if resource is not None:
                 resource.close()
         if self.wandb is not None:
-            self.wandb.finish()
+            self.wandb.finish(exit_code=1 if failed else 0)
         self.metrics = self.episodes = self.writer = self.bar = self.wandb = None  # closing again does nothing
