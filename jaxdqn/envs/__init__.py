@@ -6,6 +6,8 @@ pure step usable inside jit. An id EnvPool has runs through EnvPool; any other t
 
 from __future__ import annotations
 
+import functools
+
 from jaxdqn.envs.base import (EVAL_STREAM, TRAIN_STREAM, EnvBackend, EnvSpec, StepResult, UnsupportedEnv, env_seeds,
                               training_stream)
 from jaxdqn.envs.envpool import ATARI_PREPROCESSING, EnvPoolBackend, is_atari
@@ -37,7 +39,13 @@ def make_env(env_id: str, seeds, num_threads: int = 0, episodic_life: bool = Fal
 
 def known_env_ids() -> list[str]:
     """Every backend's environment ids, sorted (for "closest:" suggestions)."""
-    return sorted({env_id for backend in BACKENDS.values() for env_id in backend.known_ids()})
+    return list(_known_env_ids())
+
+
+@functools.cache
+def _known_env_ids() -> tuple[str, ...]:
+    # listing every registry takes about 0.6 s, and validation asks on every command
+    return tuple(sorted({env_id for backend in BACKENDS.values() for env_id in backend.known_ids()}))
 
 
 __all__ = ["ATARI_PREPROCESSING", "BACKENDS", "EVAL_STREAM", "TRAIN_STREAM", "GYMNASIUM_NOTE", "EnvBackend", "EnvPoolBackend", "EnvSpec",

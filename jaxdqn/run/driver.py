@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
+from jaxdqn.config.schema import plan as plan_of
 from jaxdqn.config.schema import to_dict, with_derived
 from jaxdqn.config.validate import validate
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
@@ -137,9 +138,10 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         log(GYMNASIUM_NOTE.format(env_id=cfg.env.env_id))
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
-    pool_start = 0 if resume_from is None else pool_start_step(resume_from, exact_resume)
-    rollout, key, recorder, writer = build_rollout(cfg, pool_start), jax.random.PRNGKey(cfg.loop.seed), None, None
-    plan, progress = rollout.plan, Progress(resume_from, cfg.loop.learning_starts, rollout.plan, exact_resume)
+    progress = Progress(resume_from, cfg.loop.learning_starts, plan_of(cfg), exact_resume)
+    rollout, key, recorder, writer = (build_rollout(cfg, progress.pool_start_step), jax.random.PRNGKey(cfg.loop.seed),
+                                      None, None)
+    plan = rollout.plan
     try:
         compile_start = time.perf_counter()
         state = (jax.jit(rollout.init)(key) if resume_from is None
