@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
+from jaxdqn.compile_cache import enable_compile_cache
 from jaxdqn.envs import EVAL_STREAM, env_seeds, env_spec, make_env
 from jaxdqn.files import check_output_path
 
@@ -97,6 +98,7 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     if episodes < 1:
         raise EvaluationError(f"episodes: must be an integer > 0 (got {episodes!r})")
     video = check_video_path(video_path) if video_path is not None else None
+    enable_compile_cache()
     seed = cfg.loop.seed if seed is None else seed
     spec = env_spec(cfg.env.env_id)
     fns = resolve_agent(cfg.agent).build(cfg, spec)

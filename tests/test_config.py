@@ -49,7 +49,8 @@ BAD_VALUES = [
     ({"torso": "nature_cnn"}, "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
                               "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
     ({"env_id": "CartPol-v1"},
-     "env_id: 'CartPol-v1' is not an EnvPool or Gymnasium environment; closest: CartPole-v1"),
+     "env_id: 'CartPol-v1' is not an EnvPool, Gymnasium or gymnax (gymnax/NAME) environment, nor a JAX "
+     "environment's import path (module:attribute); closest: CartPole-v1"),
     ({"env_id": "Pendulum-v1"}, "env_id: 'Pendulum-v1' has a Box action space; jaxdqn needs a discrete"),
     ({"env_id": "FrozenLake-v1"}, "env_id: 'FrozenLake-v1' has a Discrete observation space (16 states); "
                                   "the dqn agent needs array observations: use --agent tabular"),

@@ -45,13 +45,17 @@ def test_runs_s_and_s_plus_1_share_no_environment_stream():
             assert not np.array_equal(first[1].obs[:, i], second[1].obs[:, j])
 
 
-@pytest.mark.parametrize("backend", ["envpool", "gymnasium"])
+CARTPOLES = {"envpool": "CartPole-v1", "gymnasium": "CartPole-v1", "jax": "gymnax/CartPole-v1"}
+"""CartPole through every backend (gymnax's CartPole is a JAX reimplementation of Gymnasium's)."""
+
+
+@pytest.mark.parametrize("backend", CARTPOLES)
 def test_an_agents_environments_are_the_same_alone_or_in_a_three_agent_pool(backend):
     """Environment i of a pool seeded with a list behaves exactly like a pool of that one seed."""
     num_envs, steps = 2, 120
     actions = random_actions(steps, 3 * num_envs, 2)
-    alone = rollout(BACKENDS[backend]("CartPole-v1", env_seeds(11, [1], num_envs)), actions[:, 2:4])
-    shared = rollout(BACKENDS[backend]("CartPole-v1", env_seeds(11, 3, num_envs)), actions)
+    alone = rollout(BACKENDS[backend](CARTPOLES[backend], env_seeds(11, [1], num_envs)), actions[:, 2:4])
+    shared = rollout(BACKENDS[backend](CARTPOLES[backend], env_seeds(11, 3, num_envs)), actions)
     np.testing.assert_array_equal(alone[0], shared[0][2:4])
     for field in StepResult._fields:
         np.testing.assert_array_equal(getattr(alone[1], field), getattr(shared[1], field)[:, 2:4], err_msg=field)
@@ -83,12 +87,12 @@ def test_envpool_backend_steps_inside_a_jitted_scan_exactly_like_envpool_python_
     env.close()
 
 
-@pytest.mark.parametrize("backend", ["envpool", "gymnasium"])
+@pytest.mark.parametrize("backend", CARTPOLES)
 def test_step_after_done_is_a_reset_with_no_reward(backend):
-    """CartPole through both backends: valid transitions obey x' = x + 0.02 x_dot, the step after an
+    """CartPole through every backend: valid transitions obey x' = x + 0.02 x_dot, the step after an
     episode ends returns a start state with reward 0 and not done."""
     num_envs, steps = 4, 300
-    pool = BACKENDS[backend]("CartPole-v1", env_seeds(0, 1, num_envs))
+    pool = BACKENDS[backend](CARTPOLES[backend], env_seeds(0, 1, num_envs))
     assert isinstance(pool, EnvBackend) and pool.host_step == (backend == "gymnasium")
     obs, out = rollout(pool, random_actions(steps, num_envs, 2))
     pool.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import Config, ConfigError, require
-from jaxdqn.envs import EnvSpec, UnsupportedEnv, env_spec, is_atari, known_env_ids
+from jaxdqn.envs import EnvSpec, UnsupportedEnv, backend_name, env_spec, is_atari, known_env_ids
 
 
 def validate(cfg: Config) -> Config:
@@ -87,11 +87,12 @@ def check_memory(cfg: Config, spec: EnvSpec) -> None:
 def checked_env_spec(env_id: str) -> EnvSpec:
     """`env_id`'s spec; ConfigError unless a backend has it, it can be created and its actions are discrete."""
     known = known_env_ids()
-    if env_id not in known:
+    if env_id not in known and backend_name(env_id) != "jax":  # a JAX environment's env_spec names its problem
         close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.5)
         hint = (f"closest: {', '.join(close)}" if close
                 else "run `python -c 'import envpool; print(envpool.list_all_envs())'` for the list")
-        raise ConfigError(f"env_id: {env_id!r} is not an EnvPool or Gymnasium environment; {hint}")
+        raise ConfigError(f"env_id: {env_id!r} is not an EnvPool, Gymnasium or gymnax (gymnax/NAME) environment, "
+                          f"nor a JAX environment's import path (module:attribute); {hint}")
     try:
         spec = env_spec(env_id)
     except UnsupportedEnv as error:

@@ -1,7 +1,8 @@
 """Environment backends: the registry and factory, the one place that names them.
 
 Every backend follows `base.EnvBackend`: a pool of environments with a spec, a host-side reset and a
-pure step usable inside jit. An id EnvPool has runs through EnvPool; any other through Gymnasium.
+pure step usable inside jit. `gymnax/NAME` and import paths `module:attribute` run as JAX environments on
+the device (`jax_env`); an id EnvPool has runs through EnvPool; any other through Gymnasium.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from jaxdqn.envs.base import (EVAL_STREAM, TRAIN_STREAM, EnvBackend, EnvSpec, St
                               training_stream)
 from jaxdqn.envs.envpool import ATARI_PREPROCESSING, EnvPoolBackend, is_atari
 from jaxdqn.envs.gymnasium import GYMNASIUM_NOTE, GymnasiumBackend
+from jaxdqn.envs.jax_env import GYMNAX_PREFIX, JaxBackend, JaxEnv
 
-BACKENDS = {"envpool": EnvPoolBackend, "gymnasium": GymnasiumBackend}
+BACKENDS = {"jax": JaxBackend, "envpool": EnvPoolBackend, "gymnasium": GymnasiumBackend}
 """Backends in order of preference; each class has `has(env_id)`, `env_spec(env_id)` and `known_ids()`."""
 
 
@@ -49,5 +51,5 @@ def _known_env_ids() -> tuple[str, ...]:
 
 
 __all__ = ["ATARI_PREPROCESSING", "BACKENDS", "EVAL_STREAM", "TRAIN_STREAM", "GYMNASIUM_NOTE", "EnvBackend", "EnvPoolBackend", "EnvSpec",
-           "GymnasiumBackend", "StepResult", "UnsupportedEnv", "backend_name", "env_seeds", "env_spec", "is_atari", "known_env_ids",
+           "GYMNAX_PREFIX", "GymnasiumBackend", "JaxBackend", "JaxEnv", "StepResult", "UnsupportedEnv", "backend_name", "env_seeds", "env_spec", "is_atari", "known_env_ids",
            "make_env", "training_stream"]

@@ -15,6 +15,7 @@ import numpy as np
 from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import plan as plan_of
 from jaxdqn.config.schema import to_dict, with_derived
+from jaxdqn.compile_cache import enable_compile_cache
 from jaxdqn.config.validate import validate
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
@@ -134,7 +135,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     `overwrite` removes a run already in `out_dir` at that point. Returns the summary dict.
     """
     cfg = with_derived(validate(cfg))
-    if backend_name(cfg.env.env_id) != "envpool":
+    enable_compile_cache()
+    if backend_name(cfg.env.env_id) == "gymnasium":
         log(GYMNASIUM_NOTE.format(env_id=cfg.env.env_id))
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()

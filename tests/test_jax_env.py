@@ -1,0 +1,143 @@
+"""The JAX environment backend: gymnax by id and a user's own JAX environment (defined here), stepped on the
+device inside the compiled loop, trained through the real `jaxdqn` command and `run_training`."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdqn.config.build import make_config
+from jaxdqn.config.schema import ConfigError
+from jaxdqn.envs import JaxBackend, JaxEnv, backend_name, env_seeds, env_spec, make_env
+from jaxdqn.run.driver import build_rollout, run_training
+from tests.conftest import jaxdqn
+
+LENGTH, TIME_LIMIT = 5, 12
+
+
+class Corridor:
+    """A user's JAX environment: walk right (action 1) from cell 0 or 1 to cell LENGTH for reward 1
+    (terminated); TIME_LIMIT steps without reaching it end the episode by truncation. The observation is
+    the cell one-hot, then the time step / TIME_LIMIT."""
+
+    num_actions = 2
+    max_episode_steps = TIME_LIMIT
+
+    def reset(self, key):
+        cell = jax.random.randint(key, (), 0, 2)
+        return self._obs(cell, 0), (cell, jnp.int32(0))
+
+    def step(self, key, state, action):
+        cell, time = state
+        cell = jnp.clip(cell + 2 * action - 1, 0, LENGTH)
+        time = time + 1
+        terminated = cell == LENGTH
+        truncated = (time >= TIME_LIMIT) & ~terminated
+        return self._obs(cell, time), (cell, time), terminated.astype(jnp.float32), terminated, truncated
+
+    @staticmethod
+    def _obs(cell, time):
+        return jnp.concatenate([jax.nn.one_hot(cell, LENGTH + 1), jnp.reshape(time / TIME_LIMIT, (1,))])
+
+
+class NoStep:
+    """Not an environment: it has no step."""
+
+    num_actions = 2
+
+    def reset(self, key):
+        return jnp.zeros(2), ()
+
+
+CORRIDOR = f"{__name__}:Corridor"
+SMALL = dict(env_id=CORRIDOR, num_envs=4, total_steps=6_000, learning_starts=500, buffer_size=2_000, batch_size=32,
+             train_frequency=4, target_update_period=100, log_interval=1_000, epsilon_decay_steps=2_000,
+             hidden_sizes=(32,), learning_rate=2e-3, gamma=0.9, solved_return=None, stop_when_solved=False, eval_episodes=4)
+
+
+def test_a_user_jax_environment_is_a_backend_with_its_spec():
+    assert isinstance(Corridor(), JaxEnv) and backend_name(CORRIDOR) == "jax"
+    spec = env_spec(CORRIDOR)
+    assert spec.obs_shape == (LENGTH + 2,) and spec.obs_dtype == np.float32 and spec.num_actions == 2
+    assert spec.max_episode_steps == TIME_LIMIT and spec.reward_threshold is None
+    pool = make_env(CORRIDOR, env_seeds(0, 1, 3))
+    assert isinstance(pool, JaxBackend) and not pool.host_step and pool.num_envs == 3
+
+
+def test_a_user_jax_environment_trains_through_run_training_and_the_same_seed_gives_the_same_run(tmp_path):
+    summaries = [run_training(make_config(**SMALL), tmp_path / name, log=lambda _: None) for name in ("a", "b")]
+    assert summaries[0]["eval_return_mean"] == [1.0]  # the greedy policy walks to the goal in every episode
+    assert summaries[0]["updates"] > 1_000
+    assert (tmp_path / "a" / "episodes.csv").read_text() == (tmp_path / "b" / "episodes.csv").read_text()
+    untimed = [[{k: v for k, v in json.loads(line).items() if k not in ("wall_seconds", "sps")}
+                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] for name in ("a", "b")]
+    assert untimed[0] == untimed[1] and len(untimed[0]) == 6
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["env"]["env_id"] == CORRIDOR
+
+
+def test_truncation_and_termination_reach_the_replay_as_for_envpool():
+    """Stored steps: termination is stored (no bootstrap), truncation is not (bootstrap), the next slot holds the
+    episode's last observation (not the reset one), and the auto-reset step is not real."""
+    cfg = make_config(**dict(SMALL, learning_starts=5_999))  # acting only: 300 iterations are 1,200 steps
+    rollout = build_rollout(cfg)
+    state = jax.jit(rollout.init)(jax.random.PRNGKey(0))
+    iterations = 300
+    state, _ = jax.jit(rollout.run_chunk)(state, jnp.int32(iterations), jnp.int32(cfg.loop.learning_starts))
+    storage = jax.tree.map(lambda x: np.asarray(x[0]), state.agents.replay.storage)  # (N, slots, ...)
+    obs, next_obs = storage.obs[:, :iterations - 1], storage.obs[:, 1:iterations]
+    real, terminated = storage.real[:, :iterations - 1], storage.terminated[:, :iterations - 1]
+    cell, next_cell = obs[..., :LENGTH + 1].argmax(-1), next_obs[..., :LENGTH + 1].argmax(-1)
+    time, next_time = np.rint(obs[..., -1] * TIME_LIMIT), np.rint(next_obs[..., -1] * TIME_LIMIT)
+    np.testing.assert_array_equal(next_time[real], time[real] + 1)  # a real step's next slot is its next state
+    np.testing.assert_array_equal(np.abs(next_cell - cell)[real] <= 1, True)
+    np.testing.assert_array_equal(terminated[real], next_cell[real] == LENGTH)
+    truncations = real & (next_time == TIME_LIMIT) & (next_cell != LENGTH)
+    assert truncations.sum() > 10 and terminated[real].sum() > 10  # both kinds of ending were stored
+    assert not terminated[truncations].any()
+    after_end = (time == TIME_LIMIT) | (cell == LENGTH)  # the auto-reset step: not a transition
+    np.testing.assert_array_equal(real, ~after_end)
+    assert (next_time[~real] == 0).all()
+
+
+def test_gymnax_cartpole_preset_trains_to_475_from_the_command_line(tmp_path):
+    result = jaxdqn("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["settings"]["network"]["hidden_sizes"] == [120, 84] and config["loop"]["solved_return"] == 475.0
+    assert min(summary["eval_return_mean"]) >= 475, summary
+
+
+@pytest.mark.parametrize("env_id, expected", [
+    ("gymnax/CartPol-v1", "env_id: 'gymnax/CartPol-v1' is not a gymnax environment; closest: gymnax/CartPole-v1"),
+    ("gymnax/Pendulum-v1", "env_id: 'gymnax/Pendulum-v1' has a continuous (Box) action space; jaxdqn needs a "
+                           "discrete one"),
+    (f"{__name__}:NoStep", f"env_id: '{__name__}:NoStep' is not a JAX environment: it has no 'step'"),
+    (f"{__name__}:Nothing", f"env_id: '{__name__}:Nothing' cannot be imported"),
+])
+def test_bad_jax_environments_get_one_line_before_compiling(env_id, expected, tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        run_training(make_config(env_id=env_id), tmp_path / "python")
+    assert str(raised.value).startswith(expected), raised.value
+    result = jaxdqn("train", "--env-id", env_id, "--out", tmp_path / "cli")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"jaxdqn: error: {raised.value}"], result.stderr
+    assert not (tmp_path / "cli").exists() and not (tmp_path / "python").exists()
+
+
+def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
+    """Checked by the cache's files: the first run writes its compiled loop there, the second writes nothing new
+    (it loaded every program it would have compiled). `off` writes no cache at all."""
+    cache = tmp_path / "cache"
+    args = ("train", "--env-id", CORRIDOR, "--total-steps", 2_000, "--learning-starts", 500, "--num-envs", 4,
+            "--buffer-size", 1_000, "--batch-size", 32, "--train-frequency", 4, "--log-interval", 1_000, "--eval-episodes", 2)
+    first = jaxdqn(*args, "--out", tmp_path / "a", env={"JAXDQN_COMPILE_CACHE": str(cache)})
+    assert first.returncode == 0, first.stderr[-2000:]
+    written = sorted(path.name for path in cache.iterdir())
+    assert any(name.startswith("jit_run_chunk-") for name in written), written
+    second = jaxdqn(*args, "--out", tmp_path / "b", env={"JAXDQN_COMPILE_CACHE": str(cache)})
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert sorted(path.name for path in cache.iterdir()) == written
+    off = jaxdqn(*args, "--out", tmp_path / "c", env={"JAXDQN_COMPILE_CACHE": "off", "XDG_CACHE_HOME": tmp_path})
+    assert off.returncode == 0 and not (tmp_path / "jaxdqn").exists()
