@@ -1,0 +1,127 @@
+"""jaxdqn against PureJaxRL's DQN on PureJaxRL's own benchmark, side by side, alternating.
+
+The work is PureJaxRL's default DQN config: CartPole-v1, 10 environments, 500,000 steps per seed, 49,000
+updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `cartpole` preset with
+`--num-envs 10` is the same work (it was written to match). Each pair runs, in its own process each:
+
+- `purejaxrl`: PureJaxRL's unmodified `dqn.py` through the anchors' runner (`run_purejaxrl_dqn.py`, which
+  compiles, runs, and runs again); its `run_s` is the first run, its process wall leaves out the second run;
+- `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step);
+- `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
+  compilation cache, then again with the cache the cold run filled.
+
+jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
+writes; not the final evaluation, which PureJaxRL does not do). The process wall is the whole command
+(imports, validation, compile, run, evaluation, files). Returns: PureJaxRL's mean episode return over its
+last 1,000 updates (its own metric), jaxdqn's greedy evaluation (10 episodes) and 100-episode training mean.
+
+PureJaxRL is not part of jaxdqn: give its checkout (the folder holding `run_purejaxrl_dqn.py` and
+`purejaxrl/dqn.py`) with `--purejaxrl` or `$PUREJAXRL_ANCHORS`, and the interpreter of a virtual environment
+that has its dependencies (jax, flax, optax, chex, gymnax 0.0.9, flashbax, six) with `--purejaxrl-python`.
+
+    python benchmarks/peers.py --pairs 3 [--num-seeds 1] [--cases purejaxrl jaxdqn-jax-warm] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from jaxdqn.bench.machine import machine_facts, write_result
+from jaxdqn.bench.runs import jaxdqn_command
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ANCHORS = REPO.parent / "shared" / "anchors"
+JAXDQN_CASES = {
+    "jaxdqn-envpool": ["--preset", "cartpole", "--num-envs", "10"],
+    "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
+    "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
+}
+CASES = ["purejaxrl", *JAXDQN_CASES]
+
+
+def run_purejaxrl(anchors: Path, python: str, num_seeds: int) -> dict:
+    """One PureJaxRL process: compile, run and return figures parsed from the runner's lines."""
+    start = time.perf_counter()
+    result = subprocess.run([python, str(anchors / "run_purejaxrl_dqn.py"), str(num_seeds)], capture_output=True,
+                            text=True, check=True, env={**os.environ, "PUREJAXRL_DIR": str(anchors / "purejaxrl")})
+    wall = time.perf_counter() - start
+    line = next(line for line in result.stdout.splitlines() if line.startswith("purejaxrl_dqn "))
+    fields = dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", line))
+    run2 = float(fields["run2_s"])
+    return {"command": f"{Path(python).name} run_purejaxrl_dqn.py {num_seeds}",
+            "compile_s": float(fields["compile_s"]), "run_s": float(fields["run1_s"]), "second_run_s": run2,
+            "process_wall_s": wall - run2, "final_return": json.loads(fields["final_return_last1000updates_per_seed"])}
+
+
+def run_jaxdqn(args: list[str], num_seeds: int, workdir: Path, cache: Path) -> dict:
+    """One `jaxdqn train` process with its compilation cache in `cache`; figures from its summary.json."""
+    out = workdir / "run"
+    command = [jaxdqn_command(), "train", *args, "--num-seeds", str(num_seeds), "--out", str(out), "--overwrite"]
+    start = time.perf_counter()
+    subprocess.run(command, capture_output=True, text=True, check=True,
+                   env={**os.environ, "JAXDQN_COMPILE_CACHE": str(cache)})
+    wall = time.perf_counter() - start
+    summary = json.loads((out / "summary.json").read_text())
+    return {"command": " ".join(["jaxdqn", *command[1:-3]]), "compile_s": summary["compile_seconds"],
+            "run_s": summary["wall_seconds"] - summary["compile_seconds"], "process_wall_s": wall,
+            "final_return": summary["eval_return_mean"], "return_mean_100": summary["return_mean_100"]}
+
+
+def median(values: list[float]) -> float:
+    """The median (the mean of the middle two for an even count)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def main() -> None:
+    """Run the pairs, print each process's figures and the medians, and write the JSON result file."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--num-seeds", type=int, default=1)
+    parser.add_argument("--cases", nargs="*", choices=CASES, default=CASES)
+    parser.add_argument("--purejaxrl", default=os.environ.get("PUREJAXRL_ANCHORS", str(DEFAULT_ANCHORS)))
+    parser.add_argument("--purejaxrl-python", default=sys.executable)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args()
+    anchors = Path(args.purejaxrl)
+    if "purejaxrl" in args.cases and not (anchors / "run_purejaxrl_dqn.py").exists():
+        parser.error(f"--purejaxrl: no run_purejaxrl_dqn.py in {anchors}")
+    runs: dict[str, list[dict]] = {case: [] for case in args.cases}
+    with tempfile.TemporaryDirectory() as tmp:
+        for pair in range(args.pairs):
+            cache = Path(tmp) / f"cache-{pair}"  # cold for this pair's first JAX-backend run, warm for the next
+            for case in args.cases:
+                if case == "purejaxrl":
+                    figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds)
+                else:
+                    figures = run_jaxdqn(JAXDQN_CASES[case], args.num_seeds, Path(tmp), cache)
+                runs[case].append(figures)
+                print(f"pair {pair} {case:>16}: compile {figures['compile_s']:5.2f} s, run {figures['run_s']:6.2f} s, "
+                      f"process {figures['process_wall_s']:6.2f} s, return {figures['final_return']}", flush=True)
+    medians = {case: {key: median([r[key] for r in found]) for key in ("compile_s", "run_s", "process_wall_s")}
+               for case, found in runs.items() if found}
+    ratios = {}
+    if "purejaxrl" in medians:
+        base = medians["purejaxrl"]
+        for case in JAXDQN_CASES:
+            if case in medians:
+                ratios[case] = {key: medians[case][key] / base[key] for key in ("run_s", "process_wall_s")}
+                print(f"{case}: run {ratios[case]['run_s']:.2f}x, process {ratios[case]['process_wall_s']:.2f}x "
+                      "PureJaxRL's (medians)")
+    record = {"benchmark": "peers", "script": "python benchmarks/peers.py " + " ".join(sys.argv[1:]),
+              "machine": machine_facts(), "num_seeds": args.num_seeds, "runs": runs, "medians": medians,
+              "ratios_to_purejaxrl": ratios}
+    write_result(record, args.out, f"peers-{args.num_seeds}seed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The runs only a GPU can show, each command under 10 minutes and all of them under 40 minutes of device
+# time. Each writes a result file naming the device into benchmarks/results (or OUT_DIR). Needs jaxdqn with
+# its GPU and gymnax extras (pip install -e ".[cuda,gymnax]"); PureJaxRL's rows need PUREJAXRL_PYTHON, an
+# interpreter with PureJaxRL's dependencies (see benchmarks/peers.py), and PUREJAXRL_ANCHORS, its checkout.
+#
+# Usage: scripts/gpu_check.sh [SECTION ...]   (default: every section, in this order)
+#   peers     CartPole, 10 envs, 1 seed: PureJaxRL, jaxdqn on EnvPool, jaxdqn on gymnax (cold and warm cache)
+#   agents    64 CartPole agents at once on the JAX backend (and PureJaxRL's 64 seeds)
+#   bench     `jaxdqn bench`: environment steps, train steps, end to end, host loop, memory
+#   breakout  Breakout learning-phase SPS (the `breakout` preset filled to learning_starts, then 4096 steps)
+#   curves    short Pong and Breakout learning runs (500k agent steps each; not yet timed on a GPU): their
+#             summary, metrics and a figure (the run folders, replay checkpoints included, stay in TMPDIR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT_DIR:-benchmarks/results}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=(peers agents bench breakout curves)
+"$python" -c "import jax; print('jax', jax.__version__, jax.devices())"
+
+purejaxrl_case=()
+if [ -n "${PUREJAXRL_PYTHON:-}" ]; then
+  purejaxrl_case=(purejaxrl)
+  export PUREJAXRL_ANCHORS=${PUREJAXRL_ANCHORS:-../shared/anchors}
+fi
+
+for section in "${sections[@]}"; do
+  echo "== $section"
+  case "$section" in
+    peers)
+      "$python" benchmarks/peers.py --pairs 1 --out "$out" --purejaxrl-python "${PUREJAXRL_PYTHON:-$python}" \
+        --cases "${purejaxrl_case[@]}" jaxdqn-envpool jaxdqn-jax-cold jaxdqn-jax-warm ;;
+    agents)
+      "$python" benchmarks/peers.py --pairs 1 --num-seeds 64 --out "$out" \
+        --purejaxrl-python "${PUREJAXRL_PYTHON:-$python}" --cases "${purejaxrl_case[@]}" jaxdqn-jax-cold ;;
+    bench)
+      jaxdqn bench --out "$out" ;;
+    breakout)
+      "$python" benchmarks/presets.py --suite atari --out "$out" ;;
+    curves)
+      tag=$("$python" -c "from jaxdqn.bench.machine import machine_facts, machine_tag; print(machine_tag(machine_facts()))")
+      for preset in pong breakout; do
+        run="${TMPDIR:-/tmp}/jaxdqn-curves/$preset"
+        jaxdqn train --preset "$preset" --total-steps 500000 --eval-episodes 2 --checkpoint-interval 0 \
+          --out "$run" --overwrite
+        jaxdqn plot "$run" --out "$out/curve-$preset-$tag.png"
+        cp "$run/summary.json" "$out/curve-$preset-$tag.summary.json"
+        cp "$run/metrics.jsonl" "$out/curve-$preset-$tag.metrics.jsonl"
+      done ;;
+    *)
+      echo "unknown section $section (allowed: peers agents bench breakout curves)" >&2; exit 2 ;;
+  esac
+done
