@@ -145,8 +145,9 @@ class EnvConfig(Section):
     """The environments: which task and how many copies per seed."""
 
     env_id: str = "CartPole-v1"
-    """EnvPool task id (for example CartPole-v1, LunarLander-v3), or a Gymnasium id EnvPool lacks (slower path);
-    its action space must be discrete."""
+    """EnvPool task id (for example CartPole-v1, LunarLander-v3), a Gymnasium id EnvPool lacks (slower path), a
+    gymnax id (gymnax/CartPole-v1: a JAX environment on the device) or a JAX environment's import path
+    (module:attribute, see jaxdqn/envs/jax_env.py); its action space must be discrete."""
     num_envs: int = 1
     """Environments stepped in parallel for each seed."""
     env_threads: int = 0
@@ -159,6 +160,11 @@ class EnvConfig(Section):
     repeat_action_probability: float = 0.0
     """Atari only: sticky actions, the chance that each frame repeats the previous action instead of the chosen
     one, in training and evaluation alike: 0.25 in Machado et al. (2018) and Dopamine, 0 in the Nature DQN."""
+    env_overlap: bool = False
+    """EnvPool (XLA step) only: send the next actions before learning and receive their step after, so that
+    EnvPool's threads step the environments while the agent learns. The action that opens a period (the
+    first after an update) is then chosen before that update, one update behind, except at the start of each
+    log interval; and each action is chosen before the agent observes the step just received."""
 
     def _check_values(self) -> None:
         _positive_ints(self, "num_envs")

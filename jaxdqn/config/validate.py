@@ -26,10 +26,24 @@ def validate(cfg: Config) -> Config:
     require(cfg.env.repeat_action_probability == 0 or is_atari(cfg.env.env_id), "repeat_action_probability",
             f"sticky actions exist for Atari tasks only, and {cfg.env.env_id} is not one; allowed here: 0",
             cfg.env.repeat_action_probability)
+    require(not cfg.env.env_overlap or (backend_name(cfg.env.env_id) == "envpool" and _has_envpool_op()),
+            "env_overlap", f"needs EnvPool's XLA step (EnvPool environments on CPU or CUDA), which "
+            f"{cfg.env.env_id} on {_platform()} does not have; allowed here: False", cfg.env.env_overlap)
     if cfg.tracking.track and importlib.util.find_spec("wandb") is None:
         raise ConfigError("track: needs the wandb package; pip install 'jaxdqn[wandb]'")
     check_memory(cfg, spec)
     return cfg
+
+
+def _platform() -> str:
+    import jax
+
+    return jax.default_backend()
+
+
+def _has_envpool_op() -> bool:
+    # EnvPool registers its XLA op for CPU and CUDA only; elsewhere (TPU) its pools step through a host callback
+    return _platform() in ("cpu", "gpu")
 
 
 def state_bytes(cfg: Config, spec: EnvSpec) -> int:

@@ -59,6 +59,8 @@ class EnvBackend(Protocol):
     """True when `step` runs on the host (an io_callback): every step is a device-host round trip."""
     render_fps: float | None
     """Environment steps per second of real time, for videos (Atari: 60 / frame skip); None if unknown."""
+    can_overlap: bool
+    """True when the backend is also an `OverlapBackend` (EnvPool's XLA op)."""
 
     def reset(self) -> tuple[Any, Any]:
         """(env_state, obs) right after a full reset of the pool; call on the host, before jit. The first
@@ -72,6 +74,18 @@ class EnvBackend(Protocol):
 
     def close(self) -> None:
         """Release the pool."""
+
+
+class OverlapBackend(EnvBackend, Protocol):
+    """A backend whose step splits in two, with the pool stepping on its own threads in between, so that the
+    loop can learn while the environments step (`can_overlap` True)."""
+
+    def send(self, env_state, actions):
+        """Start a step of the pool with int32 `actions` and return at once; the next `recv` returns its result
+        (`step` is `recv(send(...))`). Usable inside jit."""
+
+    def recv(self, env_state) -> tuple[Any, StepResult]:
+        """Wait for the step the last `send` started. Usable inside jit."""
 
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1

@@ -91,10 +91,11 @@ class EnvPoolBackend:
         self.spec = self.env_spec(env_id, options)
         self._options = options
         self.host_step = not _has_xla_op(self._env) if host_step is None else bool(host_step)
+        self.can_overlap = not self.host_step
         if self.host_step:
             self._state, self._step = HOST_STEP_STATE, make_host_step(self._python_step, self.spec, self.num_envs)
         else:
-            self._state, _recv, _send, self._xla_step = self._env.xla()
+            self._state, self._xla_recv, self._xla_send, self._xla_step = self._env.xla()
             self._step = self._op_step
 
     @property
@@ -134,9 +135,17 @@ class EnvPoolBackend:
         return self._step(env_state, actions)
 
     def _op_step(self, handle, actions):
+        return self.recv(self.send(handle, actions))
+
+    def send(self, env_state, actions):
+        """Hand `actions` to EnvPool's threads and return (XLA op; only without `host_step`)."""
         import jax.numpy as jnp
 
-        handle, (obs, reward, terminated, truncated, info) = self._xla_step(handle, jnp.asarray(actions, jnp.int32))
+        return self._xla_send(env_state, jnp.asarray(actions, jnp.int32))
+
+    def recv(self, env_state):
+        """Wait for the step the last `send` started (XLA op; only without `host_step`)."""
+        handle, (obs, reward, terminated, truncated, info) = self._xla_recv(env_state)
         return handle, _step_result(obs, reward, terminated, truncated, info)
 
     def _python_step(self, actions: np.ndarray) -> StepResult:

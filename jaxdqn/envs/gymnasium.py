@@ -34,6 +34,7 @@ class GymnasiumBackend:
     `jaxdqn.envs.base.EnvBackend`. `num_threads` and the Atari options are ignored."""
 
     host_step = True
+    can_overlap = False
 
     def __init__(self, env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False,
                  reward_clip: bool = False, render: bool = False, repeat_action_probability: float = 0.0):

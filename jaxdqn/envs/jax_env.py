@@ -133,6 +133,7 @@ class JaxBackend:
     `num_threads`, the Atari options and `render` are not used (there is no frame to render)."""
 
     host_step = False
+    can_overlap = False
     render_fps = None
 
     def __init__(self, env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False,

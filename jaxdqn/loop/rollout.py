@@ -6,6 +6,12 @@ cannot be vmapped, so the agent axis is folded into the pool here, at the bounda
 `AgentFns.observe` and records episodes. One *period* is `plan.iters_per_period` iterations followed, once
 learning has started, by one `AgentFns.learn`. A chunk is a `fori_loop` over a number of periods given at
 run time, so one compiled chunk serves every log interval and the final remainder.
+
+With `env_overlap` (EnvPool's XLA op), an iteration is receive -> act -> send -> observe: the chunk opens by
+sending the first actions, each iteration receives the step sent before it, chooses and sends the next
+actions, then observes and records the step received; the chunk's last iteration sends nothing, so no step is
+left in flight between chunks (checkpoints and resume see the same state as without overlap). EnvPool's
+threads step the environments while the agent observes and, at the end of each period, learns.
 """
 
 from __future__ import annotations
@@ -93,6 +99,10 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
     env_state0, obs0 = env.reset()
     first_obs = jnp.asarray(obs0).reshape(*agent_axis, *spec.obs_shape)
     solved_return = cfg.loop.solved_return
+    overlap = cfg.env.env_overlap
+    if overlap and not env.can_overlap:
+        raise ValueError(f"env_overlap: {spec.env_id}'s pool cannot step between send and recv (EnvPool's XLA op "
+                         "only)")
     act = over_agents(fns.act, (0, 0, 0, None), num_agents)
     observe = over_agents(fns.observe, (0, 0, None, None), num_agents)
     learn = over_agents(fns.learn, (0, 0, None), num_agents)
@@ -105,15 +115,29 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
         return LoopState(agents, env_state0, first_obs, jnp.zeros(agent_axis, bool),
                          init_episode_stats(num_agents, num_envs), fold(agent_keys, 1), jnp.zeros((), jnp.int32))
 
+    def choose(agents, obs, keys, iteration):
+        # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
+        return act(agents, obs, fold(keys, 2 * iteration), iteration * num_envs)
+
+    def send(env_state, actions):
+        return env.send(env_state, actions.reshape(num_agents * num_envs))
+
     def iterate(carry, _):
-        state, action_log, first_iteration, learn_after = carry
+        state, action_log, first_iteration, learn_after, pending, end_iteration = carry
         env_steps = state.iteration * num_envs
-        actions = act(state.agents, state.obs, fold(state.keys, 2 * state.iteration), env_steps)
-        pool_actions = actions.reshape(num_agents * num_envs)
-        action_log = action_log.at[state.iteration - first_iteration].set(pool_actions.astype(action_dtype),
-                                                                          mode="drop")
-        env_state, out = env.step(state.env_state, pool_actions)
-        next_obs = out.obs.reshape(*agent_axis, *spec.obs_shape)
+        if overlap:  # the step sent before this iteration; send the next one before observing this one
+            actions = pending
+            env_state, out = env.recv(state.env_state)
+            next_obs = out.obs.reshape(*agent_axis, *spec.obs_shape)
+            pending = choose(state.agents, next_obs, state.keys, state.iteration + 1)
+            env_state = jax.lax.cond(state.iteration + 1 < end_iteration, send, lambda e, _: e, env_state, pending)
+            env_state, out = jax.lax.optimization_barrier((env_state, out))  # observe after the send
+        else:
+            actions = choose(state.agents, state.obs, state.keys, state.iteration)
+            env_state, out = env.step(state.env_state, actions.reshape(num_agents * num_envs))
+            next_obs = out.obs.reshape(*agent_axis, *spec.obs_shape)
+        action_log = action_log.at[state.iteration - first_iteration].set(
+            actions.reshape(num_agents * num_envs).astype(action_dtype), mode="drop")
         reward, terminated, truncated, game_reward, game_over = (
             x.reshape(agent_axis) for x in (out.reward, out.terminated, out.truncated, out.game_reward, out.game_over))
         real = ~state.done
@@ -124,12 +148,13 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
                                            solved_return)
         state = LoopState(agents, env_state, next_obs, (terminated | truncated) & real, stats, state.keys,
                           state.iteration + 1)
-        return (state, action_log, first_iteration, learn_after), ends
+        return (state, action_log, first_iteration, learn_after, pending, end_iteration), ends
 
     def period(_, carry):
-        state, output, first_iteration, learn_after = carry
-        (state, action_log, _, _), ends = jax.lax.scan(
-            iterate, (state, output.actions, first_iteration, learn_after), None, length=the_plan.iters_per_period)
+        state, output, first_iteration, learn_after, pending, end_iteration = carry
+        (state, action_log, _, _, pending, _), ends = jax.lax.scan(
+            iterate, (state, output.actions, first_iteration, learn_after, pending, end_iteration), None,
+            length=the_plan.iters_per_period)
         env_steps = state.iteration * num_envs
         learning = env_steps > learn_after
         learn_keys = fold(state.keys, 2 * state.iteration + 1)
@@ -138,7 +163,7 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
         output = ChunkOutput(jax.tree.map(jnp.add, output.metric_sums, metrics),
                              output.learn_calls + learning.astype(jnp.int32), action_log,
                              log_episode_ends(output.finished, ends))
-        return state._replace(agents=agents), output, first_iteration, learn_after
+        return state._replace(agents=agents), output, first_iteration, learn_after, pending, end_iteration
 
     metric_shapes = jax.eval_shape(learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
                                    jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32), jnp.int32(0))[1]
@@ -150,8 +175,14 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
         output = ChunkOutput(zero_metrics(), jnp.zeros((), jnp.int32),
                              jnp.zeros((action_log_length, num_agents * num_envs), action_dtype),
                              empty_episode_log(num_agents, the_plan.episode_log_capacity))
-        state, output, _, _ = jax.lax.fori_loop(0, n_periods, period,
-                                                (state, output, state.iteration, jnp.asarray(learn_after)))
+        end_iteration = state.iteration + n_periods * the_plan.iters_per_period
+        pending = jnp.zeros(agent_axis, jnp.int32)
+        if overlap:  # open the chunk with its first step in flight
+            pending = choose(state.agents, state.obs, state.keys, state.iteration)
+            state = state._replace(env_state=jax.lax.cond(n_periods > 0, send, lambda e, _: e, state.env_state,
+                                                          pending))
+        state, output, _, _, _, _ = jax.lax.fori_loop(
+            0, n_periods, period, (state, output, state.iteration, jnp.asarray(learn_after), pending, end_iteration))
         return state, output
 
     def cut_episodes(state: LoopState) -> LoopState:
