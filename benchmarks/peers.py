@@ -6,7 +6,8 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 
 - `purejaxrl`: PureJaxRL's unmodified `dqn.py` through the anchors' runner (`run_purejaxrl_dqn.py`, which
   compiles, runs, and runs again); its `run_s` is the first run, its process wall leaves out the second run;
-- `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step);
+- `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
+  `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled.
 
@@ -41,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ANCHORS = REPO.parent / "shared" / "anchors"
 JAXDQN_CASES = {
     "jaxdqn-envpool": ["--preset", "cartpole", "--num-envs", "10"],
+    "jaxdqn-envpool-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
     "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
 }

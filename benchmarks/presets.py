@@ -7,7 +7,7 @@ Suites:
 - atari: the `breakout` preset (its 2^14 prioritized replay, 8 envs, 1 update of batch 32 per 4 agent
   steps) filled to learning_starts and then trained for 4096 steps; `learning_sps` is the median SPS of
   the log chunks that lie wholly after learning starts (the issue-4 figure; the host-loop CleanRL DQN
-  runs about 100 SPS on the 2-core CPU).
+  runs about 100 SPS on the 2-core CPU), without and with `--env-overlap` (EnvPool steps while the agent learns).
 
 Compile time is measured cold (a fresh process per case); figures come from the run's summary.json.
 Usage:
@@ -25,20 +25,24 @@ from pathlib import Path
 from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.bench.runs import run_case
 
+BREAKOUT_LEARNING = ["--preset", "breakout", "--learning-starts", "16384", "--total-steps", "20480", "--log-interval",
+                     "512", "--eval-episodes", "1", "--checkpoint-interval", "0"]
 SUITES = {
     "cartpole": {
         "1env-1seed": ["--preset", "cartpole", "--num-envs", "1"],
         "10env-1seed": ["--preset", "cartpole", "--num-envs", "10"],
         "10env-4seeds": ["--preset", "cartpole", "--num-envs", "10", "--num-seeds", "4"],
         "1env-4seeds": ["--preset", "cartpole", "--num-envs", "1", "--num-seeds", "4"],
+        "10env-1seed-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
+        "1env-1seed-overlap": ["--preset", "cartpole", "--num-envs", "1", "--env-overlap"],
     },
     "lunarlander": {
         "lunarlander": ["--preset", "lunarlander"],
         "lunarlander-per": ["--preset", "lunarlander-per"],
     },
     "atari": {
-        "breakout-learning": ["--preset", "breakout", "--learning-starts", "16384", "--total-steps", "20480",
-                              "--log-interval", "512", "--eval-episodes", "1", "--checkpoint-interval", "0"],
+        "breakout-learning": BREAKOUT_LEARNING,
+        "breakout-learning-overlap": [*BREAKOUT_LEARNING, "--env-overlap"],
     },
 }
 
