@@ -182,6 +182,8 @@ class DQN:
                                                     step.terminated, step.real))
 
         def learn(state: DQNState, key, env_steps):
+            if the_plan.updates_per_period == 1:  # no loop around a single update (a loop costs a sync on a GPU)
+                return train_step(state, key, env_steps)
             state, metrics = jax.lax.scan(lambda st, k: train_step(st, k, env_steps), state,
                                           jax.random.split(key, the_plan.updates_per_period))
             return state, jax.tree.map(jnp.mean, metrics)

@@ -150,20 +150,24 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
                           state.iteration + 1)
         return (state, action_log, first_iteration, learn_after, pending, end_iteration), ends
 
-    def period(_, carry):
-        state, output, first_iteration, learn_after, pending, end_iteration = carry
-        (state, action_log, _, _, pending, _), ends = jax.lax.scan(
-            iterate, (state, output.actions, first_iteration, learn_after, pending, end_iteration), None,
-            length=the_plan.iters_per_period)
-        env_steps = state.iteration * num_envs
-        learning = env_steps > learn_after
-        learn_keys = fold(state.keys, 2 * state.iteration + 1)
-        agents, metrics = jax.lax.cond(learning, lambda agents: learn(agents, learn_keys, env_steps),
-                                       lambda agents: (agents, zero_metrics()), state.agents)
-        output = ChunkOutput(jax.tree.map(jnp.add, output.metric_sums, metrics),
-                             output.learn_calls + learning.astype(jnp.int32), action_log,
-                             log_episode_ends(output.finished, ends))
-        return state._replace(agents=agents), output, first_iteration, learn_after, pending, end_iteration
+    def period(learns: bool):
+        """One period's body for `fori_loop`: its iterations, then (`learns`) one `learn`."""
+
+        def body(_, carry):
+            state, output, first_iteration, learn_after, pending, end_iteration = carry
+            (state, action_log, _, _, pending, _), ends = jax.lax.scan(
+                iterate, (state, output.actions, first_iteration, learn_after, pending, end_iteration), None,
+                length=the_plan.iters_per_period)
+            output = output._replace(actions=action_log, finished=log_episode_ends(output.finished, ends))
+            if learns:
+                env_steps = state.iteration * num_envs
+                agents, metrics = learn(state.agents, fold(state.keys, 2 * state.iteration + 1), env_steps)
+                state = state._replace(agents=agents)
+                output = output._replace(metric_sums=jax.tree.map(jnp.add, output.metric_sums, metrics),
+                                         learn_calls=output.learn_calls + 1)
+            return state, output, first_iteration, learn_after, pending, end_iteration
+
+        return body
 
     metric_shapes = jax.eval_shape(learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
                                    jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32), jnp.int32(0))[1]
@@ -181,8 +185,13 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
             pending = choose(state.agents, state.obs, state.keys, state.iteration)
             state = state._replace(env_state=jax.lax.cond(n_periods > 0, send, lambda e, _: e, state.env_state,
                                                           pending))
-        state, output, _, _, _, _ = jax.lax.fori_loop(
-            0, n_periods, period, (state, output, state.iteration, jnp.asarray(learn_after), pending, end_iteration))
+        # A period learns when it ends past learn_after; the periods before that (at the start of a run) run in a
+        # loop of their own, so that no period branches on it (a branch costs a device-host sync on a GPU).
+        learn_after = jnp.asarray(learn_after, jnp.int32)
+        acting_only = jnp.clip((learn_after - state.iteration * num_envs) // the_plan.steps_per_period, 0, n_periods)
+        carry = (state, output, state.iteration, learn_after, pending, end_iteration)
+        carry = jax.lax.fori_loop(0, acting_only, period(learns=False), carry)
+        state, output, _, _, _, _ = jax.lax.fori_loop(acting_only, n_periods, period(learns=True), carry)
         return state, output
 
     def cut_episodes(state: LoopState) -> LoopState:
