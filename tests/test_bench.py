@@ -31,8 +31,10 @@ def test_tiny_bench_writes_a_complete_result(tiny_result):
     for key in ("backend", "devices", "device_count", "cpu_model", "cpu_cores", "git_commit"):
         assert machine[key] not in (None, "", [])
     assert set(machine["versions"]) >= {"jax", "jaxlib", "flax", "optax", "envpool"}
-    env = record["env_steps"][0]
-    assert env["python_steps_per_second"]["median"] > 0 and env["xla_scan_steps_per_second"]["median"] > 0
+    assert [r["env_id"] for r in record["env_steps"]] == ["CartPole-v1", "gymnax/CartPole-v1"]
+    for env in record["env_steps"]:
+        assert env["python_steps_per_second"]["median"] > 0 and env["xla_scan_steps_per_second"]["median"] > 0
+        assert not env["host_step"] and "xla_scan_note" not in env  # EnvPool's XLA op exists on CPU
     kinds = {(r["torso"], r["replay"]) for r in record["train_step"]}
     assert kinds == {("mlp", "uniform"), ("mlp", "prioritized"), ("nature_cnn", "uniform"), ("nature_cnn", "prioritized")}
     for row in record["train_step"]:
@@ -40,7 +42,7 @@ def test_tiny_bench_writes_a_complete_result(tiny_result):
         assert spread["min"] <= spread["median"] <= spread["max"] and spread["repeats"] == 2
         assert row["compile_seconds"] > 0
     seeds = sorted(r["num_seeds"] for r in record["end_to_end"])
-    assert seeds == [1, 2]
+    assert seeds == [1, 1, 2] and record["end_to_end"][2]["args"][-1] == "--env-overlap"
     assert all(r["env_steps"] == 12_000 and r["sps"] > 0 for r in record["end_to_end"])
     assert record["host_loop"][0]["env_steps"] == 12_000 and record["host_loop"][0]["updates"] > 0
     assert record["memory"]["host_peak_rss_mb"] > 0
@@ -56,6 +58,25 @@ def test_report_writes_table_and_charts(tiny_result, tmp_path):
     pngs = sorted(p.name for p in tmp_path.glob("bench-*.png"))
     assert pngs == ["bench-end_to_end.png", "bench-env_steps.png", "bench-train_step.png"]
     assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_report_says_what_a_machine_does_not_support_and_why(tiny_result, tmp_path):
+    """A TPU has no EnvPool XLA op: its pools step through a host callback, and `--env-overlap` is refused.
+    The result rows say so (as `bench_env_steps` and `bench_end_to_end` write them there), and so does the
+    report, in the cell, instead of leaving it out."""
+    record = json.loads(tiny_result.read_text())
+    record["env_steps"][0].update(host_step=True, xla_scan_note="host callback: EnvPool has no XLA op on tpu")
+    overlap = record["end_to_end"][2]
+    record["end_to_end"][2] = {"preset": overlap["preset"], "args": overlap["args"], "num_seeds": 1,
+                               "unsupported": "env_overlap: needs EnvPool's XLA step (EnvPool environments on CPU "
+                                              "or CUDA), which CartPole-v1 on tpu does not have; allowed here: False"}
+    (tmp_path / "bench-tpu.json").write_text(json.dumps(record))
+    result = jaxdqn("bench", "report", "--results", str(tmp_path), "--out", str(tmp_path / "r.md"), "--include-tiny")
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "r.md").read_text()
+    assert "(host callback: EnvPool has no XLA op on tpu) |" in table
+    assert "| end-to-end cartpole --num-envs 10 --total-steps 12000 --env-overlap x1 seeds SPS | env steps/s | " \
+           "not supported: env_overlap: needs EnvPool's XLA step" in table
 
 
 def test_report_rejects_a_result_with_a_missing_field(tiny_result, tmp_path):
