@@ -32,6 +32,7 @@ NUM_SEEDS = 10
 CASES = {
     "cartpole": ["--preset", "cartpole"],
     "cartpole-10env": ["--preset", "cartpole", "--num-envs", "10"],
+    "cartpole-gymnax-10env": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "lunarlander": ["--preset", "lunarlander"],
     "lunarlander-per": ["--preset", "lunarlander-per"],
     "frozenlake": ["--preset", "frozenlake"],

@@ -2,7 +2,10 @@
 
 1. Sample + priority update time per step against capacity (10^3 ... 10^6), batch 32 and 256, on a
    prioritized replay of scalar observations in 8 per-environment rings.
-2. The full train step with prioritized replay against the uniform one at capacity 10^6 (MLP, batch 64).
+2. The same for flashbax's prioritised flat buffer (`sample` + `set_priorities`), the reference row, when
+   flashbax is installed (`pip install flashbax`; it is not a jaxdqn dependency).
+3. The full train step with prioritized replay against the uniform one at capacity 10^6 (MLP, batch 64), and
+   at the Atari shape (frame replay of 84x84 frames, Nature CNN, batch 32, capacity 10^6: 7 GB of replay).
 
 Timings: warm-up (compile) excluded, `block_until_ready` before the clock stops, several repetitions
 of a `lax.scan` over many steps, median and spread reported. Usage:
@@ -78,13 +81,53 @@ def sample_update_scaling(capacities, batches, steps, repeats) -> list:
     return rows
 
 
-def train_step_comparison(capacity: int, steps: int, repeats: int) -> dict:
-    """Full train step (MLP 128-128, batch 64) with uniform vs prioritized replay, via the bench harness."""
+def flashbax_sample_update(capacities, batches, steps, repeats) -> list:
+    """flashbax's prioritised flat buffer, filled with `capacity` scalar steps from NUM_ENVS environments with
+    random priorities: `sample` then `set_priorities` of the sampled rows, per step. [] without flashbax."""
+    try:
+        import flashbax
+    except ImportError:
+        print("flashbax is not installed: no reference rows (pip install flashbax)")
+        return []
+    rows = []
+    for batch in batches:
+        for capacity in capacities:
+            buffer = flashbax.make_prioritised_flat_buffer(max_length=capacity, min_length=batch,
+                                                           sample_batch_size=batch, add_batch_size=NUM_ENVS,
+                                                           priority_exponent=ALPHA)
+
+            @jax.jit
+            def fill(state, buffer=buffer, capacity=capacity):
+                def add(state, t):
+                    return buffer.add(state, (t * NUM_ENVS + jnp.arange(NUM_ENVS)).astype(jnp.float32)), None
+
+                state = jax.lax.scan(add, state, jnp.arange(capacity // NUM_ENVS + 1))[0]
+                indices = jnp.arange(capacity)
+                return buffer.set_priorities(state, indices,
+                                             jax.random.uniform(jax.random.PRNGKey(0), (capacity,), maxval=10.0))
+
+            state = fill(buffer.init(jnp.zeros((), jnp.float32)))
+
+            def step(state, key, buffer=buffer):
+                sample = buffer.sample(state, key)
+                new = jnp.abs(sample.experience.first) * 1e-3 + sample.probabilities + EPS
+                return buffer.set_priorities(state, sample.indices, new)
+
+            row = {"capacity": capacity, "batch": batch, **time_scan(step, state, steps, repeats)}
+            print(f"flashbax sample+set_priorities capacity {capacity:>8} batch {batch:>3}: "
+                  f"{row['median_us']:8.1f} us/step", flush=True)
+            rows.append(row)
+    return rows
+
+
+def train_step_comparison(capacity: int, steps: int, repeats: int, torso: str = "mlp", batch: int = 64) -> dict:
+    """Full train step (MLP 128-128, batch 64; or the Nature CNN on frames) with uniform vs prioritized replay,
+    via the bench harness."""
     from jaxdqn.bench.harness import bench_train_step
 
-    out = {}
+    out = {"torso": torso, "batch": batch, "capacity": capacity}
     for prioritized in (False, True):
-        row = bench_train_step("mlp", 64, capacity, prioritized, steps, repeats)
+        row = bench_train_step(torso, batch, capacity, prioritized, steps, repeats)
         rate = row["updates_per_second"]
         out[row["replay"]] = {"median_us": 1e6 / rate["median"], "min_us": 1e6 / rate["max"],
                               "max_us": 1e6 / rate["min"], "repeats": repeats, "steps_per_repeat": steps,
@@ -101,6 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the test suite")
+    parser.add_argument("--no-atari", action="store_true", help="skip the Atari-shaped train step (7 GB, slow on CPU)")
     args = parser.parse_args()
     if args.quick:
         capacities, batches, steps, repeats, train_capacity = [1_000, 10_000], [32], 50, 2, 10_000
@@ -112,8 +156,11 @@ def main() -> None:
         "script": "python benchmarks/prioritized.py " + " ".join(sys.argv[1:]),
         "machine": facts,
         "sample_update": sample_update_scaling(capacities, batches, steps, repeats),
+        "flashbax_sample_update": flashbax_sample_update(capacities, batches, steps, repeats),
         "train_step": train_step_comparison(train_capacity, steps, repeats),
     }
+    if not (args.quick or args.no_atari):
+        record["train_step_atari"] = train_step_comparison(10**6, 4, 3, torso="nature_cnn", batch=32)
     write_result(record, args.out, "prioritized-quick" if args.quick else "prioritized")
 
 

@@ -13,6 +13,7 @@ address in the program, so each process compiles a different one. Programs of th
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 CACHE_ENV_VAR = "JAXDQN_COMPILE_CACHE"
@@ -48,6 +49,9 @@ def enable_compile_cache() -> Path | None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:  # a read-only home: run without the cache rather than fail
         return None
+    # A cache entry that cannot be written (a full disk, a file-size limit) only means a compile next time;
+    # JAX's warning about it would be a second line beside the error that matters.
+    warnings.filterwarnings("ignore", message="Error writing persistent compilation cache entry")
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return directory

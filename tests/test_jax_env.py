@@ -102,7 +102,10 @@ def test_truncation_and_termination_reach_the_replay_as_for_envpool():
 
 
 def test_gymnax_cartpole_preset_trains_to_475_from_the_command_line(tmp_path):
-    result = jaxdqn("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--out", tmp_path / "run")
+    """PureJaxRL's work (10 environments) on gymnax's CartPole; 9 of 10 seeds reach 475 in
+    benchmarks/results/learning-gymnax-*.json, seed 0 among them."""
+    result = jaxdqn("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 10,
+                    "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     config = json.loads((tmp_path / "run" / "config.json").read_text())

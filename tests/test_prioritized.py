@@ -205,3 +205,37 @@ def test_prioritized_learn_compiles_once_and_updates_priorities():
     leaves = np.asarray(sumtree_leaves(state.replay.priorities)[:n])
     assert not np.allclose(leaves, 1.0)  # sampled slots got |td|-based priorities
     assert float(sumtree_total(state.replay.priorities)) == pytest.approx(leaves.sum(), rel=1e-5)
+
+
+def test_an_updates_priorities_are_in_the_tree_before_the_next_update_samples():
+    """The DQN update writes the previous update's priorities before it samples (not after its own loss, which
+    made XLA copy the leaf level): after update k+1, the tree holds (|td_k| + eps) ** alpha at update k's
+    slots, and update k+1's own wait in `pending` for update k+2."""
+    from jaxdqn.agents import resolve_agent
+    from jaxdqn.agents.base import Step
+    from jaxdqn.config.build import make_config
+    from jaxdqn.envs import env_spec
+
+    cfg = make_config(prioritized=True, batch_size=8, buffer_size=256, learning_starts=32, priority_alpha=0.5,
+                      priority_eps=0.01)
+    fns = resolve_agent("dqn").build(cfg, env_spec("CartPole-v1"))
+    state = fns.init(jax.random.PRNGKey(0), fns.hyperparameters)
+    rng = np.random.default_rng(1)
+    for t in range(120):
+        obs = jnp.asarray(rng.normal(size=(1, 4)), jnp.float32)
+        step = Step(obs, jnp.zeros(1, jnp.int32), jnp.asarray(rng.normal(size=1), jnp.float32), jnp.zeros(1, bool),
+                    jnp.zeros(1, bool), obs, jnp.ones(1, bool))
+        state = fns.observe(state, step, t, True)
+    learn = jax.jit(fns.learn)
+    assert not bool(state.pending.valid)
+    first, _ = learn(state, jax.random.PRNGKey(1), 120)
+    np.testing.assert_array_equal(sumtree_leaves(first.replay.priorities), sumtree_leaves(state.replay.priorities))
+    assert bool(first.pending.valid)
+    second, _ = learn(first, jax.random.PRNGKey(2), 120)
+    leaves = np.asarray(sumtree_leaves(second.replay.priorities))
+    indices, td = np.asarray(first.pending.indices), np.asarray(first.pending.td_errors)
+    for slot in set(indices.tolist()):  # a slot drawn twice keeps one of its values
+        expected = (np.abs(td[indices == slot]) + 0.01) ** 0.5
+        assert np.isclose(leaves[slot], expected, rtol=1e-5).any(), (slot, leaves[slot], expected)
+    untouched = np.setdiff1d(np.arange(119), indices)
+    np.testing.assert_array_equal(leaves[untouched], np.asarray(sumtree_leaves(state.replay.priorities))[untouched])

@@ -24,6 +24,15 @@ NATURE_CNN_MIN_SIZE = 36
 """The smallest image side the Nature CNN's three VALID convolutions (8/4, 4/2, 3/1) leave a pixel of."""
 
 
+class PendingPriorities(NamedTuple):
+    """The new priorities of the last update's batch, written into the sum tree by the next update before it
+    samples (see `make_train_step`); `valid` is False before the first update."""
+
+    indices: chex.Array
+    td_errors: chex.Array
+    valid: chex.Array
+
+
 class DQNState(NamedTuple):
     """Everything one DQN agent carries between steps."""
 
@@ -33,6 +42,8 @@ class DQNState(NamedTuple):
     replay: Any
     updates: chex.Array
     hyper: dict
+    pending: Any = ()
+    """Prioritized replay: `PendingPriorities`; uniform replay: ()."""
 
 
 def make_optimizer(optim) -> optax.GradientTransformation:
@@ -89,7 +100,17 @@ def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: 
 
     def train_step(state: DQNState, key, env_steps):
         hyper = state.hyper
-        sample = replay.sample(state.replay, key, beta_at(hyper, env_steps, schedule_env_steps))
+        replay_state = state.replay
+        if settings.replay.prioritized:
+            # The previous update's priorities are written here, before sampling, rather than at the end of
+            # that update: there the write came while the old leaves were still read by the loss's backward
+            # pass, and XLA copied the whole leaf level (4 MB at 10^6 slots) twice per update to allow it.
+            # Every sample still sees every earlier update's priorities; steps added in between get the
+            # tree's max priority as it stood before the last batch.
+            pending = state.pending
+            replay_state = replay.update(replay_state, pending.indices, pending.td_errors, hyper["priority_alpha"],
+                                         hyper["priority_eps"], valid=pending.valid)
+        sample = replay.sample(replay_state, key, beta_at(hyper, env_steps, schedule_env_steps))
         (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.target_params, sample.batch, sample.weights, hyper)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -99,10 +120,10 @@ def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: 
         tau = hyper["target_tau"]
         target_params = jax.tree.map(lambda online, target: jnp.where(refresh, tau * online + (1.0 - tau) * target,
                                                                       target), params, state.target_params)
-        new_replay = replay.update(state.replay, sample.indices, td, hyper["priority_alpha"], hyper["priority_eps"])
+        pending = PendingPriorities(sample.indices, td, jnp.asarray(True)) if settings.replay.prioritized else ()
         metrics = {"loss": loss, "q_mean": jnp.mean(q_tm1)}
-        return state._replace(params=params, target_params=target_params, opt_state=opt_state, replay=new_replay,
-                              updates=count), metrics
+        return state._replace(params=params, target_params=target_params, opt_state=opt_state, replay=replay_state,
+                              updates=count, pending=pending), metrics
 
     return train_step
 
@@ -169,8 +190,11 @@ class DQN:
             params = network.init(key, example_obs[None])
             opt_state = optimizer.init(params)
             injected = {name: jnp.array(hyper[name], jnp.float32) for name in opt_state.hyperparams}
+            batch = s.replay.batch_size
+            pending = (PendingPriorities(jnp.zeros(batch, jnp.int32), jnp.zeros(batch, jnp.float32), jnp.asarray(False))
+                       if s.replay.prioritized else ())
             return DQNState(params, jax.tree.map(jnp.copy, params), opt_state._replace(hyperparams=injected),
-                            replay.init(example_obs), jnp.zeros((), jnp.int32), hyper)
+                            replay.init(example_obs), jnp.zeros((), jnp.int32), hyper, pending)
 
         def act(state: DQNState, obs, key, env_steps):
             epsilon = epsilon_at(schedule, state.hyper["exploration"], env_steps)
@@ -198,4 +222,4 @@ class DQN:
             return scalars
 
         return AgentFns(hyperparameters(cfg), init, act, observe, learn, lambda state: state.params, evaluate_act,
-                        report, optional_fields=("replay",))
+                        report, optional_fields=("replay", "pending"))

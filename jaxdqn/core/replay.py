@@ -34,7 +34,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from jaxdqn.core.sumtree import sumtree_find, sumtree_init, sumtree_leaves, sumtree_set, sumtree_total
+from jaxdqn.core.sumtree import sumtree_find, sumtree_init, sumtree_masses, sumtree_set, sumtree_total
 
 
 class Batch(NamedTuple):
@@ -150,8 +150,8 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
       (one draw per equal segment of the total mass); weights (n * P(i)) ** -beta / max over the batch
       (n, the number of slots, cancels in the division). If no slot is sampleable, weights are 0 (the
       rows are meaningless).
-    - `update(state, indices, td_errors, alpha, eps) -> state`: priorities (|td| + eps) ** alpha for
-      slots that are still sampleable; a non-finite TD error (or priority) is replaced by the tree's
+    - `update(state, indices, td_errors, alpha, eps, valid=True) -> state`: priorities (|td| + eps) ** alpha
+      for slots that are still sampleable (rows where `valid` is False are skipped); a non-finite TD error (or priority) is replaced by the tree's
       current max priority, so NaN/inf never reach the tree. The max priority grows with the new
       priorities. Uniform replay returns the state unchanged.
     - `sample_sequences(state, key, length, batch_size) -> Sequences` (length and batch_size static):
@@ -211,7 +211,7 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
             envs, slots = jnp.divmod(indices, slots_per_env)
             # n cancels in the normalization; the count of candidate slots keeps n * P(i) near 1.
             n = (num_envs * jnp.maximum(state.size - 1 - history, 1)).astype(jnp.float32)
-            weights = (n * sumtree_leaves(tree)[indices] / total) ** (-beta)
+            weights = (n * sumtree_masses(tree, indices) / total) ** (-beta)
             weights = jnp.where(total > 0, weights / weights.max(), 0.0)
         else:
             envs, slots, found = _uniform_draws(state, key)
@@ -242,7 +242,7 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
         keep = keep[jnp.arange(batch_size) % jnp.maximum(count, 1)]
         return envs[keep], slots[keep], count > 0
 
-    def update(state: ReplayState, indices, td_errors, alpha, eps) -> ReplayState:
+    def update(state: ReplayState, indices, td_errors, alpha, eps, valid=True) -> ReplayState:
         if not prioritized:
             return state
         tree = state.priorities
@@ -250,7 +250,7 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
         finite = jnp.isfinite(td_errors) & jnp.isfinite(priorities)
         priorities = jnp.where(finite, priorities, tree.max_priority)
         # A slot that stopped being sampleable since it was drawn (mass 0) stays out of the tree.
-        still = sumtree_leaves(tree)[indices] > 0
+        still = (sumtree_masses(tree, indices) > 0) & valid
         tree = sumtree_set(tree, indices, priorities, still)
         return state._replace(priorities=tree._replace(
             max_priority=jnp.maximum(tree.max_priority, jnp.max(jnp.where(still, priorities, 0.0)))))

@@ -54,6 +54,12 @@ def sumtree_leaves(tree: SumTree):
     return tree.levels[-1].reshape(-1)
 
 
+def sumtree_masses(tree: SumTree, slots):
+    """The priorities of `slots`, read from the leaf rows in place (no flattened view of the leaves: inside a
+    loop, XLA copied the whole leaf level to serve a gather through one before updating it in place)."""
+    return tree.levels[-1][slots // BRANCHING, slots % BRANCHING]
+
+
 def sumtree_set(tree: SumTree, slots, values, valid=None) -> SumTree:
     """Set the leaves at `slots` to `values` (rows where `valid` is False are skipped), then recompute
     their ancestors level by level. Duplicate slots are allowed: one of their values is kept, and the
