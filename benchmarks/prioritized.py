@@ -10,7 +10,8 @@
 Timings: warm-up (compile) excluded, `block_until_ready` before the clock stops, several repetitions
 of a `lax.scan` over many steps, median and spread reported. Usage:
 
-    python benchmarks/prioritized.py [--out benchmarks/results] [--quick]
+    python benchmarks/prioritized.py [--out benchmarks/results] [--quick] [--no-atari]
+        [--capacities 1000000] [--batches 64]   (the train step's shape alone: its own result file)
 """
 
 from __future__ import annotations
@@ -145,11 +146,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--no-atari", action="store_true", help="skip the Atari-shaped train step (7 GB, slow on CPU)")
+    parser.add_argument("--capacities", type=int, nargs="*", help="sample+update capacities (default 10^3..10^6)")
+    parser.add_argument("--batches", type=int, nargs="*", help="sample+update batch sizes (default 32 and 256)")
     args = parser.parse_args()
     if args.quick:
         capacities, batches, steps, repeats, train_capacity = [1_000, 10_000], [32], 50, 2, 10_000
     else:
         capacities, batches, steps, repeats, train_capacity = [10**3, 10**4, 10**5, 10**6], [32, 256], 2000, 5, 10**6
+    capacities, batches = args.capacities or capacities, args.batches or batches
     facts = machine_facts()
     record = {
         "benchmark": "prioritized",
@@ -161,7 +165,10 @@ def main() -> None:
     }
     if not (args.quick or args.no_atari):
         record["train_step_atari"] = train_step_comparison(10**6, 4, 3, torso="nature_cnn", batch=32)
-    write_result(record, args.out, "prioritized-quick" if args.quick else "prioritized")
+    name = "prioritized-quick" if args.quick else "prioritized"
+    if args.capacities or args.batches:
+        name += "-" + "-".join(f"b{b}" for b in batches) + "-" + "-".join(f"c{c}" for c in capacities)
+    write_result(record, args.out, name)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,11 @@ to jaxdqn. Adding a built-in agent is one file in this folder plus one line here
 
 from __future__ import annotations
 
-import importlib
-
 from jaxdqn.agents.base import Agent, AgentFns, Step
 from jaxdqn.agents.dqn import DQN
 from jaxdqn.agents.tabular import Tabular
 from jaxdqn.config.schema import ConfigError
+from jaxdqn.importing import load_object
 
 AGENTS: dict[str, Agent] = {"dqn": DQN(), "tabular": Tabular()}
 
@@ -26,12 +25,10 @@ def resolve_agent(name: str) -> Agent:
     if ":" not in name:
         raise ConfigError(f"agent: must be one of {', '.join(AGENTS)} or an import path module:attribute "
                           f"(got {name!r})")
-    module_name, _, attribute = name.partition(":")
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        agent = load_object(name)
+    except ImportError as error:
         raise ConfigError(f"agent: cannot import {name!r} ({error})") from None
-    agent = target() if isinstance(target, type) else target
     for needed in ("name", "settings_type", "check", "build"):
         if not hasattr(agent, needed):
             raise ConfigError(f"agent: {name!r} is not an agent (it has no {needed!r}; see jaxdqn/agents/base.py)")

@@ -13,12 +13,12 @@ exact resume replays it like any other backend's. The backend auto-resets like E
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from jaxdqn.envs.base import EnvSpec, StepResult, UnsupportedEnv, as_seed_list, jax_dtype
+from jaxdqn.importing import load_object
 
 GYMNAX_PREFIX = "gymnax/"
 
@@ -106,12 +106,10 @@ def load_jax_env(env_id: str) -> JaxEnv:
                 "gymnax has: " + ", ".join(gymnax_discrete_ids()))
             raise UnsupportedEnv(f"is not a gymnax environment; {hint}")
         return GymnaxEnv(name)
-    module_name, _, attribute = env_id.partition(":")
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        env = load_object(env_id)
+    except ImportError as error:
         raise UnsupportedEnv(f"cannot be imported ({error})") from None
-    env = target() if isinstance(target, type) else target
     missing = [name for name in ("reset", "step", "num_actions") if not hasattr(env, name)]
     if missing:
         raise UnsupportedEnv(f"is not a JAX environment: it has no {', '.join(map(repr, missing))} (it needs "
