@@ -462,3 +462,28 @@ def test_restore_params_gives_the_latest_checkpoint_params(reference):
     kernel_path = ".agents.params['params']['MLPTorso_0']['Dense_0']['kernel']"
     index = [leaf["path"] for leaf in meta["leaves"]].index(kernel_path)
     np.testing.assert_array_equal(kernel, final_arrays(reference)[f"leaf_{index:05d}"])
+
+
+def test_a_prioritized_checkpoint_from_before_pending_priorities_resumes(tmp_path):
+    """Checkpoints of prioritized runs written before DQN's state held its pending priorities have every array
+    but those: the resume refills them from a fresh init (none pending) and keeps the saved replay."""
+    import jax
+
+    from jaxdqn.run.checkpoint import load_latest, load_run_config
+    from jaxdqn.run.driver import build_rollout
+    from jaxdqn.run.resume import resume_state
+
+    out = tmp_path / "per"
+    result = jaxdqn("train", "--prioritized", "--total-steps", 1_000, "--learning-starts", 500, "--buffer-size", 1_000,
+                    "--batch-size", 32, "--log-interval", 500, "--eval-episodes", 1, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cfg = load_run_config(out)
+    checkpoint = load_latest(out, cfg)
+    assert any(".agents.pending" in path for path in checkpoint.leaves) and checkpoint.has_replay
+    older = checkpoint._replace(leaves={path: leaf for path, leaf in checkpoint.leaves.items()
+                                        if ".agents.pending" not in path})
+    state = resume_state(build_rollout(cfg), older, jax.random.PRNGKey(0), exact=True)  # exact: no episode cut
+    assert not bool(state.agents.pending.valid[0])
+    leaves = checkpoint.leaves[".agents.replay.priorities.levels[2]"]  # 1,000 slots: 3 levels, the leaves last
+    assert np.count_nonzero(leaves) > 500
+    np.testing.assert_array_equal(state.agents.replay.priorities.levels[-1], leaves)

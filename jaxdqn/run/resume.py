@@ -45,12 +45,16 @@ def resume_state(rollout: Rollout, checkpoint: Checkpoint, key, exact: bool = Fa
     `pool_start_step(checkpoint, exact)`; arrays are checked against this config's state (CheckpointError
     before anything compiles)."""
     template = jax.eval_shape(rollout.init, key)
-    optional = rollout.fns.optional_fields
-    saved = restore_state(checkpoint, saved_state(template, checkpoint.has_replay, optional))
+    # Optional fields the checkpoint lacks (no replay saved, or a field that a later jaxdqn added to the agent's
+    # state, such as DQN's pending priorities) are refilled from a fresh init.
+    absent = tuple(name for name in rollout.fns.optional_fields
+                   if not checkpoint.has_replay or not any(path.startswith(f".agents.{name}")
+                                                           for path in checkpoint.leaves))
+    saved = restore_state(checkpoint, saved_state(template, False, absent))
     agents = saved.agents
-    if not checkpoint.has_replay and optional:
+    if absent:
         fresh = jax.jit(rollout.init)(key).agents
-        agents = agents._replace(**{name: getattr(fresh, name) for name in optional})
+        agents = agents._replace(**{name: getattr(fresh, name) for name in absent})
     state = jax.tree.map(jnp.asarray, saved._replace(agents=agents, env_state=rollout.reset[0]))
     if not exact:
         state = rollout.cut_episodes(state)
