@@ -62,8 +62,7 @@ SIZES = {
         "mlp_capacities": [1_000], "cnn_capacities": [256],
         "batches": [32], "train_steps": 5, "cnn_train_steps": 2, "cnn_repeats": 2,
         "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1),
-                    ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2),
-                    ("cartpole", ["--num-envs", "10", "--total-steps", "12000", "--env-overlap"], 1)],
+                    ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2)],
         "host_loop_steps": 12_000,
     },
 }
