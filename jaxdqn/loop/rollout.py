@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents.base import AgentFns, Step
-from jaxdqn.config.schema import Plan, plan
+from jaxdqn.config.schema import ConfigError, Plan, plan
 from jaxdqn.loop.episodes import (EpisodeLog, EpisodeStats, empty_episode_log, init_episode_stats, log_episode_ends,
                                   update_episode_stats)
 
@@ -100,9 +100,9 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
     first_obs = jnp.asarray(obs0).reshape(*agent_axis, *spec.obs_shape)
     solved_return = cfg.loop.solved_return
     overlap = cfg.env.env_overlap
-    if overlap and not env.can_overlap:
-        raise ValueError(f"env_overlap: {spec.env_id}'s pool cannot step between send and recv (EnvPool's XLA op "
-                         "only)")
+    if overlap and not env.can_overlap:  # EnvPool built without its CUDA op, found only once the pool exists
+        raise ConfigError(f"env_overlap: needs EnvPool's XLA step, which this pool of {spec.env_id} does not have "
+                          "(it steps through a host callback); allowed here: False (got True)")
     act = over_agents(fns.act, (0, 0, 0, None), num_agents)
     observe = over_agents(fns.observe, (0, 0, None, None), num_agents)
     learn = over_agents(fns.learn, (0, 0, None), num_agents)
