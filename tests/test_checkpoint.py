@@ -326,7 +326,7 @@ def test_a_save_that_hits_a_file_size_limit_is_one_line_and_keeps_the_previous_c
 
 
 def test_killed_at_random_moments_it_resumes_every_time_to_the_same_result(tmp_path, reference):
-    """8 SIGKILLs: at seeded random moments, and every other time in the middle of writing a checkpoint file
+    """6 SIGKILLs: at seeded random moments, and every other time in the middle of writing a checkpoint file
     (the K-th, K random); after each, the command a user would type: --resume --exact, or --overwrite when no
     checkpoint was complete yet."""
     out, rng = tmp_path / "killed", np.random.default_rng(0)
@@ -337,7 +337,7 @@ def test_killed_at_random_moments_it_resumes_every_time_to_the_same_result(tmp_p
         return [JAXDQN, "train", *SMALL, "--out", str(out), "--overwrite"]
 
     kills = mid_save = 0
-    while kills < 8:
+    while kills < 6:
         command, delay = next_command(), rng.uniform(2.0, 8.0)
         if kills % 2:  # killed by the save itself, halfway through its K-th file
             command = [sys.executable, str(CRASH_DURING_SAVE), WRITE_ARRAYS, str(rng.integers(1, 7)), *command[1:]]
@@ -473,10 +473,12 @@ def test_a_prioritized_checkpoint_from_before_pending_priorities_resumes(tmp_pat
     from jaxdqn.run.driver import build_rollout
     from jaxdqn.run.resume import resume_state
 
+    from jaxdqn.config.build import make_config
+    from jaxdqn.run.driver import run_training
+
     out = tmp_path / "per"
-    result = jaxdqn("train", "--prioritized", "--total-steps", 1_000, "--learning-starts", 500, "--buffer-size", 1_000,
-                    "--batch-size", 32, "--log-interval", 500, "--eval-episodes", 1, "--out", out)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_training(make_config(prioritized=True, total_steps=1_000, learning_starts=500, buffer_size=1_000, batch_size=32,
+                             log_interval=500, eval_episodes=1), out, log=lambda _: None)
     cfg = load_run_config(out)
     checkpoint = load_latest(out, cfg)
     assert any(".agents.pending" in path for path in checkpoint.leaves) and checkpoint.has_replay

@@ -122,12 +122,17 @@ def test_gymnax_cartpole_preset_trains_to_475_from_the_command_line(tmp_path):
     (f"{__name__}:Nothing", f"env_id: '{__name__}:Nothing' cannot be imported"),
 ])
 def test_bad_jax_environments_get_one_line_before_compiling(env_id, expected, tmp_path):
+    """From Python; and the first case from the command line too, which prints the same line (every case takes
+    the same path from there)."""
     with pytest.raises(ConfigError) as raised:
         run_training(make_config(env_id=env_id), tmp_path / "python")
     assert str(raised.value).startswith(expected), raised.value
-    result = jaxdqn("train", "--env-id", env_id, "--out", tmp_path / "cli")
-    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"jaxdqn: error: {raised.value}"], result.stderr
-    assert not (tmp_path / "cli").exists() and not (tmp_path / "python").exists()
+    assert not (tmp_path / "python").exists()
+    if env_id == "gymnax/CartPol-v1":
+        result = jaxdqn("train", "--env-id", env_id, "--out", tmp_path / "cli")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [f"jaxdqn: error: {raised.value}"], result.stderr
+        assert not (tmp_path / "cli").exists()
 
 
 def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
