@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdqn.agents.dqn import make_optimizer
+from jaxdqn.core.optim import make_optimizer
 from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.config.build import make_config
 from jaxdqn.core.networks import make_network

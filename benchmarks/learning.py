@@ -37,6 +37,9 @@ CASES = {
     "lunarlander-per": ["--preset", "lunarlander-per"],
     "frozenlake": ["--preset", "frozenlake"],
     "highway": ["--preset", "highway"],
+    "pqn-cartpole": ["--preset", "pqn-cartpole"],
+    "c51-cartpole": ["--preset", "c51-cartpole"],
+    "rainbow-cartpole": ["--preset", "rainbow-cartpole"],
 }
 
 

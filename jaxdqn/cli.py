@@ -41,7 +41,7 @@ TRAIN_DESCRIPTION = """Train a DQN agent.
 
 Run options (besides the config fields below):
   --preset NAME   start from a named preset (see `jaxdqn presets`; default cartpole)
-  --agent NAME    the agent (default: the preset's): dqn, tabular, or an import path module:attribute; its
+  --agent NAME    the agent (default: the preset's): dqn, pqn, tabular, or an import path module:attribute; its
                   settings section, listed below, comes with it
   --out DIR       where config.json, metrics.jsonl, TensorBoard events, checkpoints/ and summary.json go
                   (default runs/PRESET-sSEED-TIME); a directory that already holds a run is refused

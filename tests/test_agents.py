@@ -64,9 +64,10 @@ def test_rollout_toy_learns_from_each_rollout_without_a_replay(tmp_path):
 
 
 def test_registry_names_the_built_in_agents_and_refuses_unknown_ones():
-    assert set(AGENTS) == {"dqn", "tabular"}
+    assert set(AGENTS) == {"dqn", "pqn", "tabular"}
     assert resolve_agent("tests.toy_agents:ReplayToy").name == "replay-toy"
-    for name, message in [("nope", "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
+    for name, message in [("nope", "agent: must be one of dqn, pqn, tabular or an import path module:attribute "
+                                   "(got 'nope')"),
                           ("tests.toy_agents:Nope", "agent: cannot import 'tests.toy_agents:Nope'")]:
         try:
             resolve_agent(name)

@@ -35,8 +35,10 @@ def test_tiny_bench_writes_a_complete_result(tiny_result):
     for env in record["env_steps"]:
         assert env["python_steps_per_second"]["median"] > 0 and env["xla_scan_steps_per_second"]["median"] > 0
         assert not env["host_step"] and "xla_scan_note" not in env  # EnvPool's XLA op exists on CPU
-    kinds = {(r["torso"], r["replay"]) for r in record["train_step"]}
+    kinds = {(r["torso"], r["replay"]) for r in record["train_step"] if "variant" not in r}
     assert kinds == {("mlp", "uniform"), ("mlp", "prioritized"), ("nature_cnn", "uniform"), ("nature_cnn", "prioritized")}
+    variants = {r["variant"]: r["replay"] for r in record["train_step"] if "variant" in r}
+    assert variants == {"rainbow": "prioritized", "pqn": "rollout"}
     for row in record["train_step"]:
         spread = row["updates_per_second"]
         assert spread["min"] <= spread["median"] <= spread["max"] and spread["repeats"] == 2

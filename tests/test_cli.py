@@ -27,8 +27,9 @@ def test_presets_lists_one_short_line_each_and_shows_one_in_full():
         assert all(line in shown for line in protocol), name
     result = jaxdqn("presets", "pongg")
     assert result.returncode == 2 and result.stderr.strip() == (
-        "jaxdqn: error: preset: unknown preset 'pongg'; allowed: atlantis, breakout, cartpole, frozenlake, highway, "
-        "lunarlander, lunarlander-per, pong")
+        "jaxdqn: error: preset: unknown preset 'pongg'; allowed: atlantis, breakout, c51-cartpole, cartpole, "
+        "frozenlake, highway, lunarlander, lunarlander-per, pong, pqn-breakout, pqn-cartpole, "
+        "rainbow-cartpole, rainbow-pong")
 
 
 def test_version():
@@ -41,7 +42,7 @@ def test_version():
 def test_train_help_lists_fields_with_docstrings():
     result = jaxdqn("train", "--help")
     assert result.returncode == 0
-    assert "--learning-rate" in result.stdout and "Adam step size" in result.stdout
+    assert "--learning-rate" in result.stdout and "Step size, > 0" in result.stdout
     assert "--preset" in result.stdout and "--out" in result.stdout and "--agent" in result.stdout
     assert "--tabular-alpha" not in result.stdout  # the dqn agent's section only
     for field in ("--env-id", "--seed", "--checkpoint-interval", "--epsilon-schedule", "--gamma", "--dueling",
@@ -59,7 +60,7 @@ def test_agent_brings_its_own_flags():
 @pytest.mark.parametrize("args,message", [
     (["--learning-rate", "-1"], "learning_rate: must be a finite number > 0 (got -1.0)"),
     (["--env-id", "CartPol-v1"], "closest: CartPole-v1"),
-    (["--preset", "nope"], "preset: unknown preset 'nope'; allowed: atlantis, breakout, cartpole"),
+    (["--preset", "nope"], "preset: unknown preset 'nope'; allowed: atlantis, breakout, c51-cartpole, cartpole"),
     # values that used to pass validation and crash later, leaving a run directory behind
     (["--total-steps", "5000000000", "--learning-starts", "3000000000"],
      "total_steps: must be at most 2147483647 (int32) (got 5000000000)"),
@@ -78,7 +79,7 @@ def test_agent_brings_its_own_flags():
     # the replay is sized from its shapes before anything is allocated: 8 x 52 GB fits no test machine
     (["--buffer-size", "2e9", "--num-seeds", "8"], "memory: the training state needs about 416.0 GB (8 seed(s) x "
                                                     "52.0 GB: parameters, optimiser state and replay) but "),
-    (["--agent", "nope"], "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
+    (["--agent", "nope"], "agent: must be one of dqn, pqn, tabular or an import path module:attribute (got 'nope')"),
     (["--agent", "tabular"], "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
     (["--agent", "tests.toy_agents:ReplayToy", "--toy-rate", "-1"], "toy_rate: must be > 0 (got -1.0)"),
 ])

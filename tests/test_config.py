@@ -10,7 +10,7 @@ import pytest
 
 from jaxdqn.cli import parse_train_args
 from jaxdqn.config import schema
-from jaxdqn.config.build import make_config, settings_type
+from jaxdqn.config.build import config_from_dict, make_config, settings_type
 from jaxdqn.config.presets import PRESET_DOCS, PRESETS, get_preset
 from jaxdqn.config.schema import (Config, ConfigError, DQNSettings, Plan, TabularSettings, flat_dict, from_dict,
                                   plan, replace, to_dict)
@@ -56,7 +56,7 @@ BAD_VALUES = [
                                   "the dqn agent needs array observations: use --agent tabular"),
     ({"env_id": "Taxi-v4"}, "env_id: 'Taxi-v4' has a Discrete observation space (500 states)"),  # Gymnasium-only
     ({"agent": "tabular"}, "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
-    ({"agent": "nope"}, "agent: must be one of dqn, tabular or an import path module:attribute (got 'nope')"),
+    ({"agent": "nope"}, "agent: must be one of dqn, pqn, tabular or an import path module:attribute (got 'nope')"),
     ({"agent": "tabular", "env_id": "FrozenLake-v1", "tabular_alpha": 0.0}, "tabular_alpha: must be in (0, 1]"),
     ({"agent": "tabular", "env_id": "FrozenLake-v1", "tabular_alpha_end": 1.5},
      "tabular_alpha_end: must be in [0, 1] or None"),
@@ -157,7 +157,7 @@ def test_presets_are_valid_and_round_trip_through_json():
         validate(cfg)
         data = json.loads(json.dumps(to_dict(cfg)))
         assert data["format"] == 2 and data["agent"] == cfg.agent
-        assert from_dict(data) == cfg, name
+        assert config_from_dict(data) == cfg, name  # the agent's settings type from the registry
         assert from_dict(data, type(cfg.settings)) == cfg, name
         assert PRESET_DOCS[name] and "\n" not in PRESET_DOCS[name]
     assert set(PRESET_DOCS) == set(PRESETS)

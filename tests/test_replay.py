@@ -193,3 +193,54 @@ def test_atari_frame_sequences_are_the_stacks_envpool_returned():
                        **ATARI_PREPROCESSING)
     replay = make_replay(2 * 40, 16, 2, (4, 84, 84), jnp.uint8, False)
     _check_against_envpool(env, replay, steps=240, length=8, history=3, check_every=10, prioritized=False)
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_n_step_transitions_match_a_hand_rolled_return_over_real_envpool_episodes(prioritized):
+    """3 EnvPool CartPoles with a 20-step time limit (episodes end by terminations and truncations), random
+    actions, 100 steps into rings of 40 (they wrap); every sampled 4-step transition against the textbook
+    return computed from the pool's own history."""
+    num_envs, slots, n, gamma, steps = 3, 40, 4, 0.9, 100
+    pool = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=num_envs, batch_size=num_envs,
+                        seed=[7, 8, 9], max_episode_steps=20)
+    replay = make_replay(num_envs * slots, 512, num_envs, (4,), jnp.float32, prioritized, n_step=n)
+    state, add = replay.init(jnp.zeros(4)), jax.jit(replay.add)
+    rng = np.random.default_rng(0)
+    obs, _ = pool.reset()
+    done = np.zeros(num_envs, bool)
+    history = []
+    for _ in range(steps):
+        action = rng.integers(0, 2, num_envs).astype(np.int32)
+        next_obs, reward, terminated, truncated, _ = pool.step(action)
+        real = ~done  # the step after an episode's end is EnvPool's auto-reset step
+        state = add(state, obs, action, reward, terminated, real)
+        history.append((obs, reward, terminated, truncated, real))
+        obs, done = next_obs, (terminated | truncated) & real
+    pool.close()
+    sample = jax.jit(replay.sample)(state, jax.random.PRNGKey(3), 1.0, gamma)
+    envs, ring_slots = np.divmod(np.asarray(sample.indices), slots)
+    ages = (int(state.position) - 1 - ring_slots) % slots
+    newest = steps - 1  # the step in the newest slot: its next observation is not stored yet
+    kinds = set()
+    for row, (env, age) in enumerate(zip(envs, ages)):
+        t = newest - age
+        assert history[t][4][env], "sampled an auto-reset step"
+        ret, k = 0.0, 0
+        for i in range(n):
+            j = t + i
+            if j >= newest:
+                kinds.add("newest")
+                break
+            ret, k = ret + gamma**i * history[j][1][env], k + 1
+            if history[j][2][env] or history[j][3][env]:
+                kinds.add("terminated" if history[j][2][env] else "truncated")
+                break
+        else:
+            kinds.add("full")
+        assert int(sample.batch.steps[row]) == k
+        np.testing.assert_allclose(float(sample.batch.reward[row]), ret, rtol=1e-6)
+        assert bool(sample.batch.terminated[row]) == bool(history[t + k - 1][2][env])
+        np.testing.assert_array_equal(sample.batch.obs[row], history[t][0][env])
+        np.testing.assert_array_equal(sample.batch.next_obs[row], history[t + k][0][env])
+    assert kinds == {"newest", "terminated", "truncated", "full"}
+    assert newest - ages.max() < steps - slots + 1  # some transitions start in slots written a second time

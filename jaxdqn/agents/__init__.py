@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from jaxdqn.agents.base import Agent, AgentFns, Step
 from jaxdqn.agents.dqn import DQN
+from jaxdqn.agents.pqn import PQN
 from jaxdqn.agents.tabular import Tabular
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.importing import load_object
 
-AGENTS: dict[str, Agent] = {"dqn": DQN(), "tabular": Tabular()}
+AGENTS: dict[str, Agent] = {"dqn": DQN(), "pqn": PQN(), "tabular": Tabular()}
 
 __all__ = ["AGENTS", "Agent", "AgentFns", "Step", "resolve_agent"]
 

@@ -1,4 +1,5 @@
-"""DQN and its flags: double Q-learning, dueling heads, prioritized replay, Polyak or hard target updates.
+"""DQN and its flags: n-step returns, double Q-learning, dueling heads, prioritized replay, Polyak or hard target
+updates.
 
 The update (`make_train_step`) is one pure function: sample -> loss and gradients -> optax -> target
 update -> new priorities. `learn` runs `updates_per_period` of them in a `lax.scan`.
@@ -14,10 +15,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxdqn.agents.base import AgentFns
-from jaxdqn.config.schema import ConfigError, DQNSettings, plan
+from jaxdqn.config.schema import ConfigError, DQNSettings, plan, require
 from jaxdqn.core import losses
 from jaxdqn.core.exploration import epsilon_at, epsilon_greedy, epsilon_schedule_params
 from jaxdqn.core.networks import make_network
+from jaxdqn.core.optim import init_optimizer, make_optimizer, optimizer_hyperparameters
 from jaxdqn.core.replay import is_frame_stack, make_replay
 
 NATURE_CNN_MIN_SIZE = 36
@@ -46,33 +48,13 @@ class DQNState(NamedTuple):
     """Prioritized replay: `PendingPriorities`; uniform replay: ()."""
 
 
-def make_optimizer(optim) -> optax.GradientTransformation:
-    """Adam after optional clipping by value and by global norm, for an `OptimConfig`.
-
-    The four numbers live in the optimiser state (`optax.inject_hyperparams`) and are set per agent at `init`;
-    which clips are in the chain is structure (a clip is there when its config value is > 0), so agents whose
-    values differ share one program as long as they agree on which clips are on.
-    """
-
-    def chain(learning_rate, adam_eps, max_grad_norm, clip_grad_value):
-        transforms = []
-        if optim.clip_grad_value > 0:
-            transforms.append(optax.clip(clip_grad_value))
-        if optim.max_grad_norm > 0:
-            transforms.append(optax.clip_by_global_norm(max_grad_norm))
-        return optax.chain(*transforms, optax.adam(learning_rate, eps=adam_eps))
-
-    return optax.inject_hyperparams(chain)(learning_rate=1.0, adam_eps=1.0, max_grad_norm=1.0, clip_grad_value=1.0)
-
-
 def hyperparameters(cfg) -> dict:
     """The run-time values of a DQN config (a sweep may give each agent its own)."""
     s: DQNSettings = cfg.settings
-    optim, replay = s.optim, s.replay
+    replay = s.replay
     return {
-        "learning_rate": jnp.float32(optim.learning_rate), "adam_eps": jnp.float32(optim.adam_eps),
-        "max_grad_norm": jnp.float32(optim.max_grad_norm), "clip_grad_value": jnp.float32(optim.clip_grad_value),
-        "gamma": jnp.float32(s.gamma), "target_update_period": jnp.int32(s.target_update_period),
+        **optimizer_hyperparameters(s.optim), "gamma": jnp.float32(s.gamma),
+        "target_update_period": jnp.int32(s.target_update_period),
         "target_tau": jnp.float32(s.target_tau), "huber_delta": jnp.float32(s.huber_delta),
         "priority_alpha": jnp.float32(replay.priority_alpha), "priority_beta0": jnp.float32(replay.priority_beta0),
         "priority_eps": jnp.float32(replay.priority_eps),
@@ -80,23 +62,66 @@ def hyperparameters(cfg) -> dict:
     }
 
 
+class QFunction(NamedTuple):
+    """A DQN variant's network read as Q-values: `outputs(params, obs, noise_key)` is the network's output (Q-values,
+    C51's logits or QR-DQN's quantiles; noise_key None for a noisy network's mean weights) and `q_values(outputs)`
+    the expected Q-values (batch, num_actions) that act and select."""
+
+    outputs: Any
+    q_values: Any
+    atoms: Any  # C51's support (num_atoms,), else None
+
+
+def make_q_function(settings: DQNSettings, network) -> QFunction:
+    """The `QFunction` of `settings.distributional` on `network` (built with `num_atoms(settings)` outputs)."""
+    noisy = settings.network.noisy
+
+    def outputs(params, obs, noise_key=None):
+        return network.apply(params, obs, rngs={"noise": noise_key} if noisy and noise_key is not None else {})
+
+    atoms = None
+    if settings.distributional == "c51":
+        atoms = jnp.linspace(settings.v_min, settings.v_max, settings.num_atoms, dtype=jnp.float32)
+        q_values = lambda logits: jnp.sum(jax.nn.softmax(logits) * atoms, axis=-1)  # noqa: E731
+    elif settings.distributional == "qr":
+        q_values = lambda quantiles: jnp.mean(quantiles, axis=-1)  # noqa: E731
+    else:
+        q_values = lambda q: q  # noqa: E731
+    return QFunction(outputs, q_values, atoms)
+
+
+def num_atoms(settings: DQNSettings) -> int:
+    """Outputs per action of the network: C51's atoms or QR-DQN's quantiles, 0 for one Q-value."""
+    return settings.num_atoms if settings.distributional != "off" else 0
+
+
 def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: int):
     """`train_step(state, key, env_steps) -> (state, metrics)`: one gradient update of one agent."""
-    apply = network.apply
+    q_function = make_q_function(settings, network)
+    outputs, q_values = q_function.outputs, q_function.q_values
     optimizer = make_optimizer(settings.optim)
 
-    def loss_fn(params, target_params, batch, weights, hyper):
-        q_tm1 = apply(params, batch.obs)
-        q_t_target = apply(target_params, batch.next_obs)
-        discount = hyper["gamma"] * (1.0 - batch.terminated.astype(jnp.float32))
+    def loss_fn(params, target_params, batch, weights, hyper, noise_key):
+        # a noisy network draws one noise sample for the online network and another for the target network
+        online_key, target_key = jax.random.split(noise_key) if noise_key is not None else (None, None)
+        out_tm1 = outputs(params, batch.obs, online_key)
+        out_t = outputs(target_params, batch.next_obs, target_key)
+        # the bootstrap action: the online network's choice (double Q-learning) or the target network's
+        q_t_selector = q_values(outputs(params, batch.next_obs, online_key) if settings.double_q else out_t)
+        discount = hyper["gamma"] ** batch.steps * (1.0 - batch.terminated.astype(jnp.float32))
         reward = batch.reward.astype(jnp.float32)
-        if settings.double_q:
-            q_t_online = apply(params, batch.next_obs)
-            td = jax.vmap(losses.double_q_learning)(q_tm1, batch.action, reward, discount, q_t_target, q_t_online)
+        head = (out_tm1, batch.action, reward, discount, out_t, q_t_selector)
+        if settings.distributional == "c51":
+            per_example = jax.vmap(losses.categorical_q_learning, (0,) * 6 + (None,))(*head, q_function.atoms)
+            priority = per_example  # the cross-entropy
+        elif settings.distributional == "qr":
+            per_example = jax.vmap(losses.quantile_q_learning, (0,) * 6 + (None,))(*head, hyper["huber_delta"])
+            priority = per_example
         else:
-            td = jax.vmap(losses.q_learning)(q_tm1, batch.action, reward, discount, q_t_target)
-        loss = losses.weighted_loss(td, weights, settings.loss, hyper["huber_delta"])
-        return loss, (td, q_tm1)
+            priority = jax.vmap(losses.double_q_learning)(*head)  # the TD error
+            per_example = (losses.huber(priority, hyper["huber_delta"]) if settings.loss == "huber"
+                           else losses.l2(priority))
+        return jnp.mean(weights * per_example), (priority, q_values(out_tm1))
 
     def train_step(state: DQNState, key, env_steps):
         hyper = state.hyper
@@ -110,9 +135,10 @@ def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: 
             pending = state.pending
             replay_state = replay.update(replay_state, pending.indices, pending.td_errors, hyper["priority_alpha"],
                                          hyper["priority_eps"], valid=pending.valid)
-        sample = replay.sample(replay_state, key, beta_at(hyper, env_steps, schedule_env_steps))
+        key, noise_key = jax.random.split(key) if settings.network.noisy else (key, None)
+        sample = replay.sample(replay_state, key, beta_at(hyper, env_steps, schedule_env_steps), hyper["gamma"])
         (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, sample.batch, sample.weights, hyper)
+            state.params, state.target_params, sample.batch, sample.weights, hyper, noise_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         count = state.updates + 1
@@ -126,6 +152,28 @@ def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: 
                               updates=count, pending=pending), metrics
 
     return train_step
+
+
+def check_q_network(network, spec, agent_name: str) -> None:
+    """ConfigError unless a Q-network with the `NetworkConfig` `network` fits the environment's observations."""
+    if spec.num_states is not None:
+        raise ConfigError(f"env_id: {spec.env_id!r} has a Discrete observation space ({spec.num_states} states); "
+                          f"the {agent_name} agent needs array observations: use --agent tabular")
+    if network.torso == "nature_cnn":
+        shape = spec.obs_shape
+        require(len(shape) == 3 and min(shape[1:]) >= NATURE_CNN_MIN_SIZE, "torso",
+                f"nature_cnn needs image observations shaped (frames, height, width) of at least "
+                f"{NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE}, but {spec.env_id} has shape {tuple(shape)}; "
+                "allowed here: mlp", network.torso)
+
+
+def max_epsilon(exploration) -> float:
+    """The largest epsilon an `ExplorationConfig`'s schedule reaches."""
+    if exploration.epsilon_schedule == "piecewise":
+        return max(exploration.epsilon_values)
+    if exploration.epsilon_schedule == "constant":
+        return exploration.epsilon_start
+    return max(exploration.epsilon_start, exploration.epsilon_end)
 
 
 def beta_at(hyper: dict, env_steps, schedule_env_steps: int):
@@ -144,30 +192,21 @@ class DQN:
         """Observation kind, replay sizes and torso against the environment."""
         s: DQNSettings = cfg.settings
         num_envs, loop = cfg.env.num_envs, cfg.loop
-        if spec.num_states is not None:
-            raise ConfigError(f"env_id: {spec.env_id!r} has a Discrete observation space ({spec.num_states} states); "
-                              "the dqn agent needs array observations: use --agent tabular")
-
-        def require(condition, field, allowed, value):
-            if not condition:
-                raise ConfigError(f"{field}: {allowed} (got {value!r})")
-
+        check_q_network(s.network, spec, self.name)
+        if s.network.noisy:
+            require(max_epsilon(cfg.exploration) == 0, "epsilon_start",
+                    "noisy networks explore by their noise, so the epsilon schedule must be 0 throughout "
+                    "(--epsilon-schedule constant --epsilon-start 0)", cfg.exploration.epsilon_start)
         require(loop.train_frequency % num_envs == 0 or num_envs % loop.train_frequency == 0, "train_frequency",
                 f"must divide num_envs ({num_envs}) or be a multiple of it", loop.train_frequency)
         require(s.replay.batch_size <= s.replay.buffer_size, "batch_size",
                 f"must be <= buffer_size ({s.replay.buffer_size})", s.replay.batch_size)
-        require(s.replay.buffer_size >= 2 * num_envs, "buffer_size",
-                f"must hold at least two steps of every environment (num_envs={num_envs}): each environment has "
-                "its own ring", s.replay.buffer_size)
+        require(s.replay.buffer_size >= (s.n_step + 1) * num_envs, "buffer_size",
+                f"must hold at least n_step + 1 ({s.n_step + 1}) steps of every environment (num_envs={num_envs}): "
+                "each environment has its own ring", s.replay.buffer_size)
         require(loop.learning_starts >= s.replay.batch_size, "learning_starts",
                 f"must be >= batch_size ({s.replay.batch_size}) so the first batch has data to sample",
                 loop.learning_starts)
-        if s.network.torso == "nature_cnn":
-            shape = spec.obs_shape
-            require(len(shape) == 3 and min(shape[1:]) >= NATURE_CNN_MIN_SIZE, "torso",
-                    f"nature_cnn needs image observations shaped (frames, height, width) of at least "
-                    f"{NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE}, but {spec.env_id} has shape {tuple(shape)}; "
-                    "allowed here: mlp", s.network.torso)
         if is_frame_stack(spec.obs_shape, spec.obs_dtype):
             require(s.replay.buffer_size % num_envs == 0 and s.replay.buffer_size // num_envs >= 8, "buffer_size",
                     f"must be a multiple of num_envs ({num_envs}) with at least 8 per environment for "
@@ -177,9 +216,10 @@ class DQN:
         """DQN's pure functions for `cfg` on an environment with `spec`."""
         s: DQNSettings = cfg.settings
         the_plan = plan(cfg)
-        network = make_network(s.network, spec.num_actions)
+        network = make_network(s.network, spec.num_actions, num_atoms(s))
+        q_function = make_q_function(s, network)
         replay = make_replay(s.replay.buffer_size, s.replay.batch_size, cfg.env.num_envs, spec.obs_shape,
-                             spec.obs_dtype, s.replay.prioritized)
+                             spec.obs_dtype, s.replay.prioritized, s.n_step)
         train_step = make_train_step(s, network, replay, the_plan.schedule_env_steps)
         optimizer = make_optimizer(s.optim)
         schedule = cfg.exploration.epsilon_schedule
@@ -188,17 +228,16 @@ class DQN:
         def init(key, hyper) -> DQNState:
             hyper = jax.tree.map(jnp.array, hyper)  # own buffers (copies), so the state can be donated
             params = network.init(key, example_obs[None])
-            opt_state = optimizer.init(params)
-            injected = {name: jnp.array(hyper[name], jnp.float32) for name in opt_state.hyperparams}
             batch = s.replay.batch_size
             pending = (PendingPriorities(jnp.zeros(batch, jnp.int32), jnp.zeros(batch, jnp.float32), jnp.asarray(False))
                        if s.replay.prioritized else ())
-            return DQNState(params, jax.tree.map(jnp.copy, params), opt_state._replace(hyperparams=injected),
+            return DQNState(params, jax.tree.map(jnp.copy, params), init_optimizer(optimizer, params, hyper),
                             replay.init(example_obs), jnp.zeros((), jnp.int32), hyper, pending)
 
         def act(state: DQNState, obs, key, env_steps):
             epsilon = epsilon_at(schedule, state.hyper["exploration"], env_steps)
-            return epsilon_greedy(key, network.apply(state.params, obs), epsilon)
+            key, noise_key = jax.random.split(key) if s.network.noisy else (key, None)  # fresh noise at every step
+            return epsilon_greedy(key, q_function.q_values(q_function.outputs(state.params, obs, noise_key)), epsilon)
 
         def observe(state: DQNState, step, env_steps, learning):
             del env_steps, learning  # the replay fills from the first step
@@ -212,8 +251,8 @@ class DQN:
                                           jax.random.split(key, the_plan.updates_per_period))
             return state, jax.tree.map(jnp.mean, metrics)
 
-        def evaluate_act(params, obs, key, epsilon):
-            return epsilon_greedy(key, network.apply(params, obs), epsilon)
+        def evaluate_act(params, obs, key, epsilon):  # a noisy network plays its mean weights
+            return epsilon_greedy(key, q_function.q_values(q_function.outputs(params, obs)), epsilon)
 
         def report(state: DQNState, env_steps):
             scalars = {"epsilon": epsilon_at(schedule, state.hyper["exploration"], env_steps)}

@@ -3,7 +3,8 @@
 Measures, separately and end to end:
 - environment steps/s: EnvPool stepped from Python, and EnvPool's XLA step inside a compiled scan;
 - `train_step` updates/s: MLP and Nature CNN, batch 32/64/256, uniform and prioritized replay, at
-  several replay capacities;
+  several replay capacities; and each variant of the DQN family (n-step, C51, QR-DQN, noisy, Rainbow, PQN's
+  update epochs over a rollout) on the MLP;
 - end-to-end SPS of presets at their replay ratio, with 1 and several seeds at once, and the host-loop
   reference DQN (hostloop.py) at the same setting;
 - compile time of each measured function, and peak host and device memory.
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
-from jaxdqn.agents.dqn import make_train_step
+from jaxdqn.agents.dqn import make_train_step, num_atoms
 from jaxdqn.bench import default_results_dir
 from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.config.build import make_config
@@ -55,6 +56,8 @@ SIZES = {
                     ("cartpole", ["--num-envs", "10", "--env-id", "gymnax/CartPole-v1"], 4),
                     ("lunarlander", [], 1), ("lunarlander-per", [], 1)],
         "host_loop_steps": 100_000,
+        "variants": ["double+dueling", "n-step 3", "c51", "qr", "noisy", "rainbow", "pqn"], "variant_batch": 128,
+        "variant_capacity": 10**5,
     },
     "tiny": {
         "env_cases": [("CartPole-v1", 4), ("gymnax/CartPole-v1", 4)],
@@ -64,6 +67,7 @@ SIZES = {
         "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1),
                     ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2)],
         "host_loop_steps": 12_000,
+        "variants": ["rainbow", "pqn"], "variant_batch": 32, "variant_capacity": 1_000,
     },
 }
 
@@ -171,10 +175,22 @@ def train_step_config(torso: str, batch: int, capacity: int, prioritized: bool, 
                        gradient_steps=1)
 
 
+VARIANTS = {
+    "double+dueling": dict(double_q=True, dueling=True),
+    "n-step 3": dict(n_step=3),
+    "c51": dict(distributional="c51"),
+    "qr": dict(distributional="qr"),
+    "noisy": dict(noisy=True, epsilon_schedule="constant", epsilon_start=0.0),
+    "rainbow": dict(double_q=True, dueling=True, prioritized=True, n_step=3, distributional="c51", noisy=True,
+                    epsilon_schedule="constant", epsilon_start=0.0),
+}
+"""The DQN-family variants `jaxdqn bench` times (flat config fields on the dqn agent); PQN is timed apart."""
+
+
 def _replay(cfg, spec: EnvSpec):
     replay = cfg.settings.replay
     return make_replay(replay.buffer_size, replay.batch_size, cfg.env.num_envs, spec.obs_shape, spec.obs_dtype,
-                       replay.prioritized)
+                       replay.prioritized, cfg.settings.n_step)
 
 
 def filled_agent_state(cfg, spec: EnvSpec, key=None):
@@ -215,25 +231,59 @@ def single_update(cfg, spec: EnvSpec, network=None):
     """`update(state, key) -> (state, metrics)`: one dqn gradient update for `cfg` (with `network` in place of
     the config's if given), halfway through the run (prioritized replay's beta half annealed)."""
     settings = cfg.settings
-    network = make_network(settings.network, spec.num_actions) if network is None else network
+    network = make_network(settings.network, spec.num_actions, num_atoms(settings)) if network is None else network
     total = plan(cfg).total_env_steps
     train_step = make_train_step(settings, network, _replay(cfg, spec), total)
     return lambda state, key: train_step(state, key, total // 2)
 
 
-def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, steps: int, repeats: int) -> dict:
-    """Updates/s of `steps` train steps in a compiled scan, with a full replay of `capacity`."""
-    cfg, spec = train_step_config(torso, batch, capacity, prioritized), TRAIN_STEP_SPECS[torso]
+def bench_train_step(torso: str, batch: int, capacity: int, prioritized: bool, steps: int, repeats: int,
+                     variant: str = "dqn") -> dict:
+    """Updates/s of `steps` train steps in a compiled scan, with a full replay of `capacity`; `variant` names a
+    `VARIANTS` entry (its flags set on top; a prioritized variant is prioritized whatever `prioritized` says)."""
+    flat = VARIANTS.get(variant, {})
+    cfg = train_step_config(torso, batch, capacity, flat.get("prioritized", prioritized),
+                            **{k: v for k, v in flat.items() if k != "prioritized"})
+    spec = TRAIN_STEP_SPECS[torso]
     state, update = filled_agent_state(cfg, spec), single_update(cfg, spec)
 
     def many(state, key):
         return jax.lax.scan(lambda s, k: (update(s, k)[0], None), state, jax.random.split(key, steps))[0]
 
     timing, compile_seconds = time_compiled(many, (state, jax.random.PRNGKey(2)), repeats)
-    rate = {k: (steps / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
+    rate = _per_second(timing, steps)
+    row = {"torso": torso, "batch": batch, "capacity": capacity,
+           "replay": "prioritized" if cfg.settings.replay.prioritized else "uniform",
+           "updates_per_second": rate, "compile_seconds": compile_seconds, "steps_per_repeat": steps}
+    return row if variant == "dqn" else {**row, "variant": variant}
+
+
+def _per_second(timing: dict, count: int) -> dict:
+    """A `time_compiled` spread of seconds turned into a spread of `count` per second (min and max swap)."""
+    rate = {k: (count / v if k in ("median", "min", "max") else v) for k, v in timing.items()}
     rate["min"], rate["max"] = rate["max"], rate["min"]
-    return {"torso": torso, "batch": batch, "capacity": capacity, "replay": "prioritized" if prioritized else "uniform",
-            "updates_per_second": rate, "compile_seconds": compile_seconds, "steps_per_repeat": steps}
+    return rate
+
+
+def bench_pqn_update(batch: int, steps: int, repeats: int) -> dict:
+    """Updates/s of PQN's learning on the `pqn-cartpole` preset's network (MLP 120-84, LayerNorm): `steps` learn
+    calls, each the Q(lambda) targets of a rollout of 4 minibatches of `batch` and 4 epochs over it."""
+    spec = TRAIN_STEP_SPECS["mlp"]
+    cfg = make_config("pqn-cartpole", num_envs=4, train_frequency=4 * batch, num_minibatches=4, update_epochs=4)
+    fns = resolve_agent("pqn").build(cfg, spec)
+    state = jax.jit(fns.init)(jax.random.PRNGKey(0), fns.hyperparameters)
+    rollout = state.rollout
+    state = state._replace(rollout=rollout._replace(
+        obs=jax.random.normal(jax.random.PRNGKey(1), rollout.obs.shape), real=jnp.ones_like(rollout.real)))
+    updates_per_learn = cfg.settings.update_epochs * cfg.settings.num_minibatches
+
+    def many(state, key):
+        return jax.lax.scan(lambda s, k: (fns.learn(s, k, 4 * batch)[0], None), state, jax.random.split(key, steps))[0]
+
+    timing, compile_seconds = time_compiled(many, (state, jax.random.PRNGKey(2)), repeats)
+    return {"torso": "mlp", "batch": batch, "capacity": 4 * batch, "replay": "rollout", "variant": "pqn",
+            "updates_per_second": _per_second(timing, steps * updates_per_learn), "compile_seconds": compile_seconds,
+            "steps_per_repeat": steps * updates_per_learn}
 
 
 def bench_end_to_end(preset: str, extra_args: list[str], num_seeds: int) -> dict:
@@ -298,6 +348,13 @@ def run_bench(size: str = "full", out_dir: str | Path | None = None, command: st
                     record["train_step"].append(row)
                     log(f"train_step {torso} batch {batch} capacity {capacity} {row['replay']}: "
                         f"{row['updates_per_second']['median']:.0f} updates/s (compile {row['compile_seconds']:.1f} s)")
+    for variant in spec["variants"]:
+        row = (bench_pqn_update(spec["variant_batch"], max(1, spec["train_steps"] // 16), spec["repeats"])
+               if variant == "pqn" else bench_train_step("mlp", spec["variant_batch"], spec["variant_capacity"], False,
+                                                          spec["train_steps"], spec["repeats"], variant))
+        record["train_step"].append(row)
+        log(f"train_step {variant} mlp batch {row['batch']}: {row['updates_per_second']['median']:.0f} updates/s "
+            f"(compile {row['compile_seconds']:.1f} s)")
     for preset, extra_args, num_seeds in spec["presets"]:
         row = bench_end_to_end(preset, extra_args, num_seeds)
         record["end_to_end"].append(row)

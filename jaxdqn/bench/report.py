@@ -48,7 +48,8 @@ def _rows(record: dict) -> dict:
         rows[f"{base}, XLA in scan"] = (f"{_format(scan)} ({r['xla_scan_note']})" if "xla_scan_note" in r else scan,
                                         "steps/s")
     for r in record["train_step"]:
-        rows[f"train_step {r['torso']} b{r['batch']} cap {r['capacity']:.0e} {r['replay']}"] = (
+        variant = f" {r['variant']}" if "variant" in r else ""
+        rows[f"train_step {r['torso']} b{r['batch']} cap {r['capacity']:.0e} {r['replay']}{variant}"] = (
             r["updates_per_second"]["median"], "updates/s")
     for r in record["end_to_end"]:
         name = f"end-to-end {r['preset']} {' '.join(r['args'])} x{r['num_seeds']} seeds".replace("  ", " ")
@@ -75,7 +76,7 @@ def headline_ratios(record: dict) -> dict:
     if compiled and record.get("host_loop"):
         ratios["compiled / host loop SPS (cartpole, 10 envs)"] = compiled[0]["sps"] / record["host_loop"][0]["sps"]
     by_key = {(r["torso"], r["batch"], r["capacity"], r["replay"]): r["updates_per_second"]["median"]
-              for r in record["train_step"]}
+              for r in record["train_step"] if "variant" not in r}
     for (torso, batch, capacity, replay), rate in sorted(by_key.items()):
         if replay == "prioritized" and (torso, batch, capacity, "uniform") in by_key:
             ratios[f"prioritized / uniform step time, {torso} b{batch} cap {capacity:.0e}"] = (

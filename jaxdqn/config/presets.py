@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from jaxdqn.config.schema import Config, ConfigError, DQNSettings, TabularSettings, from_flat
+from jaxdqn.config.schema import Config, ConfigError, DQNSettings, PQNSettings, TabularSettings, from_flat
+
+_SETTINGS = {"dqn": DQNSettings, "pqn": PQNSettings, "tabular": TabularSettings}
+# the built-in agents' settings (the registry imports the agents, which import this module's package)
 
 
 def make_config(agent: str = "dqn", **flat) -> Config:
     """A preset's Config from flat field names (only the built-in agents' settings are needed here)."""
-    return from_flat({**flat, "agent": agent}, TabularSettings if agent == "tabular" else DQNSettings)
+    return from_flat({**flat, "agent": agent}, _SETTINGS[agent])
 
 
 _LUNAR = dict(env_id="LunarLander-v3", total_steps=400_000, num_envs=4, train_frequency=4, gradient_steps=2,
@@ -55,6 +58,32 @@ PRESETS: dict[str, Config] = {
         epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1, learning_starts=50_000,
         total_steps=10_000_000, log_interval=50_000, eval_episodes=10, eval_epsilon=0.05,
         repeat_action_probability=0.25),
+    "c51-cartpole": make_config(
+        solved_return=475.0, exploration_fraction=0.5, distributional="c51", num_atoms=101, v_min=-100.0,
+        v_max=100.0, adam_eps=0.01 / 128),
+    "rainbow-cartpole": make_config(
+        solved_return=475.0, distributional="c51", num_atoms=51, v_min=-100.0, v_max=100.0, noisy=True,
+        noisy_sigma0=0.5, double_q=True, dueling=True, prioritized=True, priority_alpha=0.5, priority_beta0=0.4,
+        n_step=3, adam_eps=1.5e-4, epsilon_schedule="constant", epsilon_start=0.0, epsilon_end=0.0),
+    "rainbow-pong": make_config(
+        env_id="Pong-v5", torso="nature_cnn", hidden_sizes=(), dueling=True, dueling_hidden=512, double_q=True,
+        distributional="c51", num_atoms=51, v_min=-10.0, v_max=10.0, noisy=True, noisy_sigma0=0.5, n_step=3,
+        prioritized=True, priority_alpha=0.5, priority_beta0=0.4, buffer_size=1_000_000, batch_size=32,
+        num_envs=4, train_frequency=4, gradient_steps=1, learning_starts=20_000, target_update_period=2_000,
+        learning_rate=6.25e-5, adam_eps=1.5e-4, gamma=0.99, epsilon_schedule="constant", epsilon_start=0.0,
+        epsilon_end=0.0, total_steps=10_000_000, solved_return=19.0, log_interval=50_000, eval_episodes=10,
+        eval_epsilon=0.0, repeat_action_probability=0.0),
+    "pqn-cartpole": make_config(
+        agent="pqn", total_steps=500_000, num_envs=4, train_frequency=512, learning_starts=0, update_epochs=4,
+        num_minibatches=4, learning_rate=2.5e-4, anneal_lr=True, gamma=0.99, q_lambda=0.65, max_grad_norm=10.0,
+        epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.05, exploration_fraction=0.5,
+        solved_return=475.0, log_interval=10_240),
+    "pqn-breakout": make_config(
+        agent="pqn", env_id="Breakout-v5", torso="nature_cnn", hidden_sizes=(512,), total_steps=10_000_000,
+        num_envs=8, train_frequency=1024, learning_starts=0, update_epochs=4, num_minibatches=4,
+        learning_rate=2.5e-4, anneal_lr=True, gamma=0.99, q_lambda=0.65, max_grad_norm=10.0,
+        epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1,
+        log_interval=51_200, eval_episodes=10, eval_epsilon=0.0, repeat_action_probability=0.0),
 }
 """Named configurations; `jaxdqn presets` lists them."""
 
@@ -67,6 +96,11 @@ PRESET_TITLES: dict[str, str] = {
     "pong": "seed 002's Nature DQN; stops at a 100-game mean of 19",
     "breakout": "seed 004: Nature CNN, dueling, double Q, prioritized",
     "atlantis": "seed 001's double + prioritized + dueling DQN, 1M buffer",
+    "c51-cartpole": "C51 with CleanRL's c51.py settings",
+    "rainbow-cartpole": "Rainbow's six parts on the cartpole preset's loop",
+    "rainbow-pong": "Rainbow (Hessel et al. 2018) on Pong-v5",
+    "pqn-cartpole": "PQN with CleanRL's pqn.py settings",
+    "pqn-breakout": "PQN with CleanRL's pqn_atari_envpool.py settings",
 }
 """A few words per preset for the `jaxdqn presets` list; PRESET_DOCS has the whole description."""
 
@@ -130,6 +164,40 @@ PRESET_DOCS: dict[str, str] = {
         "conv (seed 2x2), the standard preprocessing with frame skip 4 (the seed's gym 0.17 Atlantis-v0 skips 2-4 "
         "frames at random, on raw frames). Protocol: sticky actions 0.25 (as the seed's Atlantis-v0, Machado et "
         "al. 2018 and Dopamine), evaluation at eps 0.05 (the Nature DQN's)"
+    ),
+    "c51-cartpole": (
+        "CartPole-v1, C51 (Bellemare et al. 2017) with CleanRL's c51.py settings: 101 atoms on [-100, 100], Adam "
+        "2.5e-4 with eps 0.01/128, the cartpole preset's loop (500k steps, buffer 10k, batch 128, an update every "
+        "10 steps from step 10k, target copied every 500 steps, eps 1->0.05 over half the run); solved at a "
+        "100-episode mean of 475"
+    ),
+    "rainbow-cartpole": (
+        "CartPole-v1, Rainbow's six parts (Hessel et al. 2018): double Q, dueling head, prioritized replay (alpha "
+        "0.5, beta 0.4->1), 3-step returns, C51 (51 atoms on [-100, 100]) and noisy layers (sigma0 0.5, epsilon 0), "
+        "Adam 2.5e-4 with eps 1.5e-4, the cartpole preset's loop; solved at a 100-episode mean of 475"
+    ),
+    "rainbow-pong": (
+        "Pong-v5, Rainbow with Hessel et al. (2018)'s hyperparameters: Nature CNN, dueling streams of 512 (noisy, "
+        "sigma0 0.5), double Q, C51 (51 atoms on [-10, 10]), 3-step returns, prioritized replay of 1M (alpha 0.5, "
+        "beta 0.4->1), Adam 6.25e-5 with eps 1.5e-4, batch 32, one update per 4 steps from step 20k (80k frames), "
+        "target copied every 2,000 updates (32k frames), epsilon 0, 10M steps; episodic life and clipped rewards, "
+        "no sticky actions, greedy evaluation. Differs from the paper: 4 environments stepped together (the "
+        "paper: 1), and the replay counts steps of 4 frames"
+    ),
+    "pqn-cartpole": (
+        "CartPole-v1, PQN (Gallici et al. 2024) with CleanRL's pqn.py settings: 4 envs x 128 steps per rollout, "
+        "4 epochs of 4 minibatches, Q(lambda 0.65) returns, gamma 0.99, RAdam 2.5e-4 annealed linearly to 0, "
+        "gradient norm clip 10, MLP 120-84 with LayerNorm, eps 1->0.05 linear over half the run, 500k steps; "
+        "solved at a 100-episode mean of 475. Differs from CleanRL: the returns stop at every episode's end "
+        "(CleanRL's cross into the next episode with weight lambda), Flax's default initialisation (CleanRL: "
+        "orthogonal), EnvPool's CartPole"
+    ),
+    "pqn-breakout": (
+        "Breakout-v5, PQN with CleanRL's pqn_atari_envpool.py settings: Nature CNN with LayerNorm after every "
+        "layer, 8 envs x 128 steps per rollout, 4 epochs of 4 minibatches, Q(lambda 0.65), gamma 0.99, RAdam "
+        "2.5e-4 annealed to 0, gradient norm clip 10, eps 1->0.01 over the first 10% of 10M steps, episodic life "
+        "and clipped rewards, no sticky actions, greedy evaluation. Differs from CleanRL: the returns stop at "
+        "every episode's end (a lost life, with episodic life), Flax's default initialisation"
     ),
 }
 """One line per preset: the experiment it reproduces and the values that differ from it."""

@@ -318,6 +318,15 @@ class NetworkConfig(Section):
     """How the dueling head centres advantages: subtract their mean or their max."""
     dueling_hidden: int = 0
     """Width of a hidden layer in each dueling stream; 0 for none."""
+    layer_norm: bool = False
+    """Layer normalisation before each ReLU of the torso (each convolution's output is normalised over all of
+    its features, as in PQN's Atari network)."""
+    noisy: bool = False
+    """Noisy networks (Fortunato et al. 2017): every dense layer gets factorised Gaussian noise on its weights,
+    drawn afresh at each step and each update, and exploration comes from it (the epsilon schedule must be 0);
+    evaluation uses the mean weights."""
+    noisy_sigma0: float = 0.5
+    """Initial noise scale of the noisy layers: sigma = noisy_sigma0 / sqrt(inputs), > 0."""
 
     def _check_values(self) -> None:
         if self.torso == "nature_cnn":
@@ -326,6 +335,7 @@ class NetworkConfig(Section):
             require(len(self.hidden_sizes) >= 1 and all(h > 0 for h in self.hidden_sizes), "hidden_sizes",
                     "must be one or more widths > 0", self.hidden_sizes)
         require(self.dueling_hidden >= 0, "dueling_hidden", "must be >= 0", self.dueling_hidden)
+        _finite_positive(self, "noisy_sigma0")
 
 
 @dataclass(frozen=True)
@@ -358,10 +368,12 @@ class ReplayConfig(Section):
 class OptimConfig(Section):
     """The optimizer: Adam with optional gradient clipping."""
 
+    optimizer: Literal["adam", "radam"] = "adam"
+    """adam, or radam (Rectified Adam, Liu et al. 2020: PQN's optimiser in CleanRL)."""
     learning_rate: float = 2.5e-4
-    """Adam step size, > 0."""
+    """Step size, > 0."""
     adam_eps: float = 1e-8
-    """Adam epsilon, > 0."""
+    """Adam's (or RAdam's) epsilon, > 0."""
     max_grad_norm: float = 0.0
     """Clip gradients to this global norm; 0 disables."""
     clip_grad_value: float = 0.0
@@ -380,12 +392,26 @@ class DQNSettings(Section):
 
     gamma: float = 0.99
     """Discount factor, in (0, 1]."""
+    n_step: int = 1
+    """Steps of each replayed transition's return: r_t + ... + gamma^(k-1) r_{t+k-1}, bootstrapped with gamma^k,
+    where k <= n_step stops early at an episode's end (a termination does not bootstrap, a truncation does)."""
     double_q: bool = False
     """Use the double Q-learning target (online network picks the action, target network values it)."""
     loss: Literal["l2", "huber"] = "l2"
-    """TD loss: l2 is 0.5 * td^2 (mean squared error up to a factor), huber is smooth-L1."""
+    """TD loss of the one-value head (distributional off): l2 is 0.5 * td^2 (mean squared error up to a factor),
+    huber is smooth-L1."""
     huber_delta: float = 1.0
-    """Huber loss threshold, > 0."""
+    """Huber loss threshold (QR-DQN's kappa), > 0."""
+    distributional: Literal["off", "c51", "qr"] = "off"
+    """off: one Q-value per action; c51: a categorical return distribution on num_atoms atoms from v_min to v_max,
+    trained by cross-entropy to the projected target (Bellemare et al. 2017; prioritized replay uses the
+    cross-entropy as priority); qr: num_atoms quantiles trained with the quantile Huber loss (Dabney et al. 2017)."""
+    num_atoms: int = 51
+    """c51: atoms of the support; qr: quantiles; >= 2."""
+    v_min: float = -10.0
+    """c51: the smallest return of the support."""
+    v_max: float = 10.0
+    """c51: the largest return of the support, > v_min."""
     target_update_period: int = 50
     """Gradient updates between target-network updates."""
     target_tau: float = 1.0
@@ -399,7 +425,13 @@ class DQNSettings(Section):
 
     def _check_values(self) -> None:
         _check_discount(self.gamma)
+        _positive_ints(self, "n_step")
         _finite_positive(self, "huber_delta")
+        if self.distributional != "off":
+            require(self.num_atoms >= 2, "num_atoms", f"must be >= 2 for {self.distributional}", self.num_atoms)
+        if self.distributional == "c51":
+            require(math.isfinite(self.v_min) and math.isfinite(self.v_max) and self.v_min < self.v_max, "v_min",
+                    f"must be finite and below v_max ({self.v_max})", self.v_min)
         _positive_ints(self, "target_update_period")
         require(0 < self.target_tau <= 1, "target_tau", "must be in (0, 1]", self.target_tau)
 
@@ -424,6 +456,35 @@ class TabularSettings(Section):
                     self.tabular_alpha_end)
 
 
+@dataclass(frozen=True)
+class PQNSettings(Section):
+    """The pqn agent (Gallici et al. 2024): no replay and no target network; a LayerNorm Q-network trained on
+    Q(lambda) returns of each rollout, several epochs of minibatches per rollout.
+
+    A rollout is one training period: train_frequency / num_envs steps of every environment (train_frequency
+    must be a multiple of num_envs)."""
+
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    q_lambda: float = 0.65
+    """lambda of the Q(lambda) returns, in [0, 1]: 0 is the one-step target, 1 the Monte Carlo return."""
+    update_epochs: int = 4
+    """Passes over each rollout, each in num_minibatches shuffled minibatches."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; they must split the rollout's steps (train_frequency) evenly."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the run (over schedule_steps)."""
+    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(layer_norm=True))
+    """The Q-network (LayerNorm on by default)."""
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(optimizer="radam", max_grad_norm=10.0))
+    """The optimizer (RAdam, gradient norm clipped at 10, by default)."""
+
+    def _check_values(self) -> None:
+        _check_discount(self.gamma)
+        _in_unit_interval(self, "q_lambda")
+        _positive_ints(self, "update_epochs", "num_minibatches")
+
+
 SettingsT = TypeVar("SettingsT")
 
 
@@ -432,9 +493,10 @@ class Config(Section, Generic[SettingsT]):
     """Everything that defines a training run: the agent, its settings section and the shared sections."""
 
     agent: str = "dqn"
-    """dqn: a Q-network with replay, for Box observations; tabular: a Q-table, for Discrete observations
-    (FrozenLake-v1, Taxi-v3, CliffWalking-v0), updated online from every real transition; or an agent given by
-    import path module:attribute."""
+    """dqn: a Q-network with replay, for Box observations; pqn: a Q-network trained on each rollout's Q(lambda)
+    returns, without replay or target network; tabular: a Q-table, for Discrete observations (FrozenLake-v1,
+    Taxi-v3, CliffWalking-v0), updated online from every real transition; or an agent given by import path
+    module:attribute."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """The environments."""
     loop: LoopConfig = field(default_factory=LoopConfig)
@@ -446,7 +508,7 @@ class Config(Section, Generic[SettingsT]):
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     """Exploration."""
     settings: SettingsT = field(default_factory=DQNSettings)
-    """The agent's own section: DQNSettings for dqn, TabularSettings for tabular."""
+    """The agent's own section: DQNSettings for dqn, PQNSettings for pqn, TabularSettings for tabular."""
 
     def _check_values(self) -> None:
         require(_is_section(self.settings), "settings", "must be the agent's settings dataclass", self.settings)
@@ -542,14 +604,25 @@ def from_flat(values: dict, settings_type: type = DQNSettings) -> Config:
     if unknown:
         raise _unknown(unknown, paths, settings_type)
 
-    def build(cls, prefix):
+    def build(cls, prefix, defaults=None):
+        # `defaults`: the section's default as its parent declares it (PQN's network has LayerNorm on), or None
         hints, kwargs = _hints(cls), {}
         for f in dataclasses.fields(cls):
-            hint = settings_type if isinstance(hints[f.name], TypeVar) else hints[f.name]
+            generic = isinstance(hints[f.name], TypeVar)
+            hint = settings_type if generic else hints[f.name]
             if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-                kwargs[f.name] = build(hint, prefix + (f.name,))
+                if defaults is not None:
+                    nested = getattr(defaults, f.name)
+                elif not generic and f.default_factory is not dataclasses.MISSING:
+                    with unchecked():
+                        nested = f.default_factory()
+                else:
+                    nested = None
+                kwargs[f.name] = build(hint, prefix + (f.name,), nested)
             elif f.name in values:
                 kwargs[f.name] = values[f.name]
+            elif defaults is not None:
+                kwargs[f.name] = getattr(defaults, f.name)
         return cls(**kwargs)
 
     return build(Config, ())

@@ -1,4 +1,5 @@
-"""Q-networks (Flax linen): MLP or Nature-CNN torso, plain or dueling head."""
+"""Q-networks (Flax linen): MLP or Nature-CNN torso (with or without LayerNorm), plain or dueling head, one Q-value
+or a distribution per action, plain or noisy dense layers."""
 
 from __future__ import annotations
 
@@ -15,13 +16,27 @@ class MLPTorso(nn.Module):
     """Flattens the observation and applies ReLU dense layers."""
 
     hidden_sizes: Sequence[int]
+    layer_norm: bool = False
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
 
     @nn.compact
     def __call__(self, obs):
         x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
         for width in self.hidden_sizes:
-            x = nn.relu(nn.Dense(width)(x))
+            x = nn.relu(normalized(dense(width, self.noisy, self.noisy_sigma0)(x), self.layer_norm))
         return x
+
+
+def normalized(x, layer_norm: bool):
+    """`x` (batch, ...) layer-normalised over all of its non-batch axes when `layer_norm`, else `x` itself.
+
+    A convolution's output (batch, H, W, C) is normalised over H, W and C together, with a scale and offset per
+    element, as `torch.nn.LayerNorm([C, H, W])` in PQN's Atari network."""
+    if not layer_norm:
+        return x
+    axes = tuple(range(1, x.ndim))
+    return nn.LayerNorm(reduction_axes=axes, feature_axes=axes)(x)
 
 
 CONV_IMPLS = ("auto", "xla", "gemm", "gemm_grad")
@@ -144,43 +159,102 @@ class NatureCNNTorso(nn.Module):
 
     hidden_sizes: Sequence[int] = (512,)
     conv_impl: str = "auto"
+    layer_norm: bool = False
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
 
     @nn.compact
     def __call__(self, obs):
         # Transpose while still uint8 (4x fewer bytes to move); XLA fuses it with the conversion.
         x = jnp.transpose(obs, (0, 2, 3, 1)).astype(jnp.float32) / 255.0
         for index, (features, kernel_size, stride) in enumerate(((32, 8, 4), (64, 4, 2), (64, 3, 1))):
-            x = nn.relu(Conv(features, kernel_size, stride, self.conv_impl, name=f"Conv_{index}")(x))
+            x = nn.relu(normalized(Conv(features, kernel_size, stride, self.conv_impl, name=f"Conv_{index}")(x),
+                                   self.layer_norm))
         x = x.reshape(x.shape[0], -1)
         for width in self.hidden_sizes:
-            x = nn.relu(nn.Dense(width)(x))
+            x = nn.relu(normalized(dense(width, self.noisy, self.noisy_sigma0)(x), self.layer_norm))
         return x
 
 
+class NoisyDense(nn.Module):
+    """A dense layer with factorised Gaussian noise on its weights (Fortunato et al. 2017).
+
+    w = mu_w + sigma_w * (f(e_in) f(e_out)^T), b = mu_b + sigma_b * f(e_out), f(e) = sign(e) sqrt(|e|), with
+    e_in, e_out standard normal, drawn afresh at each call from the 'noise' random stream (one draw for the whole
+    batch); without that stream (`apply` with no `rngs={"noise": key}`) the layer is its mean, mu. Initialised
+    as in the paper: mu uniform in +-1/sqrt(inputs), sigma = sigma0 / sqrt(inputs)."""
+
+    features: int
+    sigma0: float = 0.5
+
+    @nn.compact
+    def __call__(self, x):
+        inputs = x.shape[-1]
+        bound = inputs ** -0.5
+
+        def uniform(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        kernel = self.param("kernel", uniform, (inputs, self.features))
+        bias = self.param("bias", uniform, (self.features,))
+        sigma = nn.initializers.constant(self.sigma0 * bound)
+        sigma_kernel = self.param("sigma_kernel", sigma, (inputs, self.features))
+        sigma_bias = self.param("sigma_bias", sigma, (self.features,))
+        y = x @ kernel + bias
+        if self.has_rng("noise"):
+            key_in, key_out = jax.random.split(self.make_rng("noise"))
+            noise_in = signed_sqrt(jax.random.normal(key_in, (inputs,)))
+            noise_out = signed_sqrt(jax.random.normal(key_out, (self.features,)))
+            # x @ (sigma_kernel * outer(noise_in, noise_out)), without building the outer product
+            y = y + ((x * noise_in) @ sigma_kernel) * noise_out + sigma_bias * noise_out
+        return y
+
+
+def signed_sqrt(x):
+    """sign(x) * sqrt(|x|): the scaling of factorised noise."""
+    return jnp.sign(x) * jnp.sqrt(jnp.abs(x))
+
+
+def dense(features: int, noisy: bool, sigma0: float):
+    """A `NoisyDense` layer when `noisy`, else Flax's `Dense`."""
+    return NoisyDense(features, sigma0) if noisy else nn.Dense(features)
+
+
 class DuelingHead(nn.Module):
-    """Q = V + A - agg(A), where agg is the mean or the max over actions (Wang et al. 2016)."""
+    """Q = V + A - agg(A), where agg is the mean or the max over actions (Wang et al. 2016).
+
+    With `num_atoms` > 0 each action has `num_atoms` outputs (a distribution's logits or quantiles), shaped
+    (batch, num_actions, num_atoms), and the streams combine atom by atom."""
 
     num_actions: int
     aggregation: str = "mean"
     hidden: int = 0
+    num_atoms: int = 0
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
 
     @nn.compact
     def __call__(self, features):
         value_in, advantage_in = features, features
         if self.hidden:
-            value_in = nn.relu(nn.Dense(self.hidden)(features))
-            advantage_in = nn.relu(nn.Dense(self.hidden)(features))
-        value = nn.Dense(1)(value_in)
-        advantage = nn.Dense(self.num_actions)(advantage_in)
+            value_in = nn.relu(dense(self.hidden, self.noisy, self.noisy_sigma0)(features))
+            advantage_in = nn.relu(dense(self.hidden, self.noisy, self.noisy_sigma0)(features))
+        atoms = max(self.num_atoms, 1)
+        value = dense(atoms, self.noisy, self.noisy_sigma0)(value_in)
+        advantage = dense(self.num_actions * atoms, self.noisy, self.noisy_sigma0)(advantage_in)
+        if self.num_atoms:
+            value = value.reshape(-1, 1, atoms)
+            advantage = advantage.reshape(-1, self.num_actions, atoms)
         if self.aggregation == "mean":
-            centre = advantage.mean(axis=-1, keepdims=True)
+            centre = advantage.mean(axis=1, keepdims=True)
         else:
-            centre = advantage.max(axis=-1, keepdims=True)
+            centre = advantage.max(axis=1, keepdims=True)
         return value + advantage - centre
 
 
 class QNetwork(nn.Module):
-    """Maps a batch of observations to Q-values of shape (batch, num_actions)."""
+    """Maps a batch of observations to Q-values (batch, num_actions), or with `num_atoms` > 0 to each action's
+    distribution outputs (batch, num_actions, num_atoms): C51's logits or QR-DQN's quantiles."""
 
     num_actions: int
     torso: str = "mlp"
@@ -189,20 +263,29 @@ class QNetwork(nn.Module):
     dueling_aggregation: str = "mean"
     dueling_hidden: int = 0
     conv_impl: str = "auto"
+    layer_norm: bool = False
+    num_atoms: int = 0
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
 
     @nn.compact
     def __call__(self, obs):
         if self.torso == "nature_cnn":
-            features = NatureCNNTorso(self.hidden_sizes, self.conv_impl)(obs)
+            features = NatureCNNTorso(self.hidden_sizes, self.conv_impl, self.layer_norm, self.noisy,
+                                      self.noisy_sigma0)(obs)
         else:
-            features = MLPTorso(self.hidden_sizes)(obs)
+            features = MLPTorso(self.hidden_sizes, self.layer_norm, self.noisy, self.noisy_sigma0)(obs)
         if self.dueling:
-            return DuelingHead(self.num_actions, self.dueling_aggregation, self.dueling_hidden)(features)
-        return nn.Dense(self.num_actions)(features)
+            return DuelingHead(self.num_actions, self.dueling_aggregation, self.dueling_hidden, self.num_atoms,
+                               self.noisy, self.noisy_sigma0)(features)
+        outputs = dense(self.num_actions * max(self.num_atoms, 1), self.noisy, self.noisy_sigma0)(features)
+        return outputs.reshape(-1, self.num_actions, self.num_atoms) if self.num_atoms else outputs
 
 
-def make_network(network, num_actions: int) -> QNetwork:
-    """The Q-network that a network section (`NetworkConfig`) describes."""
+def make_network(network, num_actions: int, num_atoms: int = 0) -> QNetwork:
+    """The Q-network that a network section (`NetworkConfig`) describes, with `num_atoms` outputs per action
+    (0: one Q-value each)."""
     return QNetwork(num_actions=num_actions, torso=network.torso, hidden_sizes=tuple(network.hidden_sizes),
                     dueling=network.dueling, dueling_aggregation=network.dueling_aggregation,
-                    dueling_hidden=network.dueling_hidden)
+                    dueling_hidden=network.dueling_hidden, layer_norm=network.layer_norm, num_atoms=num_atoms,
+                    noisy=network.noisy, noisy_sigma0=network.noisy_sigma0)

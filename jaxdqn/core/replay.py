@@ -38,13 +38,18 @@ from jaxdqn.core.sumtree import sumtree_find, sumtree_init, sumtree_masses, sumt
 
 
 class Batch(NamedTuple):
-    """A batch of transitions (leading batch axis)."""
+    """A batch of transitions (leading batch axis), each spanning `steps` environment steps (1..n_step).
+
+    `reward` is the discounted sum of the spanned steps' rewards, `next_obs` the observation reached after the last
+    of them and `terminated` whether that last step terminated its episode; the bootstrap discount is then
+    gamma ** steps * (1 - terminated)."""
 
     obs: chex.Array
     action: chex.Array
     reward: chex.Array
     next_obs: chex.Array
     terminated: chex.Array
+    steps: chex.Array  # int32
 
 
 class Sample(NamedTuple):
@@ -133,8 +138,9 @@ def _window(storage: Storage, envs, starts, length: int, stack: int) -> Sequence
 
 
 def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple, obs_dtype,
-                prioritized: bool) -> Replay:
-    """A replay of `capacity // num_envs` slots per environment, sampling `batch_size` transitions.
+                prioritized: bool, n_step: int = 1) -> Replay:
+    """A replay of `capacity // num_envs` slots per environment, sampling `batch_size` transitions of up to
+    `n_step` steps.
 
     Frame storage when `is_frame_stack(obs_shape, obs_dtype)`, flat storage otherwise. The functions:
 
@@ -145,7 +151,9 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
       three leaves of the tree: the newest slot (no next_obs yet) to 0, the one before it to the tree's
       max priority if it is sampleable now, and the one whose oldest stack frame was just overwritten
       to 0. Uniform replay touches no tree.
-    - `sample(state, key, beta) -> Sample`. Uniform: exactly uniform over sampleable slots (see
+    - `sample(state, key, beta, gamma=1.0) -> Sample`: transitions that start at sampleable slots and run for up
+      to `n_step` steps of the same ring (see `n_step_spans`; gamma discounts their rewards). Which start slots:
+      uniform: exactly uniform over sampleable slots (see
       `_uniform_draws`), weights 1. Prioritized: slot i with probability P(i) = p_i / sum p, stratified
       (one draw per equal segment of the total mass); weights (n * P(i)) ** -beta / max over the batch
       (n, the number of slots, cancels in the division). If no slot is sampleable, weights are 0 (the
@@ -165,6 +173,8 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
     slots_per_env = capacity // num_envs
     if slots_per_env < history + 2:
         raise ValueError(f"replay: capacity // num_envs must be >= {history + 2} (got {slots_per_env})")
+    if n_step < 1:
+        raise ValueError(f"replay: n_step must be >= 1 (got {n_step})")
 
     def init(example_obs) -> ReplayState:
         chex.assert_shape(example_obs, obs_shape)
@@ -202,7 +212,7 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
             tree = sumtree_set(tree, jnp.concatenate([rows + slot for slot in slots]), jnp.concatenate(masses))
         return ReplayState(storage, (position + 1) % slots_per_env, size, tree)
 
-    def sample(state: ReplayState, key, beta) -> Sample:
+    def sample(state: ReplayState, key, beta, gamma=1.0) -> Sample:
         if prioritized:
             tree = state.priorities
             total = sumtree_total(tree)
@@ -216,10 +226,13 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
         else:
             envs, slots, found = _uniform_draws(state, key)
             weights = jnp.where(found, 1.0, 0.0) * jnp.ones(batch_size)
-        window = _window(state.storage, envs, slots, 1, stack)
-        batch = Batch(window.obs[:, 0], window.action[:, 0], window.reward[:, 0], window.obs[:, 1],
-                      window.terminated[:, 0])
-        return Sample(batch, window.indices, weights.astype(jnp.float32))
+        storage = state.storage
+        ages = (state.position - 1 - slots) % slots_per_env  # the newest slot has age 0 (no next_obs yet)
+        steps, reward, terminated = n_step_spans(storage, envs, slots, ages, n_step, gamma)
+        gather = (lambda at: stack_frames(storage, envs, at, stack)) if stack else (lambda at: storage.obs[envs, at])
+        batch = Batch(gather(slots), storage.action[envs, slots], reward, gather((slots + steps) % slots_per_env),
+                      terminated, steps)
+        return Sample(batch, (envs * slots_per_env + slots).astype(jnp.int32), weights.astype(jnp.float32))
 
     def _uniform_draws(state: ReplayState, key):
         """(envs, slots, any sampleable) of `batch_size` slots uniform over the sampleable ones.
@@ -263,6 +276,29 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
         return _window(state.storage, envs, starts, length, stack)
 
     return Replay(init, add, sample, update, sample_sequences, slots_per_env)
+
+
+def n_step_spans(storage: Storage, envs, starts, ages, n_step: int, gamma):
+    """(steps, discounted reward, terminated) of the transitions that start at slots `starts` of rings `envs`.
+
+    A transition takes the steps starts, starts+1, ... of its ring, at most `n_step` of them, and stops after the
+    first step that ended its episode: one that terminated, or one followed by a step that is not a transition
+    (EnvPool's auto-reset step after a termination or a truncation, or a cut), so it never crosses an auto-reset
+    step and a truncated episode bootstraps from its final observation. It also stops before the newest slot
+    (age 0), whose next observation is not written yet: slot `start + i` is usable while i < age.
+    """
+    slots_per_env = storage.reward.shape[1]
+    offsets = jnp.arange(n_step)
+    at = (starts[:, None] + offsets) % slots_per_env  # (B, n_step)
+    rings = envs[:, None]
+    reward, terminated = storage.reward[rings, at], storage.terminated[rings, at]
+    ended = terminated | ~storage.real[rings, (at + 1) % slots_per_env]
+    ended_before = jnp.cumsum(ended, axis=1) - ended
+    taken = (offsets < ages[:, None]) & (ended_before == 0)
+    steps = taken.sum(axis=1, dtype=jnp.int32)
+    discounted = jnp.sum(jnp.where(taken, reward * jnp.asarray(gamma, jnp.float32) ** offsets, 0.0), axis=1)
+    last = jnp.maximum(steps - 1, 0)
+    return steps, discounted, jnp.take_along_axis(terminated, last[:, None], axis=1)[:, 0]
 
 
 def replay_bytes(capacity: int, num_envs: int, obs_shape: tuple, obs_dtype, prioritized: bool) -> int:
