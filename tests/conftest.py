@@ -29,6 +29,28 @@ def jaxdqn(*args, timeout=900, env=None):
                           env={**os.environ, **WITH_TESTS, **(env or {})})
 
 
+def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int):
+    """`jaxdqn train ARGS` run to `total_steps` in one go, and run to half of it then resumed with --exact: both
+    end with the same checkpoint arrays (ARGS must fix --schedule-steps, as a resume keeps the first run's);
+    returns the uninterrupted run's directory."""
+    import numpy as np
+
+    whole, half = tmp_path / "whole", tmp_path / "half"
+    assert jaxdqn("train", *args, "--total-steps", total_steps, "--out", whole).returncode == 0
+    assert jaxdqn("train", *args, "--total-steps", total_steps // 2, "--out", half).returncode == 0
+    resumed = jaxdqn("train", "--resume", half, "--total-steps", total_steps, "--exact")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    def final_arrays(run):
+        with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
+            return {name: data[name] for name in data.files}
+
+    ours, reference = final_arrays(half), final_arrays(whole)
+    assert sorted(ours) == sorted(reference)
+    assert not [name for name in ours if not np.array_equal(ours[name], reference[name])]
+    return whole
+
+
 # The suite's compiled programs go to a cache of its own (this process and the `jaxdqn` subprocesses), not the
 # user's; a test that checks the cache itself sets its own directory.
 os.environ.setdefault(CACHE_ENV_VAR, str(Path(tempfile.mkdtemp(prefix="jaxdqn-test-")) / "xla"))

@@ -16,7 +16,7 @@ from jaxdqn.config.validate import validate
 from jaxdqn.core.networks import make_network
 from jaxdqn.envs import env_seeds
 from jaxdqn.run.driver import build_rollout
-from tests.conftest import jaxdqn
+from tests.conftest import assert_half_run_resumes_exactly, jaxdqn
 
 
 def test_q_lambda_targets_stop_at_a_termination_and_bootstrap_at_a_truncation():
@@ -128,7 +128,7 @@ def test_a_replay_flag_given_to_pqn_on_the_command_line_is_one_line(tmp_path):
 
 
 def test_pqn_cartpole_preset_learns_and_resumes_exactly(tmp_path):
-    """The preset (CleanRL's pqn.py settings) reaches a greedy 475 at seed 0; benchmarks/results/learning-pqn-*.json
+    """The preset (CleanRL's pqn.py settings) reaches a greedy 475 at seed 0; benchmarks/results/learning-variants-*.json
     has all 10 seeds. Then a short run stopped halfway resumes (exactly) to the same parameters as one that never
     stopped."""
     out = tmp_path / "pqn"
@@ -136,20 +136,9 @@ def test_pqn_cartpole_preset_learns_and_resumes_exactly(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval_return_mean"][0] >= 475, summary
+    assert summary["updates"] == 977 * 16  # 977 rollouts of 512 steps, each 4 epochs of 4 minibatches
     assert json.loads((out / "config.json").read_text())["agent"] == "pqn"
 
-    short = ["--preset", "pqn-cartpole", "--total-steps", "8192", "--log-interval", "2048", "--checkpoint-interval",
-             "2048", "--schedule-steps", "4096", "--eval-episodes", "1"]
-    whole, half = tmp_path / "whole", tmp_path / "half"
-    assert jaxdqn("train", *short, "--out", whole).returncode == 0
-    assert jaxdqn("train", *short, "--total-steps", "4096", "--out", half).returncode == 0
-    resumed = jaxdqn("train", "--resume", half, "--total-steps", "8192", "--exact")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    def final_arrays(run):
-        with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
-            return {name: data[name] for name in data.files}
-
-    ours, reference = final_arrays(half), final_arrays(whole)
-    assert sorted(ours) == sorted(reference)
-    assert not [name for name in ours if not np.array_equal(ours[name], reference[name])]
+    assert_half_run_resumes_exactly(tmp_path, ["--preset", "pqn-cartpole", "--log-interval", "2048",
+                                               "--checkpoint-interval", "2048", "--schedule-steps", "4096",
+                                               "--eval-episodes", "1"], 8192)

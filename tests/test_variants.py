@@ -11,7 +11,7 @@ from jaxdqn.config.build import make_config
 from jaxdqn.config.schema import ConfigError, NetworkConfig
 from jaxdqn.config.validate import validate
 from jaxdqn.core.networks import NoisyDense, make_network
-from tests.conftest import jaxdqn
+from tests.conftest import assert_half_run_resumes_exactly, jaxdqn
 
 
 def test_distributional_networks_give_every_action_its_atoms_plain_and_dueling():
@@ -82,21 +82,8 @@ def test_rainbow_trains_two_seeds_resumes_exactly_and_evaluates_from_the_command
     """Every part of Rainbow at once (noisy C51 with double Q, dueling, prioritized 3-step replay), 2 seeds: a run
     stopped halfway resumes (exactly) to the same arrays as one that never stopped, and its policy evaluates.
     Learning itself is in benchmarks/results/learning-variants-*.json (rainbow-cartpole, c51-cartpole, 10 seeds)."""
-    short = ["--preset", "rainbow-cartpole", "--num-seeds", "2", "--total-steps", "3000", "--learning-starts", "500",
-             "--log-interval", "500", "--checkpoint-interval", "500", "--schedule-steps", "1500",
-             "--eval-episodes", "1"]
-    whole, half = tmp_path / "whole", tmp_path / "half"
-    assert jaxdqn("train", *short, "--out", whole).returncode == 0
-    assert jaxdqn("train", *short, "--total-steps", "1500", "--out", half).returncode == 0
-    resumed = jaxdqn("train", "--resume", half, "--total-steps", "3000", "--exact")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    def final_arrays(run):
-        with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
-            return {name: data[name] for name in data.files}
-
-    ours, reference = final_arrays(half), final_arrays(whole)
-    assert sorted(ours) == sorted(reference)
-    assert not [name for name in ours if not np.array_equal(ours[name], reference[name])]
+    whole = assert_half_run_resumes_exactly(tmp_path, [
+        "--preset", "rainbow-cartpole", "--num-seeds", "2", "--learning-starts", "500", "--log-interval", "500",
+        "--checkpoint-interval", "500", "--schedule-steps", "1500", "--eval-episodes", "1"], 3000)
     evaluated = jaxdqn("evaluate", whole, "--episodes", "2")
     assert evaluated.returncode == 0 and "seed 1" in evaluated.stdout, evaluated.stdout + evaluated.stderr[-2000:]

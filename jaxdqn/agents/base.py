@@ -61,6 +61,9 @@ class AgentFns(NamedTuple):
     """report(state, env_steps) -> dict of float32 scalars logged at each log point (epsilon, beta, ...)."""
     optional_fields: tuple = ()
     """State fields a checkpoint may leave out (`checkpoint_replay False`), refilled from a fresh `init`."""
+    updates_per_learn: int = 0
+    """Gradient updates one `learn` makes, as counted in the logs and summary; 0: the loop's
+    `Plan.updates_per_period` (gradient_steps per training period)."""
 
 
 class Agent(Protocol):

@@ -187,4 +187,4 @@ class PQN:
 
         # The rollout is refilled before each update, so a checkpoint needs none of it (checkpoint_replay False).
         return AgentFns(hyperparameters, init, act, observe, learn, lambda state: state.params, evaluate_act, report,
-                        optional_fields=("rollout",))
+                        optional_fields=("rollout",), updates_per_learn=s.update_epochs * s.num_minibatches)

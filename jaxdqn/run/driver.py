@@ -71,6 +71,7 @@ class Progress:
         if not fresh and not resume_from.has_replay:  # refill the replay before learning again
             self.learn_after = resume_from.env_steps + learning_starts
         self.solved_reported: set = set()
+        self.updates_per_learn = plan.updates_per_period  # the agent may say otherwise (`AgentFns.updates_per_learn`)
 
     @property
     def env_steps(self) -> int:
@@ -80,7 +81,7 @@ class Progress:
     def advance(self, n_periods: int, output) -> None:
         """Count a chunk of `n_periods` periods and keep its actions."""
         self.periods_done += n_periods
-        self.updates += int(output.learn_calls) * self.plan.updates_per_period
+        self.updates += int(output.learn_calls) * self.updates_per_learn
         self.action_log.append(np.asarray(output.actions[:n_periods * self.plan.iters_per_period]))
 
     def counters(self) -> dict:
@@ -144,6 +145,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     rollout, key, recorder, writer = (build_rollout(cfg, progress.pool_start_step), jax.random.PRNGKey(cfg.loop.seed),
                                       None, None)
     plan = rollout.plan
+    progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
     try:
         compile_start = time.perf_counter()
         state = (jax.jit(rollout.init)(key) if resume_from is None
