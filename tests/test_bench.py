@@ -38,7 +38,7 @@ def test_tiny_bench_writes_a_complete_result(tiny_result):
     kinds = {(r["torso"], r["replay"]) for r in record["train_step"] if "variant" not in r}
     assert kinds == {("mlp", "uniform"), ("mlp", "prioritized"), ("nature_cnn", "uniform"), ("nature_cnn", "prioritized")}
     variants = {r["variant"]: r["replay"] for r in record["train_step"] if "variant" in r}
-    assert variants == {"rainbow": "prioritized", "pqn": "rollout"}
+    assert variants == {"n-step 3": "uniform", "pqn": "rollout"}
     for row in record["train_step"]:
         spread = row["updates_per_second"]
         assert spread["min"] <= spread["median"] <= spread["max"] and spread["repeats"] == 2

@@ -67,7 +67,7 @@ SIZES = {
         "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1),
                     ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2)],
         "host_loop_steps": 12_000,
-        "variants": ["rainbow", "pqn"], "variant_batch": 32, "variant_capacity": 1_000,
+        "variants": ["n-step 3", "pqn"], "variant_batch": 32, "variant_capacity": 1_000,
     },
 }
 
