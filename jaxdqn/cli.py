@@ -1,4 +1,4 @@
-"""The `jaxdqn` command: `train`, `evaluate`, `plot`, `presets` and `bench`."""
+"""The `jaxdqn` command: `train`, `sweep`, `evaluate`, `plot`, `presets` and `bench`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ commands:
   train      train a DQN agent: jaxdqn train --preset NAME [--seed S] [--num-seeds K]
              [--total-steps N] [--out DIR] [--FIELD VALUE ...]; `jaxdqn train --help` lists every field;
              continue a stopped run: jaxdqn train --resume DIR [--total-steps N] [--exact]
+  sweep      train a grid of configurations x seeds as one program per shape: jaxdqn sweep --preset NAME
+             --FIELD V1,V2,... [--FIELD ...] [--num-seeds S] [--random N] [--out DIR]; jaxdqn sweep --resume DIR;
+             writes DIR/sweep.csv, sweep.md and sweep.png (`jaxdqn sweep --help`)
   evaluate   play a saved run's policy (at its eval_epsilon; 0 is greedy): jaxdqn evaluate DIR [--episodes N]
              [--video FILE.mp4|.gif] [--seed S] [--epsilon E]; prints mean ± std return per seed and overall
   plot       training curves of runs: jaxdqn plot DIR [DIR ...] --out FILE.png [--window N]
@@ -475,7 +478,117 @@ def bench_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "evaluate": evaluate_command, "plot": plot_command,
+SWEEP_DESCRIPTION = """Train a grid (or a random sample) of configurations x seeds, as one compiled program
+per group of configurations that share their shapes.
+
+  jaxdqn sweep --preset cartpole --learning-rate 1e-4,3e-4,1e-3 --gamma 0.98,0.99 --num-seeds 4 --out DIR
+  jaxdqn sweep --preset cartpole --random 16 --learning-rate 1e-4:1e-3:log --target-tau 0.5:1 --out DIR
+  jaxdqn sweep --resume DIR
+
+Every `jaxdqn train` field is an option: a list V1,V2,... sweeps it (a field that is itself a list takes
+alternatives separated by /: --hidden-sizes 64,64/128), one value sets it for every configuration. With
+--random N, a range LOW:HIGH (LOW:HIGH:log for log-uniform) or a list is drawn from, N times, reproducibly from
+--sweep-seed. Run-time values (learning rate, gamma, the epsilon schedule's numbers, target period and tau, Huber
+delta, clips, PER alpha/beta/eps, tabular alpha, PQN's lambda) share one program; a field that changes shapes
+or the program (network sizes, batch or buffer size, environments, ...) splits the sweep into groups that
+run one after another. Writes DIR/sweep.csv, DIR/sweep.md (ranked), DIR/sweep.png and one run directory per
+group (DIR/group-N, with one TensorBoard run per configuration); Ctrl-C saves a checkpoint, and --resume DIR
+continues the sweep."""
+
+
+def _sweep_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = _OneLineParser(prog="jaxdqn sweep", add_help=False)
+    parser.add_argument("--preset", default="cartpole")
+    parser.add_argument("--agent", default=None)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--exact", action="store_true")
+    parser.add_argument("--random", type=parse_int, default=None)
+    parser.add_argument("--sweep-seed", type=parse_int, default=0)
+    parser.add_argument("-h", "--help", action="store_true")
+    return parser.parse_known_args(argv)
+
+
+def _sweep_help() -> str:
+    return (f"usage: jaxdqn sweep [--preset NAME] [--agent NAME] [--FIELD V1,V2,... ...] [--num-seeds S] [--out DIR]\n"
+            f"                    [--random N [--sweep-seed K]] [--overwrite] | --resume DIR [--exact]\n\n"
+            f"{SWEEP_DESCRIPTION}\n\noptions:\n"
+            "  --preset NAME     the preset every configuration starts from (default cartpole)\n"
+            "  --agent NAME      the agent (default: the preset's)\n"
+            "  --out DIR         the sweep's directory (default sweeps/PRESET-TIME); one that holds a sweep is refused\n"
+            "  --overwrite       replace the sweep in --out (removed once every configuration has been checked)\n"
+            "  --random N        draw N configurations from the ranges and lists instead of the grid\n"
+            "  --sweep-seed K    the seed of those draws (default 0)\n"
+            "  --resume DIR      continue a stopped sweep: finished groups are kept, the others resume from their\n"
+            "                    checkpoints (--exact: replay their pools' actions, see `jaxdqn train --help`)\n"
+            "  `jaxdqn train --preset NAME --help` describes every field\n")
+
+
+def sweep_command(argv: list[str]) -> int:
+    """`jaxdqn sweep`: plan and check every configuration, then train the groups and write the results."""
+    try:
+        options, field_args = _sweep_options(argv)
+    except CliError as error:
+        return _fail(str(error))
+    if options.help:
+        print(_sweep_help(), end="")
+        return 0
+    from jaxdqn import sweep as sweeps
+
+    try:
+        if options.resume is not None:
+            if field_args or options.out or options.overwrite or options.random is not None or "--preset" in argv:
+                raise CliError("--resume: only --exact may be given with --resume (the sweep's own sweep.json is used)")
+            out = Path(options.resume)
+            plan = sweeps.load_sweep(out)
+        else:
+            if options.exact:
+                raise CliError("--exact: only with --resume")
+            if options.random is not None and options.random < 1:
+                raise CliError(f"--random: must be an integer > 0 (got {options.random})")
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = Path(options.out or f"sweeps/{options.preset}-{stamp}")
+            check_out_dir(out, overwrite=True)
+            if (out / sweeps.SWEEP_FILE).exists() and not options.overwrite:
+                raise CliError(f"--out: {out} already holds a sweep; choose a new directory, resume it "
+                               f"(jaxdqn sweep --resume {out}) or replace it (--overwrite)")
+            if holds_run(out):
+                raise CliError(f"--out: {out} holds a training run; choose a new directory for the sweep")
+            plan = sweeps.plan_sweep(field_args, options.preset, options.agent, options.random, options.sweep_seed,
+                                     " ".join(["jaxdqn", "sweep", *argv]))
+        sweeps.check_memory(plan)
+    except (ConfigError, CliError) as error:
+        return _fail(str(error))
+    from jaxdqn.run.checkpoint import CheckpointError
+    from jaxdqn.run.driver import TrainingStopped
+    from jaxdqn.sweep_results import ranked_table
+
+    agents = len(plan.configurations) * plan.num_seeds
+    print(f"jaxdqn sweep: {len(plan.configurations)} configurations x {plan.num_seeds} seed(s) = {agents} agents in "
+          f"{len(plan.groups)} compiled group(s) -> {out}", flush=True)
+    splitting = sweeps.splitting_fields(plan)
+    if len(plan.groups) > 1:
+        print(f"{', '.join(splitting) or 'the configurations'} change(s) the program: {len(plan.groups)} groups, "
+              "trained one after another", flush=True)
+    if options.resume is None:
+        if options.overwrite:
+            sweeps.remove_sweep(out)
+        sweeps.write_sweep(plan, out)
+    try:
+        results = sweeps.run_sweep(plan, out, log=lambda line: print(line, flush=True), resume=options.resume is not None,
+                                   exact_resume=options.exact, progress_bar=sys.stdout.isatty())
+    except TrainingStopped as stopped:
+        print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
+        return stopped.exit_code
+    except (ConfigError, CheckpointError) as error:
+        return _fail(str(error))
+    print(ranked_table(plan, results), end="")
+    print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.md'} and {out / 'sweep.png'}")
+    return 0
+
+
+COMMANDS = {"train": train_command, "sweep": sweep_command, "evaluate": evaluate_command, "plot": plot_command,
             "presets": presets_command, "bench": bench_command}
 
 

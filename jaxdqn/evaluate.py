@@ -82,7 +82,8 @@ class _VideoWriter:
 
 
 def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
-                    video_path: str | os.PathLike | None = None, stop: Callable[[], bool] | None = None) -> EvalResult:
+                    video_path: str | os.PathLike | None = None, stop: Callable[[], bool] | None = None,
+                    seed_indices=None) -> EvalResult:
     """Play `episodes` episodes per agent with the evaluation policy of `params` (leading agent axis) at
     `cfg.loop.eval_epsilon` (0: greedy).
 
@@ -93,7 +94,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     mp4 has length + 1 frames
     (a gif can have fewer: identical consecutive frames are merged, keeping the timing). An environment
     that cannot render raises EvaluationError before any file is written. `stop() -> True`, asked after every
-    step, ends the evaluation early (`complete` False).
+    step, ends the evaluation early (`complete` False). `seed_indices` gives each agent's seed index (a sweep's
+    agents: see `AgentAxis`); default 0, 1, ... in order.
     """
     if episodes < 1:
         raise EvaluationError(f"episodes: must be an integer > 0 (got {episodes!r})")
@@ -103,7 +105,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     spec = env_spec(cfg.env.env_id)
     fns = resolve_agent(cfg.agent).build(cfg, spec)
     num_agents = jax.tree.leaves(params)[0].shape[0]
-    env = make_env(cfg.env.env_id, env_seeds(seed, range(num_agents), episodes, EVAL_STREAM), cfg.env.env_threads,
+    seed_indices = range(num_agents) if seed_indices is None else seed_indices
+    env = make_env(cfg.env.env_id, env_seeds(seed, seed_indices, episodes, EVAL_STREAM), cfg.env.env_threads,
                    render=video is not None, repeat_action_probability=cfg.env.repeat_action_probability)
     pool_size = num_agents * episodes
     act = jax.vmap(fns.evaluate_act, in_axes=(0, 0, 0, None))

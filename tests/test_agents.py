@@ -1,17 +1,14 @@
 """The agent protocol, proven by two agents defined only in tests/toy_agents.py and trained through the real
-`jaxdqn` loop, checkpoints, resume and evaluation with no edit to the package; hyperparameters as data."""
+`jaxdqn` loop, checkpoints, resume and evaluation with no edit to the package (tests/test_sweep.py trains several
+hyperparameter values in one program)."""
 
 import json
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import AGENTS, resolve_agent
-from jaxdqn.agents.base import Step
 from jaxdqn.config.build import make_config
-from jaxdqn.envs import env_spec
 from jaxdqn.run.driver import run_training
 from tests.conftest import jaxdqn as toy
 SMALL = ["--total-steps", "6000", "--learning-starts", "500", "--log-interval", "1000", "--checkpoint-interval",
@@ -77,46 +74,3 @@ def test_registry_names_the_built_in_agents_and_refuses_unknown_ones():
             raise AssertionError(f"{name} was accepted")
 
 
-def _filled_dqn(cfg, learning_rates):
-    """DQN agents with the given learning rates, each from the same key and fed the same real CartPole steps."""
-    import envpool
-
-    fns = resolve_agent("dqn").build(cfg, env_spec("CartPole-v1"))
-    hypers = jax.tree.map(lambda x: jnp.stack([x] * len(learning_rates)), fns.hyperparameters)
-    hypers["learning_rate"] = jnp.asarray(learning_rates, jnp.float32)
-    agents = jax.vmap(fns.init)(jnp.stack([jax.random.PRNGKey(7)] * len(learning_rates)), hypers)
-    env = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=1, seed=3)
-    obs, _ = env.reset()
-    rng = np.random.default_rng(0)
-    real = True
-    observe = jax.jit(jax.vmap(fns.observe, in_axes=(0, None, None, None)))
-    for t in range(600):
-        action = rng.integers(0, 2, 1)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        step = Step(obs, action.astype(np.int32), reward.astype(np.float32), terminated, truncated, next_obs,
-                    np.array([real]))
-        agents = observe(agents, step, t, True)
-        real, obs = not (terminated[0] or truncated[0]) or not real, next_obs
-    return fns, agents
-
-
-def test_two_learning_rates_in_one_program_match_each_trained_alone():
-    cfg = make_config(preset="cartpole", num_envs=1, train_frequency=1, gradient_steps=1, batch_size=32,
-                      learning_starts=100, buffer_size=1000)
-
-    def hundred_updates(fns, agents):
-        learn = jax.vmap(fns.learn, in_axes=(None, None, None))  # same key for every agent
-        def body(agents, i):
-            return learn(agents, jax.random.PRNGKey(i), 600)[0], None
-        return jax.jit(lambda a: jax.lax.scan(lambda a, i: (jax.vmap(fns.learn, in_axes=(0, None, None))(
-            a, jax.random.PRNGKey(0) + i, 600)[0], None), a, jnp.arange(100, dtype=jnp.uint32))[0])(agents)
-
-    fns, together = _filled_dqn(cfg, [1e-3, 2.5e-4])
-    together = hundred_updates(fns, together)
-    for index, rate in enumerate([1e-3, 2.5e-4]):
-        fns, alone = _filled_dqn(cfg, [rate])
-        alone = hundred_updates(fns, alone)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[index], b[0], rtol=1e-5, atol=1e-6),
-                     together.params, alone.params)
-    first = jax.tree.leaves(together.params)[0]
-    assert not np.allclose(first[0], first[1]), "the two learning rates gave the same parameters"

@@ -72,6 +72,11 @@ class Agent(Protocol):
     name: str
     settings_type: type
     """Frozen dataclass of this agent's own settings; its fields are `jaxdqn train` flags."""
+    run_time_fields: frozenset
+    """Flat config fields whose values reach the agent only through its hyperparameters, not its program:
+    configurations that differ only in them train as one compiled program in a sweep (optional; without it every
+    configuration of a sweep compiles on its own). A clip that 0 turns off (`core.optim.SWITCHED_OFF_BY_ZERO`)
+    changes the program between 0 and > 0."""
 
     def check(self, cfg, spec) -> None:
         """Raise ConfigError (one line) if this agent cannot train `cfg` on an environment with `spec`."""

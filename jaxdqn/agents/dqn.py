@@ -17,9 +17,9 @@ import optax
 from jaxdqn.agents.base import AgentFns
 from jaxdqn.config.schema import ConfigError, DQNSettings, plan, require
 from jaxdqn.core import losses
-from jaxdqn.core.exploration import epsilon_at, epsilon_greedy, epsilon_schedule_params
+from jaxdqn.core.exploration import EXPLORATION_RUN_TIME_FIELDS, epsilon_at, epsilon_greedy, epsilon_schedule_params
 from jaxdqn.core.networks import make_network
-from jaxdqn.core.optim import init_optimizer, make_optimizer, optimizer_hyperparameters
+from jaxdqn.core.optim import OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_optimizer, optimizer_hyperparameters
 from jaxdqn.core.replay import is_frame_stack, make_replay
 
 NATURE_CNN_MIN_SIZE = 36
@@ -187,6 +187,9 @@ class DQN:
 
     name = "dqn"
     settings_type = DQNSettings
+    run_time_fields = frozenset({*OPTIMIZER_HYPERPARAMETERS, *EXPLORATION_RUN_TIME_FIELDS, "gamma",
+                                 "target_update_period", "target_tau", "huber_delta", "priority_alpha", "priority_beta0",
+                                 "priority_eps"})
 
     def check(self, cfg, spec) -> None:
         """Observation kind, replay sizes and torso against the environment."""

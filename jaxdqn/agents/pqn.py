@@ -24,9 +24,9 @@ from jaxdqn.agents.base import AgentFns
 from jaxdqn.agents.dqn import check_q_network
 from jaxdqn.config.schema import PQNSettings, plan, require
 from jaxdqn.core import losses
-from jaxdqn.core.exploration import epsilon_at, epsilon_greedy, epsilon_schedule_params
+from jaxdqn.core.exploration import EXPLORATION_RUN_TIME_FIELDS, epsilon_at, epsilon_greedy, epsilon_schedule_params
 from jaxdqn.core.networks import make_network
-from jaxdqn.core.optim import init_optimizer, make_optimizer, optimizer_hyperparameters, with_learning_rate
+from jaxdqn.core.optim import OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_optimizer, optimizer_hyperparameters, with_learning_rate
 
 
 class RolloutBuffer(NamedTuple):
@@ -87,6 +87,7 @@ class PQN:
 
     name = "pqn"
     settings_type = PQNSettings
+    run_time_fields = frozenset({*OPTIMIZER_HYPERPARAMETERS, *EXPLORATION_RUN_TIME_FIELDS, "gamma", "q_lambda"})
 
     def check(self, cfg, spec) -> None:
         """Observations, the rollout's shape and the minibatches against the environment and the loop."""

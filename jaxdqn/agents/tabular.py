@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxdqn.agents.base import AgentFns
 from jaxdqn.config.schema import ConfigError, TabularSettings, plan
-from jaxdqn.core.exploration import epsilon_at, epsilon_greedy, epsilon_schedule_params
+from jaxdqn.core.exploration import EXPLORATION_RUN_TIME_FIELDS, epsilon_at, epsilon_greedy, epsilon_schedule_params
 
 
 class TabularState(NamedTuple):
@@ -67,6 +67,7 @@ class Tabular:
 
     name = "tabular"
     settings_type = TabularSettings
+    run_time_fields = frozenset({*EXPLORATION_RUN_TIME_FIELDS, "gamma", "tabular_alpha", "tabular_alpha_end"})
 
     def check(self, cfg, spec) -> None:
         """The observation space must be Discrete."""

@@ -590,11 +590,22 @@ def leaf_paths(settings_type: type) -> dict[str, tuple[str, ...]]:
     return paths
 
 
-def _unknown(names, known, settings_type: type) -> ConfigError:
+def unknown_field(names, known, settings_type: type) -> ConfigError:
+    """The ConfigError for the first of `names` that is not among the `known` flat names, with the closest ones."""
     name = sorted(names)[0]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f"closest: {', '.join(close)}" if close else "see `jaxdqn train --help` for the fields"
     return ConfigError(f"{name}: not a field of a config with {settings_type.__name__}; {hint}")
+
+
+def field_hint(settings_type: type, name: str):
+    """The annotation of the field with flat name `name` in a Config whose settings are `settings_type`."""
+    *sections, leaf = leaf_paths(settings_type)[name]
+    cls = Config
+    for section in sections:
+        hint = _hints(cls)[section]
+        cls = settings_type if isinstance(hint, TypeVar) else hint
+    return _hints(cls)[leaf]
 
 
 def from_flat(values: dict, settings_type: type = DQNSettings) -> Config:
@@ -602,7 +613,7 @@ def from_flat(values: dict, settings_type: type = DQNSettings) -> Config:
     paths = leaf_paths(settings_type)
     unknown = set(values) - set(paths)
     if unknown:
-        raise _unknown(unknown, paths, settings_type)
+        raise unknown_field(unknown, paths, settings_type)
 
     def build(cls, prefix, defaults=None):
         # `defaults`: the section's default as its parent declares it (PQN's network has LayerNorm on), or None
@@ -644,7 +655,7 @@ def replace(cfg: Config, **flat) -> Config:
     values = flat_dict(cfg)
     unknown = set(flat) - set(values)
     if unknown:
-        raise _unknown(unknown, values, type(cfg.settings))
+        raise unknown_field(unknown, values, type(cfg.settings))
     return from_flat({**values, **flat}, type(cfg.settings))
 
 

@@ -14,6 +14,10 @@ import jax.numpy as jnp
 
 SCHEDULES = ("constant", "linear", "exponential", "piecewise")
 
+EXPLORATION_RUN_TIME_FIELDS = frozenset({"epsilon_start", "epsilon_end", "epsilon_decay_steps", "exploration_fraction"})
+"""The exploration fields held in `epsilon_schedule_params`' arrays (exploration_fraction through the decay it
+derives); the schedule's kind and the piecewise lists' lengths are program structure."""
+
 
 def epsilon_schedule_params(exploration, decay_steps: int) -> dict:
     """The numbers of an exploration section (`ExplorationConfig`) as float32 arrays, with the decay's length

@@ -9,6 +9,9 @@ import optax
 OPTIMIZER_HYPERPARAMETERS = ("learning_rate", "adam_eps", "max_grad_norm", "clip_grad_value")
 """The `OptimConfig` numbers an agent keeps among its hyperparameters (a sweep may vary them)."""
 
+SWITCHED_OFF_BY_ZERO = frozenset({"max_grad_norm", "clip_grad_value"})
+"""Clips that 0 leaves out of the optimiser's chain: whether they are on is program structure."""
+
 
 def make_optimizer(optim) -> optax.GradientTransformation:
     """Adam (or RAdam, `optim.optimizer`) after optional clipping by value and by global norm, for an `OptimConfig`.

@@ -66,6 +66,29 @@ class Rollout(NamedTuple):
     action_log_length: int
     action_dtype: Any
     reset: tuple  # (env_state, obs) of the pool right after its reset
+    seed_indices: tuple  # each agent's seed index (`AgentAxis`)
+
+
+class AgentAxis(NamedTuple):
+    """Who the A agents of a run are: agent a has the hyperparameters at index a of `hyperparameters` (a pytree
+    of arrays with a leading A axis) and seed index `seed_indices[a]`, from which its keys and its environments'
+    seeds derive (as seed k of `jaxdqn train --num-seeds`), so that an agent of a sweep is the same agent as the
+    one trained alone with its values and seed."""
+
+    hyperparameters: Any
+    seed_indices: tuple
+
+
+def seeds_axis(hyperparameters, num_seeds: int) -> AgentAxis:
+    """The agents of a plain run: `num_seeds` seeds of one set of hyperparameters."""
+    return stacked_axis([hyperparameters], num_seeds)
+
+
+def stacked_axis(hyperparameters: list, num_seeds: int) -> AgentAxis:
+    """The agents of a sweep group: `num_seeds` seeds of each set of hyperparameters in turn (configuration-major)."""
+    stacked = jax.tree.map(lambda *values: jnp.stack([jnp.asarray(v) for v in values for _ in range(num_seeds)]),
+                           *hyperparameters)
+    return AgentAxis(stacked, tuple(seed for _ in hyperparameters for seed in range(num_seeds)))
 
 
 def action_log_dtype(num_actions: int):
@@ -87,11 +110,13 @@ def over_agents(fn, in_axes, num_agents: int):
     return one_agent
 
 
-def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
-    """The compiled loop of `fns` (one agent's functions) over `cfg.loop.num_seeds` agents on the pool `env`
-    (A x N environments, agent-major)."""
+def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Rollout:
+    """The compiled loop of `fns` (one agent's functions) over the agents `agents` (default: `cfg.loop.num_seeds`
+    seeds of `fns.hyperparameters`) on the pool `env` (A x N environments, agent-major)."""
     the_plan = plan(cfg)
-    num_agents, num_envs = cfg.loop.num_seeds, cfg.env.num_envs
+    agents = agents if agents is not None else seeds_axis(fns.hyperparameters, cfg.loop.num_seeds)
+    num_agents, num_envs = len(agents.seed_indices), cfg.env.num_envs
+    seed_indices, agent_hypers = jnp.asarray(agents.seed_indices, jnp.int32), agents.hyperparameters
     spec = env.spec
     agent_axis = (num_agents, num_envs)
     action_log_length = the_plan.log_periods * the_plan.iters_per_period
@@ -109,9 +134,8 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
 
     def init(key) -> LoopState:
-        agent_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_agents))
-        hypers = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_agents, *jnp.shape(x))), fns.hyperparameters)
-        agents = jax.vmap(fns.init)(fold(agent_keys, 0), hypers)
+        agent_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, seed_indices)
+        agents = jax.vmap(fns.init)(fold(agent_keys, 0), agent_hypers)
         return LoopState(agents, env_state0, first_obs, jnp.zeros(agent_axis, bool),
                          init_episode_stats(num_agents, num_envs), fold(agent_keys, 1), jnp.zeros((), jnp.int32))
 
@@ -209,4 +233,4 @@ def make_rollout(cfg, fns: AgentFns, env) -> Rollout:
 
     report = jax.jit(jax.vmap(fns.report, in_axes=(0, None)))
     return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, jax.jit(cut_episodes), action_log_length,
-                   action_dtype, (env_state0, obs0))
+                   action_dtype, (env_state0, obs0), tuple(agents.seed_indices))

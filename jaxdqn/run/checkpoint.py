@@ -388,7 +388,7 @@ def restore_params(run_dir) -> tuple[Any, Any]:
     cfg = load_run_config(run_dir)
     checkpoint = load_latest(run_dir, cfg)
     fns = resolve_agent(cfg.agent).build(cfg, env_spec(cfg.env.env_id))
-    num_agents = cfg.loop.num_seeds
+    num_agents = checkpoint.leaves[".keys"].shape[0]  # a sweep group's checkpoint holds every configuration's seeds
     hypers = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_agents, *np.shape(x)), np.asarray(x).dtype),
                           fns.hyperparameters)
     template = jax.eval_shape(jax.vmap(fns.init), jax.ShapeDtypeStruct((num_agents, 2), np.uint32), hypers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ from jaxdqn.config.validate import validate
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
-from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout
+from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout, stacked_axis
 from jaxdqn.run.checkpoint import Checkpoint, CheckpointSaveError, CheckpointWriter
 from jaxdqn.run.recorder import Recorder, remove_run
 from jaxdqn.run.resume import pool_start_step, resume_state
@@ -42,14 +42,21 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-def build_rollout(cfg, pool_start_step: int = 0) -> Rollout:
+def build_rollout(cfg, pool_start_step: int = 0, configs=None) -> Rollout:
     """The agent's functions, the environment pool (agent-major, hashed per-environment seeds of the training
-    stream of a pool started at `pool_start_step`) and the loop."""
-    fns = resolve_agent(cfg.agent).build(cfg, env_spec(cfg.env.env_id))
-    seeds = env_seeds(cfg.loop.seed, range(cfg.loop.num_seeds), cfg.env.num_envs, training_stream(pool_start_step))
+    stream of a pool started at `pool_start_step`) and the loop.
+
+    `configs` (a sweep group: configs that differ from `cfg` only in their agent's run-time values) trains
+    `cfg.loop.num_seeds` seeds of each of them as one program; None trains `cfg` alone."""
+    spec = env_spec(cfg.env.env_id)
+    agent = resolve_agent(cfg.agent)
+    fns = agent.build(cfg, spec)
+    hypers = [fns.hyperparameters if c is cfg else agent.build(c, spec).hyperparameters for c in configs or [cfg]]
+    agents = stacked_axis(hypers, cfg.loop.num_seeds)
+    seeds = env_seeds(cfg.loop.seed, agents.seed_indices, cfg.env.num_envs, training_stream(pool_start_step))
     env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip,
                    repeat_action_probability=cfg.env.repeat_action_probability)
-    return make_rollout(cfg, fns, env)
+    return make_rollout(cfg, fns, env, agents)
 
 
 def _all_finite(tree):
@@ -123,8 +130,29 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
     return record
 
 
+class Group(NamedTuple):
+    """Configurations that `run_training` trains together as one compiled program (a sweep group): they differ
+    from the run's config only in their agent's run-time values (`Agent.run_time_fields`)."""
+
+    configs: tuple
+    """Each configuration; `cfg.loop.num_seeds` agents train each, configuration-major."""
+    labels: tuple
+    """One name per configuration, for messages and TensorBoard (its TensorBoard run: RUN/tensorboard/LABEL)."""
+    resume_command: str
+    """What a stopped group tells the user to run."""
+
+    def agent_name(self, agent: int, num_seeds: int) -> str:
+        """How messages name agent `agent`."""
+        return f"{self.labels[agent // num_seeds]} seed {agent % num_seeds}"
+
+    def tensorboard_runs(self, num_seeds: int) -> list:
+        """(label, agent indices) of each configuration."""
+        return [(label, list(range(i * num_seeds, (i + 1) * num_seeds))) for i, label in enumerate(self.labels)]
+
+
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
-                 progress_bar: bool = False, exact_resume: bool = False, overwrite: bool = False) -> dict:
+                 progress_bar: bool = False, exact_resume: bool = False, overwrite: bool = False,
+                 group: Group | None = None) -> dict:
     """Train `cfg` (validated here) to its step budget; write config, metrics, episodes, TensorBoard events,
     checkpoints and summary to `out_dir` (None: write nothing), and log to W&B when `cfg.tracking.track` is set.
 
@@ -133,7 +161,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     SIGINT/SIGTERM stop after the current chunk with a checkpoint (saved in the background, see
     `CheckpointWriter`); they and non-finite values raise `TrainingStopped`. Nothing is
     written before validation (and the checkpoint's checks) pass, the pool is built and the chunk compiled.
-    `overwrite` removes a run already in `out_dir` at that point. Returns the summary dict.
+    `overwrite` removes a run already in `out_dir` at that point. `group` trains several configurations at once
+    (a sweep group; `cfg` is its first). Returns the summary dict.
     """
     cfg = with_derived(validate(cfg))
     enable_compile_cache()
@@ -142,8 +171,11 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     out = Path(out_dir) if out_dir is not None else None
     start = time.perf_counter()
     progress = Progress(resume_from, cfg.loop.learning_starts, plan_of(cfg), exact_resume)
-    rollout, key, recorder, writer = (build_rollout(cfg, progress.pool_start_step), jax.random.PRNGKey(cfg.loop.seed),
-                                      None, None)
+    rollout, key, recorder, writer = (build_rollout(cfg, progress.pool_start_step, group and group.configs),
+                                      jax.random.PRNGKey(cfg.loop.seed), None, None)
+    resume_command = group.resume_command if group is not None else f"jaxdqn train --resume {out}"
+    num_seeds = cfg.loop.num_seeds
+    agent_name = group.agent_name if group is not None else lambda agent, _: f"seed {agent}"
     plan = rollout.plan
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
     try:
@@ -167,7 +199,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
             if not resume_from.has_replay:
                 log(f"checkpoint holds no replay: refilling it, learning resumes after step {progress.learn_after}")
         recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, start_steps, resume_from is not None, log,
-                            progress_bar, cfg)
+                            progress_bar, cfg, group and group.tensorboard_runs(num_seeds))
         writer = (CheckpointWriter(out, cfg, rollout.fns.optional_fields, resume_from and resume_from.path)
                   if out is not None else None)
         progress.newly_solved(np.asarray(state.stats.solved_step))  # announced before the checkpoint
@@ -186,7 +218,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                                output.finished)
                 solved = np.asarray(state.stats.solved_step)
                 for agent in progress.newly_solved(solved):
-                    recorder.say(f"seed {agent}: solved at step {int(solved[agent])} "
+                    recorder.say(f"{agent_name(agent, num_seeds)}: solved at step {int(solved[agent])} "
                                  f"(100-episode mean >= {cfg.loop.solved_return})")
                 all_solved = cfg.loop.stop_when_solved and (solved >= 0).all()
                 interval = cfg.checkpoint.checkpoint_interval
@@ -196,8 +228,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                     counters = progress.counters()  # joins the action log into one array first
                     writer.save(state, progress.action_log[0], counters)  # written in the background
                 if stop.received:
-                    where = (f"saved a checkpoint at step {env_steps} ({writer.wait()}); resume with: jaxdqn train "
-                             f"--resume {out}" if writer else f"stopped at step {env_steps} (no run directory)")
+                    where = (f"saved a checkpoint at step {env_steps} ({writer.wait()}); resume with: {resume_command}"
+                             if writer else f"stopped at step {env_steps} (no run directory)")
                     raise TrainingStopped(f"interrupted by {stop.name}: {where}", 128 + stop.received[0])
                 if all_solved:
                     recorder.say(f"all seeds solved; stopping at step {env_steps}")
@@ -206,7 +238,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
             return finish(cfg, out, rollout, state, progress, resume_from, start_steps, time.perf_counter() - start,
                           compile_seconds, log, writer, stop)
     except CheckpointSaveError as error:
-        raise TrainingStopped(f"{error}; resume with: jaxdqn train --resume {out}", SAVE_FAILED_EXIT_CODE) from None
+        raise TrainingStopped(f"{error}; resume with: {resume_command}", SAVE_FAILED_EXIT_CODE) from None
     finally:
         if recorder is not None:
             recorder.close(failed=True)  # does nothing when the run closed it after its last chunk
@@ -222,12 +254,14 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
     without it, then TrainingStopped."""
     env_steps = progress.env_steps
     evaluation = evaluate_policy(cfg, rollout.fns.policy(state.agents), cfg.loop.eval_episodes,
-                                 stop=(lambda: bool(stop.received)) if stop is not None else None)
+                                 stop=(lambda: bool(stop.received)) if stop is not None else None,
+                                 seed_indices=rollout.seed_indices)
     final_checkpoint = writer.wait() if writer is not None else None
     eval_returns = evaluation.returns if evaluation.complete else None
     session_updates = progress.updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
-        "env_id": cfg.env.env_id, "num_seeds": cfg.loop.num_seeds, "num_envs": cfg.env.num_envs,
+        "env_id": cfg.env.env_id, "num_seeds": cfg.loop.num_seeds, "num_agents": rollout.num_agents,
+        "num_envs": cfg.env.num_envs,
         "env_steps": env_steps, "updates": progress.updates, "wall_seconds": wall_seconds,
         "compile_seconds": compile_seconds,
         "sps": (env_steps - start_steps) * rollout.num_agents / wall_seconds,
@@ -247,7 +281,9 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
                               f"last checkpoint is {final_checkpoint}, and summary.json has no evaluation "
                               f"(jaxdqn evaluate {out} runs it)", 128 + stop.received[0])
     policy = "greedy" if cfg.loop.eval_epsilon == 0 else f"epsilon {cfg.loop.eval_epsilon}"
-    log(f"done: {env_steps} steps x {cfg.loop.num_seeds} seed(s), {progress.updates} updates, {wall_seconds:.1f} s "
-        f"({compile_seconds:.1f} s compiling), {summary['sps']:.0f} SPS; {policy} eval return per seed: "
+    unit = "seed" if rollout.num_agents == cfg.loop.num_seeds else "agent"
+    agents = f"{rollout.num_agents} {unit}(s)"
+    log(f"done: {env_steps} steps x {agents}, {progress.updates} updates, {wall_seconds:.1f} s "
+        f"({compile_seconds:.1f} s compiling), {summary['sps']:.0f} SPS; {policy} eval return per {unit}: "
         + ", ".join(f"{r:.4g}" for r in summary["eval_return_mean"]))
     return summary

@@ -23,8 +23,11 @@ EPISODES_HEADER = "seed,env_step,return,length"
 PER_AGENT = ("return_mean_100", "length_mean_100", "loss", "q_mean")
 """Record fields that hold one value per agent (None where there is none yet)."""
 
+TENSORBOARD_RUNS = "tensorboard"
+"""The folder of a sweep group's TensorBoard runs, one per configuration."""
+
 RUN_FILES = ("config.json", "metrics.jsonl", "episodes.csv", "summary.json", "checkpoints", "wandb",
-             "wandb-run-id")
+             "wandb-run-id", TENSORBOARD_RUNS)
 """What a run writes into its directory, besides TensorBoard's events.out.tfevents.* files."""
 
 WANDB_ID_FILE = "wandb-run-id"
@@ -112,6 +115,11 @@ def record_scalars(record: dict, num_agents: int) -> dict:
     return scalars
 
 
+def agents_record(record: dict, agents: list[int]) -> dict:
+    """`record` restricted to the agents `agents` (their per-agent values; the shared values as they are)."""
+    return {name: [value[a] for a in agents] if name in PER_AGENT else value for name, value in record.items()}
+
+
 def wandb_run_id(out: Path, resumed: bool) -> str:
     """The W&B run id of the run in `out`: when resuming, the one its WANDB_ID_FILE keeps; else a new one, kept
     there."""
@@ -143,9 +151,11 @@ class Recorder:
     """
 
     def __init__(self, out: Path | None, num_agents: int, total_env_steps: int, start_steps: int, resumed: bool,
-                 log: Callable[[str], None] = print, progress_bar: bool = False, cfg=None):
+                 log: Callable[[str], None] = print, progress_bar: bool = False, cfg=None,
+                 tensorboard_runs: list | None = None):
         self.num_agents, self.log = num_agents, log
-        self.metrics = self.episodes = self.writer = self.bar = self.wandb = None
+        self.metrics = self.episodes = self.bar = self.wandb = None
+        self.runs = []  # (agent indices, SummaryWriter) of each TensorBoard run
         if out is not None:
             from tensorboardX import SummaryWriter
 
@@ -158,7 +168,11 @@ class Recorder:
             self.episodes = open(out / "episodes.csv", "a" if resumed else "w")
             if not resumed:
                 self.episodes.write(EPISODES_HEADER + "\n")
-            self.writer = SummaryWriter(str(out), purge_step=start_steps if resumed else None)
+            # the run's own events in `out`, or (a sweep group) one TensorBoard run per configuration
+            runs = ([(agents, out / TENSORBOARD_RUNS / label) for label, agents in tensorboard_runs]
+                    if tensorboard_runs else [(list(range(num_agents)), out)])
+            self.runs = [(agents, SummaryWriter(str(folder), purge_step=start_steps if resumed else None))
+                         for agents, folder in runs]
         if progress_bar:
             from tqdm import tqdm
 
@@ -183,12 +197,12 @@ class Recorder:
             self.episodes.flush()
             if lost:
                 self.say("warning: some episodes of this chunk were not logged to episodes.csv")
-            scalars = self.scalars(record)
-            for tag, value in scalars.items():
-                self.writer.add_scalar(tag, value, record["env_steps"])
-            self.writer.flush()
+            for agents, writer in self.runs:
+                for tag, value in record_scalars(agents_record(record, agents), len(agents)).items():
+                    writer.add_scalar(tag, value, record["env_steps"])
+                writer.flush()
             if self.wandb is not None:
-                self.wandb.log(scalars, step=record["env_steps"])
+                self.wandb.log(self.scalars(record), step=record["env_steps"])
         return_text = _format(mean_of(record["return_mean_100"]))
         loss_text = _format(mean_of(record["loss"]), ".4g")
         epsilon = f" | eps {record['epsilon']:.3f}" if "epsilon" in record else ""
@@ -207,9 +221,10 @@ class Recorder:
 
     def close(self, failed: bool = False) -> None:
         """Close every file and finish the W&B run, marked failed when training stopped early (`failed`)."""
-        for resource in (self.metrics, self.episodes, self.writer, self.bar):
+        for resource in (self.metrics, self.episodes, self.bar, *(writer for _, writer in self.runs)):
             if resource is not None:
                 resource.close()
+        self.runs = []
         if self.wandb is not None:
             self.wandb.finish(exit_code=1 if failed else 0)
-        self.metrics = self.episodes = self.writer = self.bar = self.wandb = None  # closing again does nothing
+        self.metrics = self.episodes = self.bar = self.wandb = None  # closing again does nothing
