@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.bench.runs import jaxdqn_command
+from jaxdqn.sweep_results import bootstrap_interval, interquartile_mean
 
 NUM_SEEDS = 10
 CASES = {
@@ -41,22 +42,6 @@ CASES = {
     "c51-cartpole": ["--preset", "c51-cartpole"],
     "rainbow-cartpole": ["--preset", "rainbow-cartpole"],
 }
-
-
-def interquartile_mean(values) -> float:
-    """Mean of the values between the 25th and 75th percentiles (scipy's trim_mean at 0.25)."""
-    from scipy.stats import trim_mean
-
-    return float(trim_mean(np.asarray(values, np.float64), 0.25))
-
-
-def bootstrap_interval(values, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of `values`."""
-    values = np.asarray(values, np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def summarise(returns) -> dict:

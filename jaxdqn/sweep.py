@@ -247,6 +247,8 @@ def plan_sweep(argv: list[str], preset: str, agent: str | None, random: int | No
         try:
             cfg = validate(parse(list(train_args)))
         except (ConfigError, CliError) as error:
+            if str(error) == _refusal(lambda: validate(parse([]))):  # the fixed values alone are refused
+                raise ConfigError(str(error)) from None
             raise ConfigError(f"configuration {index} ({' '.join(train_args)}): {error}") from None
         flat = schema.flat_dict(cfg)
         configurations.append(Configuration({name: flat[name] for name in point}, tuple(base_args) + train_args,
@@ -257,6 +259,17 @@ def plan_sweep(argv: list[str], preset: str, agent: str | None, random: int | No
     num_seeds = configurations[0].config.loop.num_seeds
     return Sweep(tuple(a.name for a in axes), tuple(configurations), tuple(tuple(g) for g in groups.values()),
                  num_seeds, command)
+
+
+def _refusal(check: Callable) -> str | None:
+    """The message of the ConfigError or CliError `check()` raises, or None."""
+    from jaxdqn.cli import CliError
+
+    try:
+        check()
+    except (ConfigError, CliError) as error:
+        return str(error)
+    return None
 
 
 def structure_key(cfg) -> tuple:

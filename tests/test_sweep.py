@@ -108,6 +108,8 @@ def _memory_case():
                                     "widths > 0 (got (0,))"),
     (["--buffer-size", "256,1024", "--batch-size", "128,512"],
      "configuration 1 (--buffer-size 256 --batch-size 512): batch_size: must be <= buffer_size (256) (got 512)"),
+    (["--num-envs", "4", "--learning-rate", "1e-3,3e-4"],
+     "train_frequency: must divide num_envs (4) or be a multiple of it (got 10)"),
     (["--gamma", "0.9"], "sweep: no field to sweep; give one a list (--learning-rate 1e-4,3e-4,1e-3)"),
     (["--random", "0", "--gamma", "0.9,0.99"], "--random: must be an integer > 0 (got 0)"),
     (["--learning-rate", "1e-3,1e-4,3e-4,3e-3", "--buffer-size", None],
