@@ -43,10 +43,9 @@ def test_tiny_bench_writes_a_complete_result(tiny_result):
         spread = row["updates_per_second"]
         assert spread["min"] <= spread["median"] <= spread["max"] and spread["repeats"] == 2
         assert row["compile_seconds"] > 0
-    seeds = sorted(r["num_seeds"] for r in record["end_to_end"])
-    assert seeds == [1, 2]
+    assert [r["num_seeds"] for r in record["end_to_end"]] == [1]
     assert all(r["env_steps"] == 12_000 and r["sps"] > 0 for r in record["end_to_end"])
-    assert record["host_loop"][0]["env_steps"] == 12_000 and record["host_loop"][0]["updates"] > 0
+    assert record["host_loop"][0]["env_steps"] == 6_000 and record["host_loop"][0]["updates"] > 0
     assert record["memory"]["host_peak_rss_mb"] > 0
 
 

@@ -22,8 +22,8 @@ from jaxdqn.envs import env_spec
 from jaxdqn.sweep import plan_sweep, structure_key
 from tests.conftest import JAXDQN, jaxdqn
 
-SMALL = ["--preset", "cartpole", "--total-steps", "3000", "--learning-starts", "500", "--buffer-size", "1000",
-         "--log-interval", "500", "--checkpoint-interval", "500", "--eval-episodes", "2"]
+SMALL = ["--preset", "cartpole", "--total-steps", "2000", "--learning-starts", "500", "--buffer-size", "1000",
+         "--log-interval", "500", "--checkpoint-interval", "500", "--eval-episodes", "1"]
 
 
 def final_arrays(run):

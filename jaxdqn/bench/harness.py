@@ -64,9 +64,8 @@ SIZES = {
         "env_steps": 500, "repeats": 2,
         "mlp_capacities": [1_000], "cnn_capacities": [256],
         "batches": [32], "train_steps": 5, "cnn_train_steps": 2, "cnn_repeats": 2,
-        "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1),
-                    ("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 2)],
-        "host_loop_steps": 12_000,
+        "presets": [("cartpole", ["--num-envs", "10", "--total-steps", "12000"], 1)],
+        "host_loop_steps": 6_000,
         "variants": ["n-step 3", "pqn"], "variant_batch": 32, "variant_capacity": 1_000,
     },
 }
