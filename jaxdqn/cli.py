@@ -369,7 +369,11 @@ def evaluate_command(argv: list[str]) -> int:
     print(f"jaxdqn evaluate: {run_dir}, {cfg.env.env_id}, {episodes} episode(s) per seed, "
           f"epsilon {cfg.loop.eval_epsilon}, seed {seed}", flush=True)
     try:
-        result = evaluate_policy(cfg, params, episodes, seed, video)
+        # a sweep group's checkpoint holds num_seeds agents of each of its configurations, configuration-major
+        import jax
+
+        seed_indices = [agent % cfg.loop.num_seeds for agent in range(jax.tree.leaves(params)[0].shape[0])]
+        result = evaluate_policy(cfg, params, episodes, seed, video, seed_indices=seed_indices)
     except EvaluationError as error:
         return _fail(str(error))
     for line in format_returns(result):

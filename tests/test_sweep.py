@@ -82,6 +82,11 @@ def test_a_killed_sweep_resumes_and_each_configuration_is_the_agent_train_gives(
     sweep_summary = json.loads((out / "group-1" / "summary.json").read_text())
     assert sweep_summary["eval_return_mean"][2:4] == json.loads((tmp_path / "alone" / "summary.json").read_text())[
         "eval_return_mean"]
+    # `jaxdqn evaluate` of a group plays each agent on its own seed's evaluation episodes, as the sweep's end did
+    evaluated = jaxdqn("evaluate", out / "group-1")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert [float(line.split()[3]) for line in evaluated.stdout.splitlines() if line.startswith("seed ")] == [
+        pytest.approx(r, abs=0.005) for r in sweep_summary["eval_return_mean"]]
     assert not np.array_equal(ours[".agents.params['params']['Dense_0']['kernel']"][0],
                               ours[".agents.params['params']['Dense_0']['kernel']"][2]), "the two rates trained alike"
 
