@@ -54,3 +54,6 @@ def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int):
 # The suite's compiled programs go to a cache of its own (this process and the `jaxdqn` subprocesses), not the
 # user's; a test that checks the cache itself sets its own directory.
 os.environ.setdefault(CACHE_ENV_VAR, str(Path(tempfile.mkdtemp(prefix="jaxdqn-test-")) / "xla"))
+# The suite runs in several worker processes (pytest -n), each with its own `jaxdqn` subprocesses: on a GPU none may
+# take JAX's default 75% of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
