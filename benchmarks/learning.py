@@ -41,6 +41,7 @@ CASES = {
     "pqn-cartpole": ["--preset", "pqn-cartpole"],
     "c51-cartpole": ["--preset", "c51-cartpole"],
     "rainbow-cartpole": ["--preset", "rainbow-cartpole"],
+    "qrdqn-cartpole": ["--preset", "qrdqn-cartpole"],
 }
 
 

@@ -2,6 +2,8 @@
 Rainbow, which combines them; their networks, noise statistics, bad input and learning through `jaxdqn train`."""
 
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,7 @@ from jaxdqn.config.build import make_config
 from jaxdqn.config.schema import ConfigError, NetworkConfig
 from jaxdqn.config.validate import validate
 from jaxdqn.core.networks import NoisyDense, make_network
-from tests.conftest import assert_half_run_resumes_exactly
+from tests.conftest import assert_half_run_resumes_exactly, jaxdqn
 
 
 def test_distributional_networks_give_every_action_its_atoms_plain_and_dueling():
@@ -87,3 +89,23 @@ def test_rainbow_trains_two_seeds_and_resumes_exactly_from_the_command_line(tmp_
         "--preset", "rainbow-cartpole", "--env-id", "gymnax/CartPole-v1", "--num-seeds", "2", "--learning-starts",
         "500", "--log-interval", "500", "--checkpoint-interval", "500", "--schedule-steps", "1000",
         "--eval-episodes", "1"], 2000)
+
+
+@pytest.mark.parametrize("preset, distributional, stop_when_solved", [
+    ("c51-cartpole", "c51", True),  # seed 0 is solved at step 270k of 500k
+    ("rainbow-cartpole", "c51", True),  # at step 360k of 500k
+    ("qrdqn-cartpole", "qr", False),  # 50k steps
+])
+def test_variant_preset_learns_cartpole_from_the_command_line(tmp_path, preset, distributional, stop_when_solved):
+    """C51, Rainbow and QR-DQN each reach a greedy 475 on CartPole-v1 at seed 0, through `jaxdqn train --preset`
+    (10 seeds of each: benchmarks/results/learning-variants-*.json and learning-qrdqn-*.json). The two long presets
+    stop at the 100-episode mean of 475 that counts as solved."""
+    out = tmp_path / preset
+    result = jaxdqn("train", "--preset", preset, "--stop-when-solved", stop_when_solved, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["distributional"] == distributional
+    assert summary["eval_return_mean"][0] >= 475, summary
+    if stop_when_solved:
+        assert summary["solved_step"][0] is not None and summary["env_steps"] < 500_000, summary
