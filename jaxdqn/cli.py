@@ -8,6 +8,7 @@ import datetime
 import io
 import json
 import math
+import os
 import re
 import sys
 import textwrap
@@ -97,6 +98,7 @@ def parse_train_args(argv: list[str]):
 
     run_options, field_args = _split_run_options(argv)
     preset = make_config(run_options.preset, run_options.agent)
+    _refuse_other_agents_fields(field_args, preset)
     booleans = {name for name, value in schema.flat_dict(preset).items() if isinstance(value, bool)}
     field_args = expand_boolean_flags(field_args, booleans)
     config_type = schema.Config[type(preset.settings)]
@@ -108,6 +110,27 @@ def parse_train_args(argv: list[str]):
                        config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
     given = {arg[2:].split("=")[0].replace("-", "_") for arg in field_args if arg.startswith("--")}
     return with_intent(preset, schema.checked(cfg), given), run_options.preset, run_options.out
+
+
+def _refuse_other_agents_fields(field_args: list[str], cfg) -> None:
+    """CliError naming the agent for a flag that only another built-in agent's settings have (`--buffer-size` with
+    pqn), rather than the parser's 'unrecognized option'."""
+    from jaxdqn.agents import AGENTS
+
+    own = schema.leaf_paths(type(cfg.settings))
+    for arg in field_args:
+        if not arg.startswith("--"):
+            continue
+        name = arg[2:].split("=")[0].replace("-", "_")
+        names = {name, name[3:]} if name.startswith("no_") else {name}  # --no-dueling is the dueling field
+        if names & set(own):
+            continue
+        owners = [agent for agent, entry in AGENTS.items() if names & set(schema.leaf_paths(entry.settings_type))]
+        if owners:
+            holders = f"the {owners[0]} agent has it" if len(owners) == 1 else \
+                f"the {' and '.join(owners)} agents have it"
+            raise CliError(f"{arg.split('=')[0]}: not a setting of the {cfg.agent} agent ({holders}); "
+                           f"`jaxdqn train --agent {cfg.agent} --help` lists its fields")
 
 
 def expand_boolean_flags(args: list[str], boolean_fields: set[str]) -> list[str]:
@@ -619,7 +642,12 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         return _fail(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
-    return COMMANDS[command](rest)
+    try:
+        return COMMANDS[command](rest)
+    except BrokenPipeError:
+        # the reader of a pipe stopped early (`jaxdqn presets | head`): nothing is wrong, and nothing more to print
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

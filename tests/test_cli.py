@@ -1,10 +1,11 @@
 """The `jaxdqn` command as a user types it (subprocesses), including a real CartPole learning run."""
 
 import json
+import subprocess
 
 import pytest
 
-from tests.conftest import jaxdqn
+from tests.conftest import JAXDQN, jaxdqn
 
 
 def test_presets_lists_one_short_line_each_and_shows_one_in_full():
@@ -29,7 +30,16 @@ def test_presets_lists_one_short_line_each_and_shows_one_in_full():
     assert result.returncode == 2 and result.stderr.strip() == (
         "jaxdqn: error: preset: unknown preset 'pongg'; allowed: atlantis, breakout, c51-cartpole, cartpole, "
         "frozenlake, highway, lunarlander, lunarlander-per, pong, pqn-breakout, pqn-cartpole, "
-        "rainbow-cartpole, rainbow-pong")
+        "qrdqn-cartpole, rainbow-cartpole, rainbow-pong")
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback():
+    """`jaxdqn presets | head -1`: the reader is gone before jaxdqn writes (here it never reads); jaxdqn ends
+    quietly."""
+    process = subprocess.Popen([JAXDQN, "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == ""
 
 
 def test_version():
