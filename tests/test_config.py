@@ -38,7 +38,7 @@ BAD_VALUES = [
     ({"train_frequency": 3, "num_envs": 10}, "train_frequency: must divide num_envs (10) or be a multiple of it"),
     ({"target_tau": 0.0}, "target_tau: must be in (0, 1]"),
     ({"loss": "Huber"}, "loss: must be one of l2, huber (got 'Huber')"),
-    ({"torso": "resnet"}, "torso: must be one of mlp, nature_cnn (got 'resnet')"),
+    ({"torso": "resnet"}, "torso: must be one of mlp, nature_cnn, minatar_cnn (got 'resnet')"),
     ({"double_q": "yes"}, "double_q: must be True or False (got 'yes')"),
     ({"epsilon_schedule": "piecewise"}, "epsilon_boundaries: needs at least one step"),
     ({"epsilon_schedule": "piecewise", "epsilon_boundaries": (0, 10), "epsilon_values": (1.0,)},
@@ -48,6 +48,8 @@ BAD_VALUES = [
     ({"learning_starts": 100}, "learning_starts: must be >= batch_size (128) so the first batch has data"),
     ({"torso": "nature_cnn"}, "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
                               "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
+    ({"torso": "minatar_cnn"}, "torso: minatar_cnn needs image observations shaped (height, width, channels) of at "
+                               "least 3x3, but CartPole-v1 has shape (4,); allowed here: mlp"),
     ({"env_id": "CartPol-v1"},
      "env_id: 'CartPol-v1' is not an EnvPool, Gymnasium or gymnax (gymnax/NAME) environment, nor a JAX "
      "environment's import path (module:attribute); closest: CartPole-v1"),
@@ -94,7 +96,7 @@ def test_python_and_cli_give_the_same_error(flat, argv):
 def test_sections_check_themselves_when_built_directly():
     with pytest.raises(ConfigError, match=r"^loss: must be one of l2, huber \(got 'Huber'\)$"):
         DQNSettings(loss="Huber")
-    with pytest.raises(ConfigError, match=r"^torso: must be one of mlp, nature_cnn \(got 'resnet'\)$"):
+    with pytest.raises(ConfigError, match=r"^torso: must be one of mlp, nature_cnn, minatar_cnn \(got 'resnet'\)$"):
         schema.NetworkConfig(torso="resnet")
     with pytest.raises(ConfigError, match=r"^seed: must be at most 2147483647 \(int32\)"):
         schema.LoopConfig(seed=2**31)
@@ -246,6 +248,9 @@ def test_another_environment_brings_its_torso_and_solved_return_unless_given():
     pong = make_config("cartpole", env_id="Pong-v5")
     assert (pong.settings.network.torso, pong.settings.network.hidden_sizes) == ("nature_cnn", (512,))
     assert pong.loop.solved_return is None and validate(pong) is pong
+    breakout = make_config("pqn-cartpole", env_id="gymnax/Breakout-MinAtar")  # (10, 10, 4) float images
+    assert (breakout.settings.network.torso, breakout.settings.network.hidden_sizes) == ("minatar_cnn", (128,))
+    assert breakout.settings.network.layer_norm and validate(breakout) is breakout  # PQN's LayerNorm kept
     acrobot = make_config("cartpole", env_id="Acrobot-v1")
     assert acrobot.settings.network.torso == "mlp" and acrobot.loop.solved_return == -100.0  # registered threshold
     cartpole = make_config("pong", env_id="CartPole-v1")

@@ -53,6 +53,23 @@ def test_nature_cnn_takes_uint8_stacks_and_scales_inside():
     np.testing.assert_allclose(q, net.apply(params, jnp.ones((2, 4, 84, 84), jnp.float32) * 255), rtol=1e-5)
 
 
+@pytest.mark.parametrize("conv_impl", ["xla", "gemm_grad"])
+def test_minatar_cnn_is_young_and_tians_network(conv_impl):
+    """One VALID 3x3 convolution of 16 filters with stride 1 on (height, width, channels), ReLU, a 128-wide ReLU
+    layer and the Q-values, computed here from the parameters with lax.conv."""
+    net = QNetwork(num_actions=3, torso="minatar_cnn", hidden_sizes=(128,), conv_impl=conv_impl)
+    obs = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (5, 10, 10, 4)).astype(jnp.float32)
+    params = net.init(jax.random.PRNGKey(0), obs)
+    torso = params["params"]["MinAtarTorso_0"]
+    conv, hidden, head = torso["Conv_0"], torso["MLPTorso_0"]["Dense_0"], params["params"]["Dense_0"]
+    assert (conv["kernel"].shape, hidden["kernel"].shape, head["kernel"].shape) == ((3, 3, 4, 16), (1024, 128),
+                                                                                      (128, 3))
+    x = jax.lax.conv_general_dilated(obs, conv["kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jax.nn.relu(x + conv["bias"]).reshape(5, -1)  # (5, 8, 8, 16)
+    x = jax.nn.relu(x @ hidden["kernel"] + hidden["bias"])
+    np.testing.assert_allclose(net.apply(params, obs), x @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-6)
+
+
 class _FlaxConvNatureCNN(nn.Module):
     """The Nature-CNN torso written with flax.linen.Conv: the reference for the matrix-product paths."""
 

@@ -23,6 +23,7 @@ from jaxdqn.core.optim import OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_op
 from jaxdqn.core.replay import is_frame_stack, make_replay
 
 NATURE_CNN_MIN_SIZE = 36
+MINATAR_CNN_MIN_SIZE = 3  # its one 3x3 VALID convolution
 """The smallest image side the Nature CNN's three VALID convolutions (8/4, 4/2, 3/1) leave a pixel of."""
 
 
@@ -159,12 +160,23 @@ def check_q_network(network, spec, agent_name: str) -> None:
     if spec.num_states is not None:
         raise ConfigError(f"env_id: {spec.env_id!r} has a Discrete observation space ({spec.num_states} states); "
                           f"the {agent_name} agent needs array observations: use --agent tabular")
-    if network.torso == "nature_cnn":
-        shape = spec.obs_shape
-        require(len(shape) == 3 and min(shape[1:]) >= NATURE_CNN_MIN_SIZE, "torso",
-                f"nature_cnn needs image observations shaped (frames, height, width) of at least "
-                f"{NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE}, but {spec.env_id} has shape {tuple(shape)}; "
-                "allowed here: mlp", network.torso)
+    fitting = fitting_torsos(spec.obs_shape)
+    needs = {"nature_cnn": f"image observations shaped (frames, height, width) of at least "
+                           f"{NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE}",
+             "minatar_cnn": f"image observations shaped (height, width, channels) of at least "
+                            f"{MINATAR_CNN_MIN_SIZE}x{MINATAR_CNN_MIN_SIZE}"}
+    require(network.torso in fitting, "torso", f"{network.torso} needs {needs.get(network.torso)}, but "
+            f"{spec.env_id} has shape {tuple(spec.obs_shape)}; allowed here: {', '.join(fitting)}", network.torso)
+
+
+def fitting_torsos(obs_shape) -> list[str]:
+    """The torsos that fit observations shaped `obs_shape` (one example's)."""
+    fitting = ["mlp"]
+    if len(obs_shape) == 3 and min(obs_shape[1:]) >= NATURE_CNN_MIN_SIZE:
+        fitting.append("nature_cnn")
+    if len(obs_shape) == 3 and min(obs_shape[:2]) >= MINATAR_CNN_MIN_SIZE:
+        fitting.append("minatar_cnn")
+    return fitting
 
 
 def max_epsilon(exploration) -> float:

@@ -6,13 +6,23 @@ from __future__ import annotations
 import dataclasses
 
 from jaxdqn.agents import resolve_agent
+from jaxdqn.agents.dqn import fitting_torsos
 from jaxdqn.config.presets import get_preset
 from jaxdqn.config.schema import (Config, ConfigError, NetworkConfig, flat_dict, from_dict, from_flat, leaf_paths,
                                   replace)
 from jaxdqn.core.replay import is_frame_stack
 from jaxdqn.envs import env_spec
 
-NATURE_HIDDEN_SIZES = (512,)
+DEFAULT_HIDDEN_SIZES = {"mlp": NetworkConfig.hidden_sizes, "nature_cnn": (512,), "minatar_cnn": (128,)}
+"""The dense layers each torso gets when another environment brings it (the Nature DQN's 512, MinAtar's 128)."""
+
+
+def default_torso(spec) -> str:
+    """The torso an environment's observations call for: the Nature CNN for stacked uint8 frames, the MinAtar CNN
+    for other images (height, width, channels) such as gymnax's MinAtar games, else an MLP."""
+    if is_frame_stack(spec.obs_shape, spec.obs_dtype):
+        return "nature_cnn"
+    return "minatar_cnn" if "minatar_cnn" in fitting_torsos(spec.obs_shape) else "mlp"
 """The dense layer after the Nature DQN's convolutions (Mnih et al. 2015)."""
 
 
@@ -49,8 +59,8 @@ def with_intent(base: Config, cfg: Config, given: set[str]) -> Config:
     for the fields not given themselves.
 
     - `epsilon_decay_steps` given: the decay is that many steps, so a preset's `exploration_fraction` is cleared.
-    - another `env_id`: the torso follows its observations (stacked images: the Nature CNN with one 512-wide
-      layer; vectors: an MLP of the default widths), and `solved_return` becomes the environment's registered
+    - another `env_id`: the torso follows its observations (`default_torso`, with `DEFAULT_HIDDEN_SIZES`
+      unless hidden_sizes is given), and `solved_return` becomes the environment's registered
       reward threshold (None without one, which also turns `stop_when_solved` off).
     """
     flat, changes = flat_dict(cfg), {}
@@ -62,9 +72,9 @@ def with_intent(base: Config, cfg: Config, given: set[str]) -> Config:
         except Exception:  # an unknown or unsupported id: validation names the problem in one line
             spec = None
         if spec is not None and "torso" in flat and "torso" not in given:
-            torso = "nature_cnn" if is_frame_stack(spec.obs_shape, spec.obs_dtype) else "mlp"
+            torso = default_torso(spec)
             if torso != flat["torso"] and "hidden_sizes" not in given:
-                changes["hidden_sizes"] = NATURE_HIDDEN_SIZES if torso == "nature_cnn" else NetworkConfig.hidden_sizes
+                changes["hidden_sizes"] = DEFAULT_HIDDEN_SIZES[torso]
             changes["torso"] = torso
         if spec is not None and "solved_return" not in given:
             changes["solved_return"] = spec.reward_threshold

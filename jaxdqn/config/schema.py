@@ -308,10 +308,11 @@ class ExplorationConfig(Section):
 class NetworkConfig(Section):
     """The Q-network: torso and head."""
 
-    torso: Literal["mlp", "nature_cnn"] = "mlp"
-    """Feature extractor: an MLP, or the Nature DQN CNN for uint8 image stacks."""
+    torso: Literal["mlp", "nature_cnn", "minatar_cnn"] = "mlp"
+    """Feature extractor: an MLP; the Nature DQN CNN for uint8 image stacks (frames, height, width); or Young & Tian
+    (2019)'s MinAtar CNN (one 3x3 convolution of 16 filters) for small images (height, width, channels)."""
     hidden_sizes: tuple[int, ...] = (120, 84)
-    """Hidden layer widths of the MLP torso, or of the dense layers after the Nature CNN (may be empty there)."""
+    """Hidden layer widths of the MLP torso, or of the dense layers after a CNN (may be empty there)."""
     dueling: bool = False
     """Use a dueling head (separate value and advantage streams)."""
     dueling_aggregation: Literal["mean", "max"] = "mean"
@@ -329,7 +330,7 @@ class NetworkConfig(Section):
     """Initial noise scale of the noisy layers: sigma = noisy_sigma0 / sqrt(inputs), > 0."""
 
     def _check_values(self) -> None:
-        if self.torso == "nature_cnn":
+        if self.torso != "mlp":
             require(all(h > 0 for h in self.hidden_sizes), "hidden_sizes", "must be widths > 0", self.hidden_sizes)
         else:
             require(len(self.hidden_sizes) >= 1 and all(h > 0 for h in self.hidden_sizes), "hidden_sizes",

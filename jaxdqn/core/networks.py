@@ -176,6 +176,22 @@ class NatureCNNTorso(nn.Module):
         return x
 
 
+class MinAtarTorso(nn.Module):
+    """Young & Tian (2019)'s MinAtar torso for small images shaped (batch, height, width, channels): one VALID 3x3
+    convolution of 16 filters with stride 1, then ReLU dense layers (128 in the paper)."""
+
+    hidden_sizes: Sequence[int] = (128,)
+    conv_impl: str = "auto"
+    layer_norm: bool = False
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
+
+    @nn.compact
+    def __call__(self, obs):
+        x = nn.relu(normalized(Conv(16, 3, 1, self.conv_impl)(obs.astype(jnp.float32)), self.layer_norm))
+        return MLPTorso(self.hidden_sizes, self.layer_norm, self.noisy, self.noisy_sigma0)(x)
+
+
 class NoisyDense(nn.Module):
     """A dense layer with factorised Gaussian noise on its weights (Fortunato et al. 2017).
 
@@ -273,6 +289,9 @@ class QNetwork(nn.Module):
         if self.torso == "nature_cnn":
             features = NatureCNNTorso(self.hidden_sizes, self.conv_impl, self.layer_norm, self.noisy,
                                       self.noisy_sigma0)(obs)
+        elif self.torso == "minatar_cnn":
+            features = MinAtarTorso(self.hidden_sizes, self.conv_impl, self.layer_norm, self.noisy,
+                                    self.noisy_sigma0)(obs)
         else:
             features = MLPTorso(self.hidden_sizes, self.layer_norm, self.noisy, self.noisy_sigma0)(obs)
         if self.dueling:

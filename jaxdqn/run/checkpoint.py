@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
@@ -395,4 +396,5 @@ def restore_params(run_dir) -> tuple[Any, Any]:
     if fns.optional_fields:
         template = template._replace(**{name: None for name in fns.optional_fields})
     agents = restore_state(checkpoint, template, prefix=".agents")
-    return cfg, fns.policy(agents)
+    # device arrays: a NumPy array closed over by a custom-gradient function (the CNNs' GEMM convolution) is refused
+    return cfg, jax.tree.map(jnp.asarray, fns.policy(agents))
