@@ -30,6 +30,7 @@ from jaxdqn.bench.runs import jaxdqn_command
 from jaxdqn.sweep_results import bootstrap_interval, interquartile_mean
 
 NUM_SEEDS = 10
+_LUNAR_C51 = ["--distributional", "c51", "--num-atoms", "101", "--v-min", "-200", "--v-max", "200"]
 CASES = {
     "cartpole": ["--preset", "cartpole"],
     "cartpole-10env": ["--preset", "cartpole", "--num-envs", "10"],
@@ -42,6 +43,13 @@ CASES = {
     "c51-cartpole": ["--preset", "c51-cartpole"],
     "rainbow-cartpole": ["--preset", "rainbow-cartpole"],
     "qrdqn-cartpole": ["--preset", "qrdqn-cartpole"],
+    # C51 and Rainbow on lunarlander-per's loop (the seeds' agent), for the step at which the 100-episode mean first
+    # reaches 200 ("solved_step") beside lunarlander-per's
+    "c51-lunarlander": ["--preset", "lunarlander-per", *_LUNAR_C51, "--prioritized", "False", "--dueling", "False",
+                        "--double-q", "False"],
+    "rainbow-lunarlander": ["--preset", "lunarlander-per", *_LUNAR_C51, "--noisy", "True", "--n-step", "3",
+                            "--adam-eps", "1.5e-4", "--epsilon-schedule", "constant", "--epsilon-start", "0",
+                            "--epsilon-end", "0"],
 }
 
 
@@ -58,8 +66,10 @@ def run_case(command: list[str], args: list[str], out: Path) -> dict:
     start = time.perf_counter()
     subprocess.run(full, check=True, capture_output=True, text=True)
     summary = json.loads((out / "summary.json").read_text())
+    solved = [step for step in summary.get("solved_step", []) if step is not None]
     return {"command": " ".join(["jaxdqn", *full[len(command):-2]]), "process_seconds": time.perf_counter() - start,
-            **summarise(summary["eval_return_mean"])}
+            **summarise(summary["eval_return_mean"]), "solved_step": summary.get("solved_step"),
+            "seeds_solved": len(solved), "median_solved_step": float(np.median(solved)) if solved else None}
 
 
 def compare(before_path: str, after_path: str) -> None:
@@ -96,7 +106,8 @@ def main() -> None:
         for name in args.cases or list(CASES):
             record["results"][name] = r = run_case(command, CASES[name], Path(tmp) / name)
             print(f"{name:>16}: mean {r['mean']:.4g}  IQM {r['iqm']:.4g}  95% CI [{r['ci95'][0]:.4g}, "
-                  f"{r['ci95'][1]:.4g}]  ({r['process_seconds']:.0f} s)", flush=True)
+                  f"{r['ci95'][1]:.4g}]  solved by {r['seeds_solved']} seeds, median step {r['median_solved_step']}  "
+                  f"({r['process_seconds']:.0f} s)", flush=True)
             write_result(record, args.out, f"learning-{args.label}")  # after every case, so a long run keeps its parts
 
 

@@ -150,18 +150,20 @@ class Conv(nn.Module):
         return conv(x, kernel, self.stride) + bias
 
 
-class NatureCNNTorso(nn.Module):
-    """Mnih et al. (2015) convolutional torso for uint8 frame stacks shaped (batch, frames, 84, 84).
-
-    `conv_impl` picks how the convolutions run (one of `CONV_IMPLS`; see `conv_impl_for_backend`);
-    the parameters and the result are the same either way.
-    """
+class CNNTorso(nn.Module):
+    """The settings of a convolutional torso: the dense layers after the convolutions, how the convolutions run
+    (`conv_impl`, one of `CONV_IMPLS`; see `conv_impl_for_backend`; the parameters and the result are the same
+    either way), LayerNorm, and noisy dense layers."""
 
     hidden_sizes: Sequence[int] = (512,)
     conv_impl: str = "auto"
     layer_norm: bool = False
     noisy: bool = False
     noisy_sigma0: float = 0.5
+
+
+class NatureCNNTorso(CNNTorso):
+    """Mnih et al. (2015) convolutional torso for uint8 frame stacks shaped (batch, frames, 84, 84)."""
 
     @nn.compact
     def __call__(self, obs):
@@ -176,15 +178,9 @@ class NatureCNNTorso(nn.Module):
         return x
 
 
-class MinAtarTorso(nn.Module):
+class MinAtarTorso(CNNTorso):
     """Young & Tian (2019)'s MinAtar torso for small images shaped (batch, height, width, channels): one VALID 3x3
     convolution of 16 filters with stride 1, then ReLU dense layers (128 in the paper)."""
-
-    hidden_sizes: Sequence[int] = (128,)
-    conv_impl: str = "auto"
-    layer_norm: bool = False
-    noisy: bool = False
-    noisy_sigma0: float = 0.5
 
     @nn.compact
     def __call__(self, obs):
