@@ -13,7 +13,7 @@ from jaxdqn.config.build import make_config
 from jaxdqn.config.presets import PRESETS
 from jaxdqn.config.schema import ConfigError, from_dict, to_dict
 from jaxdqn.config.validate import validate
-from jaxdqn.run.recorder import WANDB_ID_FILE, record_scalars
+from jaxdqn.run.recorder import WANDB_ID_FILE, agents_record, record_scalars
 from tests.conftest import WITH_TESTS, jaxdqn
 
 WANDB = str(Path(sys.executable).with_name("wandb")) if Path(sys.executable).with_name("wandb").exists() \
@@ -126,3 +126,27 @@ def test_tracking_fields_check_themselves_and_old_configs_get_the_defaults():
     data = to_dict(PRESETS["cartpole"])
     del data["tracking"]  # a config.json written before the section existed
     assert from_dict(data) == PRESETS["cartpole"] and not from_dict(data).tracking.track
+
+
+def test_a_sweep_logs_one_wandb_run_per_configuration(tmp_path):
+    """Two learning rates x 2 seeds train as one program (one group), and W&B gets one run per configuration: its
+    own config, its own seeds' scalars (those of its TensorBoard run), grouped by the sweep's folder."""
+    out, env = tmp_path / "lr-sweep", offline_env(tmp_path)
+    result = jaxdqn("sweep", *SHORT_RUN, "--total-steps", "2000", "--num-seeds", "2", "--learning-rate",
+                    "1e-3,3e-4", "--track", "True", "--out", out, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    group = out / "group-0"
+    ids = {path.name: path.read_text().strip() for path in (group / "wandb-run-ids").iterdir()}
+    runs = {folder.name.rsplit("-", 1)[1]: wandb_records(folder, env) for folder in offline_runs(group)}
+    assert sorted(runs) == sorted(ids.values()) and len(ids) == 2
+    metrics = [json.loads(line) for line in (group / "metrics.jsonl").read_text().splitlines()]
+    for index, (label, learning_rate) in enumerate(sorted(zip(sorted(ids), (1e-3, 3e-4)))):
+        records = runs[ids[label]]
+        run = run_record(records)
+        assert (run["display_name"], run["run_group"]) == (f"group-0/{label}", "lr-sweep")
+        assert run["config"]["update"]["settings"]["optim"]["learning_rate"] == learning_rate
+        seeds = [2 * index, 2 * index + 1]
+        logged = history(records)
+        for record in metrics:
+            assert logged[record["env_steps"]] == pytest.approx(
+                record_scalars(agents_record(record, seeds), 2), rel=1e-12)

@@ -137,7 +137,8 @@ class Group(NamedTuple):
     configs: tuple
     """Each configuration; `cfg.loop.num_seeds` agents train each, configuration-major."""
     labels: tuple
-    """One name per configuration, for messages and TensorBoard (its TensorBoard run: RUN/tensorboard/LABEL)."""
+    """One name per configuration, for messages, TensorBoard (its run: RUN/tensorboard/LABEL) and W&B (its run is
+    named GROUP_DIR/LABEL)."""
     resume_command: str
     """What a stopped group tells the user to run."""
 
@@ -145,9 +146,10 @@ class Group(NamedTuple):
         """How messages name agent `agent`."""
         return f"{self.labels[agent // num_seeds]} seed {agent % num_seeds}"
 
-    def tensorboard_runs(self, num_seeds: int) -> list:
-        """(label, agent indices) of each configuration."""
-        return [(label, list(range(i * num_seeds, (i + 1) * num_seeds))) for i, label in enumerate(self.labels)]
+    def configurations(self, num_seeds: int) -> list:
+        """(label, agent indices, Config) of each configuration."""
+        return [(label, list(range(i * num_seeds, (i + 1) * num_seeds)), config)
+                for i, (label, config) in enumerate(zip(self.labels, self.configs))]
 
 
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
@@ -199,7 +201,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
             if not resume_from.has_replay:
                 log(f"checkpoint holds no replay: refilling it, learning resumes after step {progress.learn_after}")
         recorder = Recorder(out, rollout.num_agents, plan.total_env_steps, start_steps, resume_from is not None, log,
-                            progress_bar, cfg, group and group.tensorboard_runs(num_seeds))
+                            progress_bar, cfg, group and group.configurations(num_seeds))
         writer = (CheckpointWriter(out, cfg, rollout.fns.optional_fields, resume_from and resume_from.path)
                   if out is not None else None)
         progress.newly_solved(np.asarray(state.stats.solved_step))  # announced before the checkpoint

@@ -27,10 +27,12 @@ TENSORBOARD_RUNS = "tensorboard"
 """The folder of a sweep group's TensorBoard runs, one per configuration."""
 
 RUN_FILES = ("config.json", "metrics.jsonl", "episodes.csv", "summary.json", "checkpoints", "wandb",
-             "wandb-run-id", TENSORBOARD_RUNS)
+             "wandb-run-id", "wandb-run-ids", TENSORBOARD_RUNS)
 """What a run writes into its directory, besides TensorBoard's events.out.tfevents.* files."""
 
 WANDB_ID_FILE = "wandb-run-id"
+WANDB_IDS_DIR = "wandb-run-ids"
+"""A sweep group's W&B run ids, one file per configuration (named by its label)."""
 """The file of a run directory that keeps its W&B run id, so that a resumed run continues the same W&B run."""
 
 
@@ -120,26 +122,30 @@ def agents_record(record: dict, agents: list[int]) -> dict:
     return {name: [value[a] for a in agents] if name in PER_AGENT else value for name, value in record.items()}
 
 
-def wandb_run_id(out: Path, resumed: bool) -> str:
-    """The W&B run id of the run in `out`: when resuming, the one its WANDB_ID_FILE keeps; else a new one, kept
-    there."""
-    path = out / WANDB_ID_FILE
+def wandb_run_id(path: Path, resumed: bool) -> str:
+    """The W&B run id kept in the file `path`: when resuming, the one there; else a new one, written there."""
     if resumed and path.exists():
         return path.read_text().strip()
     run_id = secrets.token_hex(4)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(run_id + "\n")
     return run_id
 
 
-def start_wandb(out: Path, cfg, resumed: bool):
+def start_wandb(out: Path, cfg, resumed: bool, label: str | None = None):
     """Start the W&B run of the run in `out` (its files under out/wandb), or continue it when resuming; returns
-    the wandb Run."""
+    the wandb Run. A sweep group has one W&B run per configuration (`label`, with `cfg` that configuration's
+    Config), named GROUP_DIR/LABEL and grouped by the sweep's folder unless `wandb_group` is set."""
     import wandb
 
-    tracking = cfg.tracking
-    return wandb.init(project=tracking.wandb_project, entity=tracking.wandb_entity, group=tracking.wandb_group,
-                      config=to_dict(cfg), dir=str(out), name=out.resolve().name, id=wandb_run_id(out, resumed),
-                      resume="allow")
+    tracking, name = cfg.tracking, out.resolve().name
+    id_file, group = out / WANDB_ID_FILE, tracking.wandb_group
+    if label is not None:
+        id_file, name = out / WANDB_IDS_DIR / label, f"{name}/{label}"
+        group = group or out.resolve().parent.name
+    return wandb.init(project=tracking.wandb_project, entity=tracking.wandb_entity, group=group,
+                      config=to_dict(cfg), dir=str(out), name=name, id=wandb_run_id(id_file, resumed),
+                      resume="allow", reinit="create_new")
 
 
 class Recorder:
@@ -152,15 +158,18 @@ class Recorder:
 
     def __init__(self, out: Path | None, num_agents: int, total_env_steps: int, start_steps: int, resumed: bool,
                  log: Callable[[str], None] = print, progress_bar: bool = False, cfg=None,
-                 tensorboard_runs: list | None = None):
+                 configurations: list | None = None):
         self.num_agents, self.log = num_agents, log
-        self.metrics = self.episodes = self.bar = self.wandb = None
+        self.metrics = self.episodes = self.bar = None
         self.runs = []  # (agent indices, SummaryWriter) of each TensorBoard run
+        self.wandb_runs = []  # (agent indices, wandb Run) of each W&B run
         if out is not None:
             from tensorboardX import SummaryWriter
 
             if cfg is not None and cfg.tracking.track:
-                self.wandb = start_wandb(out, cfg, resumed)
+                self.wandb_runs = ([(agents, start_wandb(out, config, resumed, label))
+                                    for label, agents, config in configurations] if configurations
+                                   else [(list(range(num_agents)), start_wandb(out, cfg, resumed))])
             if resumed:
                 _keep_lines(out / "metrics.jsonl", None, _metrics_line_until(start_steps))
                 _keep_lines(out / "episodes.csv", EPISODES_HEADER, _episode_line_until(start_steps))
@@ -169,8 +178,8 @@ class Recorder:
             if not resumed:
                 self.episodes.write(EPISODES_HEADER + "\n")
             # the run's own events in `out`, or (a sweep group) one TensorBoard run per configuration
-            runs = ([(agents, out / TENSORBOARD_RUNS / label) for label, agents in tensorboard_runs]
-                    if tensorboard_runs else [(list(range(num_agents)), out)])
+            runs = ([(agents, out / TENSORBOARD_RUNS / label) for label, agents, _ in configurations]
+                    if configurations else [(list(range(num_agents)), out)])
             self.runs = [(agents, SummaryWriter(str(folder), purge_step=start_steps if resumed else None))
                          for agents, folder in runs]
         if progress_bar:
@@ -201,8 +210,8 @@ class Recorder:
                 for tag, value in record_scalars(agents_record(record, agents), len(agents)).items():
                     writer.add_scalar(tag, value, record["env_steps"])
                 writer.flush()
-            if self.wandb is not None:
-                self.wandb.log(self.scalars(record), step=record["env_steps"])
+            for agents, run in self.wandb_runs:
+                run.log(record_scalars(agents_record(record, agents), len(agents)), step=record["env_steps"])
         return_text = _format(mean_of(record["return_mean_100"]))
         loss_text = _format(mean_of(record["loss"]), ".4g")
         epsilon = f" | eps {record['epsilon']:.3f}" if "epsilon" in record else ""
@@ -215,16 +224,12 @@ class Recorder:
                      f"return(100) {return_text}{epsilon} | loss {loss_text}")
         self.shown_steps = record["env_steps"]
 
-    def scalars(self, record: dict) -> dict:
-        """The TensorBoard and W&B scalars of a record (`record_scalars` for this run's agents)."""
-        return record_scalars(record, self.num_agents)
-
     def close(self, failed: bool = False) -> None:
         """Close every file and finish the W&B run, marked failed when training stopped early (`failed`)."""
         for resource in (self.metrics, self.episodes, self.bar, *(writer for _, writer in self.runs)):
             if resource is not None:
                 resource.close()
-        self.runs = []
-        if self.wandb is not None:
-            self.wandb.finish(exit_code=1 if failed else 0)
-        self.metrics = self.episodes = self.bar = self.wandb = None  # closing again does nothing
+        for _, run in self.wandb_runs:
+            run.finish(exit_code=1 if failed else 0)
+        self.runs, self.wandb_runs = [], []
+        self.metrics = self.episodes = self.bar = None  # closing again does nothing
