@@ -80,7 +80,7 @@ def test_agent_brings_its_own_flags():
                                 "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
     # the same words as from Python (make_config(loss="Huber"))
     (["--loss", "Huber"], "loss: must be one of l2, huber (got 'Huber')"),
-    (["--torso", "resnet"], "torso: must be one of mlp, nature_cnn (got 'resnet')"),
+    (["--torso", "resnet"], "torso: must be one of mlp, nature_cnn, minatar_cnn (got 'resnet')"),
     (["--repeat-action-probability", "0.25"], "repeat_action_probability: sticky actions exist for Atari tasks "
                                               "only, and CartPole-v1 is not one; allowed here: 0 (got 0.25)"),
     (["--learning-rate", "abc"], "--learning-rate: could not convert string to float: 'abc'"),
