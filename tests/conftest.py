@@ -29,6 +29,12 @@ def jaxdqn(*args, timeout=900, env=None):
                           env={**os.environ, **WITH_TESTS, **(env or {})})
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked `long` run first: with the suite split over worker processes (pytest -n 2), a long test left
+    for the end would keep one worker busy while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order
+
+
 def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int):
     """`jaxdqn train ARGS` run to `total_steps` in one go, and run to half of it then resumed with --exact: both
     end with the same checkpoint arrays (ARGS must fix --schedule-steps, as a resume keeps the first run's);

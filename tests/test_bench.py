@@ -1,5 +1,6 @@
 """The benchmark harness on tiny sizes through the real `jaxdqn bench` command, and its report."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -14,16 +15,25 @@ STORED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "result
 
 
 @pytest.fixture(scope="module")
-def tiny_result(tmp_path_factory):
-    """`jaxdqn bench --tiny` without --out: it writes under $XDG_DATA_HOME/jaxdqn/bench."""
-    data_home = tmp_path_factory.mktemp("data")
-    result = jaxdqn("bench", "--tiny", env={"XDG_DATA_HOME": str(data_home)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    files = list(data_home.glob("jaxdqn/bench/bench-tiny-*.json"))
+def tiny_result(tmp_path_factory, worker_id):
+    """`jaxdqn bench --tiny` without --out: it writes under $XDG_DATA_HOME/jaxdqn/bench. It runs once per test
+    session: the worker processes of `pytest -n` share it (the first to need it runs it, the others wait for it)."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # this session's folder, above each worker's own
+    with open(root / "tiny-bench.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data_home = root / "tiny-bench-data"
+        files = list(data_home.glob("jaxdqn/bench/bench-tiny-*.json"))
+        if not files:
+            result = jaxdqn("bench", "--tiny", env={"XDG_DATA_HOME": str(data_home)})
+            assert result.returncode == 0, result.stderr[-3000:]
+            files = list(data_home.glob("jaxdqn/bench/bench-tiny-*.json"))
     assert len(files) == 1
     return files[0]
 
 
+@pytest.mark.long
 def test_tiny_bench_writes_a_complete_result(tiny_result):
     record = json.loads(tiny_result.read_text())
     assert record["command"] == "jaxdqn bench --tiny"

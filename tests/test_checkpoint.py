@@ -109,6 +109,7 @@ def test_raising_total_steps_on_resume_keeps_the_schedules_that_span_the_run(tmp
     assert records[1000]["epsilon"] == records[4000]["epsilon"] == pytest.approx(0.05)
 
 
+@pytest.mark.long
 def test_fresh_resume_is_the_default_and_a_later_exact_resume_replays_only_its_pool(tmp_path):
     """The default resume builds a fresh pool at the checkpoint (seconds, however long the run). Its checkpoints
     record where that pool started and only its actions, so an exact resume of one continues bit for bit."""

@@ -148,6 +148,7 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert json.loads((out / "summary.json").read_text()) == {"keep": True}
 
 
+@pytest.mark.long
 def test_cartpole_preset_solves(tmp_path):
     """The README's training command: the 1-environment CleanRL-default preset reaches 475 greedy."""
     out = tmp_path / "cartpole"

@@ -102,6 +102,7 @@ def test_truncation_and_termination_reach_the_replay_as_for_envpool():
     assert (next_time[~real] == 0).all()
 
 
+@pytest.mark.long
 def test_gymnax_cartpole_preset_trains_to_475_from_the_command_line(tmp_path):
     """PureJaxRL's work (10 environments) on gymnax's CartPole; 9 of 10 seeds reach 475 in
     benchmarks/results/learning-gymnax-*.json, seed 0 among them."""
@@ -114,6 +115,7 @@ def test_gymnax_cartpole_preset_trains_to_475_from_the_command_line(tmp_path):
     assert min(summary["eval_return_mean"]) >= 475, summary
 
 
+@pytest.mark.long
 def test_dqn_learns_minatar_breakout_with_the_minatar_cnn_and_evaluate_plays_it(tmp_path):
     """gymnax's Breakout-MinAtar brings Young & Tian's network; 30k steps take the greedy return from a random
     policy's 0.4 to several bricks, in training's own evaluation and in `jaxdqn evaluate` (whose CNN used to fail on

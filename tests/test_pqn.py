@@ -128,6 +128,7 @@ def test_a_replay_flag_given_to_pqn_on_the_command_line_is_one_line(tmp_path):
                                      "has it); `jaxdqn train --agent pqn --help` lists its fields"), result.stderr
 
 
+@pytest.mark.long
 def test_pqn_cartpole_preset_learns_and_resumes_exactly(tmp_path):
     """The preset (CleanRL's pqn.py settings) reaches a greedy 475 at seed 0 (6 of 10 seeds end at 500:
     benchmarks/results/learning-variants-*.json). Then a short run on gymnax's CartPole (the three processes share

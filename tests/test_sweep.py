@@ -33,6 +33,7 @@ def final_arrays(run):
         return {name: data[f"leaf_{i:05d}"] for i, name in enumerate(names)}
 
 
+@pytest.mark.long
 def test_a_killed_sweep_resumes_and_each_configuration_is_the_agent_train_gives(tmp_path):
     out = tmp_path / "sweep"
     # 2 learning rates x 2 batch sizes x 2 seeds: the batch size changes the program, so 2 groups of 2 configurations

@@ -80,6 +80,7 @@ def test_variants_refused_where_they_do_not_apply(preset, flat, message):
     assert str(error.value).startswith(message)
 
 
+@pytest.mark.long
 def test_rainbow_trains_two_seeds_and_resumes_exactly_from_the_command_line(tmp_path):
     """Every part of Rainbow at once (noisy C51 with double Q, dueling, prioritized 3-step replay), 2 seeds, on
     gymnax's CartPole (a JAX environment: the three processes share one compiled program through the compile
@@ -91,6 +92,7 @@ def test_rainbow_trains_two_seeds_and_resumes_exactly_from_the_command_line(tmp_
         "--eval-episodes", "1"], 2000)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("preset, distributional, stop_when_solved", [
     ("c51-cartpole", "c51", True),  # seed 0 is solved at step 270k of 500k
     ("rainbow-cartpole", "c51", True),  # at step 360k of 500k
