@@ -1,7 +1,7 @@
 """Learning quality of the presets over many seeds, for before/after comparisons of a change.
 
-Each case is one `jaxdqn train --preset NAME --num-seeds 10` process; the figure is the final greedy
-evaluation return of every seed (`summary.json`'s `eval_return_mean`), summarised as the mean, the
+Each case is one `jaxdqn train --preset NAME --num-seeds 10` process (`--num-seeds` sets another count); the
+figure is the final greedy evaluation return of every seed (`summary.json`'s `eval_return_mean`), summarised as the mean, the
 interquartile mean (IQM: the mean of the middle 50%, as in Agarwal et al. 2021) and a 95% percentile
 bootstrap confidence interval of the mean (10,000 resamples, fixed seed). `--compare A.json B.json`
 prints both side by side and whether the intervals overlap.
@@ -60,9 +60,9 @@ def summarise(returns) -> dict:
             "iqm": interquartile_mean(returns), "ci95": [low, high]}
 
 
-def run_case(command: list[str], args: list[str], out: Path) -> dict:
-    """Train one case with NUM_SEEDS seeds into `out` and summarise its final greedy returns."""
-    full = [*command, "train", *args, "--num-seeds", str(NUM_SEEDS), "--out", str(out)]
+def run_case(command: list[str], args: list[str], out: Path, num_seeds: int = NUM_SEEDS) -> dict:
+    """Train one case with `num_seeds` seeds into `out` and summarise its final greedy returns."""
+    full = [*command, "train", *args, "--num-seeds", str(num_seeds), "--out", str(out)]
     start = time.perf_counter()
     subprocess.run(full, check=True, capture_output=True, text=True)
     summary = json.loads((out / "summary.json").read_text())
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", choices=list(CASES), help="run only these cases")
     parser.add_argument("--jaxdqn", default=None, help="the command that runs jaxdqn (default: the installed one)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--num-seeds", type=int, default=NUM_SEEDS, help="seeds per case, in one process")
     parser.add_argument("--compare", nargs=2, metavar="JSON", help="compare two result files instead")
     args = parser.parse_args()
     if args.compare:
@@ -100,11 +101,11 @@ def main() -> None:
         return
     command = shlex.split(args.jaxdqn) if args.jaxdqn else [jaxdqn_command()]
     record = {"benchmark": f"learning-{args.label}", "script": "python benchmarks/learning.py "
-              + " ".join(shlex.quote(a) for a in sys.argv[1:]), "num_seeds": NUM_SEEDS, "machine": machine_facts(),
+              + " ".join(shlex.quote(a) for a in sys.argv[1:]), "num_seeds": args.num_seeds, "machine": machine_facts(),
               "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases or list(CASES):
-            record["results"][name] = r = run_case(command, CASES[name], Path(tmp) / name)
+            record["results"][name] = r = run_case(command, CASES[name], Path(tmp) / name, args.num_seeds)
             print(f"{name:>16}: mean {r['mean']:.4g}  IQM {r['iqm']:.4g}  95% CI [{r['ci95'][0]:.4g}, "
                   f"{r['ci95'][1]:.4g}]  solved by {r['seeds_solved']} seeds, median step {r['median_solved_step']}  "
                   f"({r['process_seconds']:.0f} s)", flush=True)
