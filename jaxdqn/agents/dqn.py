@@ -23,8 +23,9 @@ from jaxdqn.core.optim import OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_op
 from jaxdqn.core.replay import is_frame_stack, make_replay
 
 NATURE_CNN_MIN_SIZE = 36
-MINATAR_CNN_MIN_SIZE = 3  # its one 3x3 VALID convolution
 """The smallest image side the Nature CNN's three VALID convolutions (8/4, 4/2, 3/1) leave a pixel of."""
+MINATAR_CNN_MIN_SIZE = 3
+"""The smallest image side the MinAtar CNN's one VALID 3x3 convolution leaves a pixel of."""
 
 
 class PendingPriorities(NamedTuple):

@@ -23,7 +23,6 @@ def default_torso(spec) -> str:
     if is_frame_stack(spec.obs_shape, spec.obs_dtype):
         return "nature_cnn"
     return "minatar_cnn" if "minatar_cnn" in fitting_torsos(spec.obs_shape) else "mlp"
-"""The dense layer after the Nature DQN's convolutions (Mnih et al. 2015)."""
 
 
 def settings_type(agent_name: str) -> type:

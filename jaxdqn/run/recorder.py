@@ -31,9 +31,9 @@ RUN_FILES = ("config.json", "metrics.jsonl", "episodes.csv", "summary.json", "ch
 """What a run writes into its directory, besides TensorBoard's events.out.tfevents.* files."""
 
 WANDB_ID_FILE = "wandb-run-id"
+"""The file of a run directory that keeps its W&B run id, so that a resumed run continues the same W&B run."""
 WANDB_IDS_DIR = "wandb-run-ids"
 """A sweep group's W&B run ids, one file per configuration (named by its label)."""
-"""The file of a run directory that keeps its W&B run id, so that a resumed run continues the same W&B run."""
 
 
 def mean_of(values: list):
@@ -153,7 +153,8 @@ class Recorder:
 
     `start_steps` is where this session starts (the checkpoint's step when resuming, whose later records are
     dropped); `progress_bar` shows tqdm instead of one line per log point; with a run directory, `cfg` (the
-    run's Config) whose `tracking.track` is set also logs the scalars and the config to W&B.
+    run's Config) whose `tracking.track` is set also logs the scalars and the config to W&B. A sweep group's
+    `configurations` ((label, agent indices, Config) of each) get one TensorBoard and one W&B run each.
     """
 
     def __init__(self, out: Path | None, num_agents: int, total_env_steps: int, start_steps: int, resumed: bool,
