@@ -36,7 +36,9 @@ commands:
              [--video FILE.mp4|.gif] [--seed S] [--epsilon E]; prints mean ± std return per seed and overall
   plot       training curves of runs: jaxdqn plot DIR [DIR ...] --out FILE.png [--window N]
   presets    list the presets, one line each
-  bench      measure throughput: jaxdqn bench [--tiny] [--out DIR];
+  launch     train with N local processes on JAX's distributed runtime: jaxdqn launch --processes N -- train
+             [train options] (each process trains its share of the agents; process 0 writes the run)
+  bench      measure throughput: jaxdqn bench [--tiny] [--devices] [--out DIR];
              jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR];
              default folder: $XDG_DATA_HOME/jaxdqn/bench, else ~/.local/share/jaxdqn/bench
 """
@@ -56,6 +58,11 @@ Run options (besides the config fields below):
                   replay the pool's logged actions instead (bit for bit on CPU, as long as the run so far);
                   only --total-steps (to raise it) and --exact may be given; Ctrl-C/SIGTERM save a
                   checkpoint and stop
+  --coordinator-address HOST:PORT, --num-processes N, --process-id I
+                  one of N processes of a run on JAX's distributed runtime (default: JAX_COORDINATOR_ADDRESS,
+                  JAX_NUM_PROCESSES, JAX_PROCESS_ID; one process without them); `jaxdqn launch` sets them
+  --coordinator-timeout S
+                  seconds to wait for the coordinator and the other processes (default 60)
 
 Every config field below can be overridden; values are environment steps per seed unless stated. Integers
 may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:
@@ -85,7 +92,38 @@ def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--out", default=None)
     parser.add_argument("--resume", default=None)
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--coordinator-address", default=None)
+    parser.add_argument("--num-processes", default=None)
+    parser.add_argument("--process-id", default=None)
+    parser.add_argument("--coordinator-timeout", default="60")
     return parser.parse_known_args(argv)
+
+
+def join_processes(run_options: argparse.Namespace) -> None:
+    """Join the run's other processes when there are several (`run.distributed`), before anything uses JAX's
+    backend; CliError (one line) for bad options or a coordinator that does not answer in time."""
+    from jaxdqn.run.distributed import DistributedError, initialize, processes_from
+
+    def optional_int(text, name):
+        try:
+            return None if text is None else parse_int(text)
+        except NotAnInteger as error:
+            raise CliError(f"--{name}: {error}") from None
+
+    try:
+        initialize(processes_from(run_options.coordinator_address,
+                                  optional_int(run_options.num_processes, "num-processes"),
+                                  optional_int(run_options.process_id, "process-id"),
+                                  optional_int(run_options.coordinator_timeout, "coordinator-timeout")))
+    except DistributedError as error:
+        raise CliError(str(error)) from None
+
+
+def _fail_once(message: str) -> int:
+    """`_fail` in process 0 only: every process of a multi-process run meets the same error after joining."""
+    from jaxdqn.run.distributed import is_main
+
+    return _fail(message) if is_main() else 2
 
 
 def parse_train_args(argv: list[str]):
@@ -278,6 +316,13 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
                        f"jaxdqn train --out {path} --overwrite [...]") from None
     except CheckpointError as error:
         raise CliError(f"--resume: {error}") from None
+    import jax
+
+    if checkpoint.processes != jax.process_count():
+        raise CliError(f"--resume: checkpoint {checkpoint.path} was saved by {checkpoint.processes} process(es) and "
+                       f"this run has {jax.process_count()}; resume it with as many ("
+                       + (f"jaxdqn launch --processes {checkpoint.processes} -- train --resume ...)"
+                          if checkpoint.processes > 1 else "jaxdqn train --resume ...)"))
     if checkpoint.env_steps >= schema.plan(cfg).total_env_steps and (path / "summary.json").exists():
         raise CliError(f"--resume: {path} already reached its {cfg.loop.total_steps} steps (checkpoint at step "
                        f"{checkpoint.env_steps}); pass a larger --total-steps to continue it")
@@ -288,21 +333,25 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
     """`jaxdqn train --resume DIR`: check the run and its checkpoint, then continue it exactly."""
     from jaxdqn.run.checkpoint import CheckpointError
 
+    from jaxdqn.run.distributed import is_main
+
     try:
         cfg, checkpoint, exact = parse_resume_args(run_dir, field_args)
     except (ConfigError, CliError) as error:
-        return _fail(str(error))
+        return _fail_once(str(error))
     from jaxdqn.run.driver import TrainingStopped, run_training
 
-    print(f"jaxdqn train: resuming {run_dir} ({cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x "
-          f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}", flush=True)
+    if is_main():
+        print(f"jaxdqn train: resuming {run_dir} ({cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x "
+              f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}", flush=True)
     try:
         run_training(cfg, run_dir, log=lambda line: print(line, flush=True), resume_from=checkpoint,
                      progress_bar=sys.stdout.isatty(), exact_resume=exact)
     except CheckpointError as error:
         return _fail(f"--resume: {error}")
     except TrainingStopped as stopped:
-        print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
+        if is_main():
+            print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
         return stopped.exit_code
     return 0
 
@@ -310,6 +359,12 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
 def train_command(argv: list[str]) -> int:
     """`jaxdqn train`: validate everything, then train and write the run directory."""
     run_options, field_args = _split_run_options(argv)
+    try:
+        join_processes(run_options)
+    except CliError as error:
+        return _fail(str(error))
+    from jaxdqn.run.distributed import is_main
+
     if run_options.resume is not None:
         if "--preset" in argv or run_options.out is not None or run_options.overwrite:
             return _fail("--resume: --preset, --out and --overwrite cannot be combined with --resume (the run's "
@@ -322,18 +377,21 @@ def train_command(argv: list[str]) -> int:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             out = f"runs/{preset}-s{cfg.loop.seed}-{stamp}"
         out_path = Path(out)
-        check_out_dir(out_path, run_options.overwrite)
+        if is_main():  # the one that writes
+            check_out_dir(out_path, run_options.overwrite)
     except (ConfigError, CliError) as error:
-        return _fail(str(error))
+        return _fail_once(str(error))
     from jaxdqn.run.driver import TrainingStopped, run_training
 
-    print(f"jaxdqn train: preset {preset}, {cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x {cfg.env.num_envs} "
-          f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}", flush=True)
+    if is_main():
+        print(f"jaxdqn train: preset {preset}, {cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x {cfg.env.num_envs} "
+              f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}", flush=True)
     try:
         run_training(cfg, out_path, log=lambda line: print(line, flush=True), progress_bar=sys.stdout.isatty(),
                      overwrite=run_options.overwrite)
     except TrainingStopped as stopped:
-        print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
+        if is_main():
+            print(f"jaxdqn: {stopped}", file=sys.stderr, flush=True)
         return stopped.exit_code
     return 0
 
@@ -497,7 +555,19 @@ def bench_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="jaxdqn bench", description="Measure jaxdqn throughput on this machine.")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
     parser.add_argument("--out", type=Path, default=None, help=f"folder for the JSON result (default: {default_dir})")
+    parser.add_argument("--devices", action="store_true",
+                        help="instead: agents sharded over 1, 2, 4, ... of the local devices, with the scaling "
+                             "efficiency U(n) / (n U(1)) (devices-*.json)")
     args = parser.parse_args(argv)
+    if args.devices:
+        from jaxdqn.bench.devices import BenchRefused, bench_devices
+
+        try:
+            bench_devices("tiny" if args.tiny else "full", default_results_dir() if args.out is None else args.out,
+                          command=" ".join(["jaxdqn", "bench", *argv]), log=lambda line: print(line, flush=True))
+        except BenchRefused as error:
+            return _fail(str(error))
+        return 0
     from jaxdqn.bench.harness import run_bench
 
     run_bench("tiny" if args.tiny else "full", args.out, command=" ".join(["jaxdqn", "bench", *argv]),
@@ -584,7 +654,7 @@ def sweep_command(argv: list[str]) -> int:
                 raise CliError(f"--out: {out} holds a training run; choose a new directory for the sweep")
             plan = sweeps.plan_sweep(field_args, options.preset, options.agent, options.random, options.sweep_seed,
                                      " ".join(["jaxdqn", "sweep", *argv]))
-        sweeps.check_memory(plan)
+        sweeps.check_groups(plan)
     except (ConfigError, CliError) as error:
         return _fail(str(error))
     from jaxdqn.run.checkpoint import CheckpointError
@@ -615,7 +685,95 @@ def sweep_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "sweep": sweep_command, "evaluate": evaluate_command, "plot": plot_command,
+LAUNCH_DESCRIPTION = """Train one run with N processes on this machine, on JAX's distributed runtime (jax.distributed;
+CPU collectives through gloo), as N hosts would: each process owns its local devices and trains its share of the
+agents, and process 0 writes the run directory and prints.
+
+  jaxdqn launch --processes 2 -- train --preset cartpole --env-id gymnax/CartPole-v1 --num-seeds 4 --out DIR
+  jaxdqn launch --processes 2 -- train --resume DIR
+
+On several hosts, run `jaxdqn train` on each with --coordinator-address HOST:PORT (process 0's), --num-processes
+and --process-id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID). When a process fails, the
+launcher stops the others and exits with its code."""
+
+
+def launch_command(argv: list[str]) -> int:
+    """`jaxdqn launch --processes N -- train ...`: N local processes of one run (see LAUNCH_DESCRIPTION)."""
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    if "--" not in argv:
+        if argv and argv[0] in ("-h", "--help"):
+            print(LAUNCH_DESCRIPTION)
+            return 0
+        return _fail("launch: give the command after --: jaxdqn launch --processes N -- train [options]")
+    split = argv.index("--")
+    parser = _OneLineParser(prog="jaxdqn launch", add_help=False)
+    parser.add_argument("--processes", required=True)
+    parser.add_argument("--port", default=None)
+    try:
+        options = parser.parse_args(argv[:split])
+        count = parse_int(options.processes)
+        port = None if options.port is None else parse_int(options.port)
+    except (CliError, NotAnInteger) as error:
+        return _fail(f"launch: {error}")
+    command = argv[split + 1:]
+    if count < 1:
+        return _fail(f"launch: --processes must be an integer >= 1 (got {count})")
+    if command[:1] != ["train"]:
+        return _fail(f"launch: the command must be train (got {' '.join(command[:1]) or 'nothing'})")
+    taken = {"--coordinator-address", "--num-processes", "--process-id"} & {arg.split("=")[0] for arg in command}
+    if taken:
+        return _fail(f"launch: {', '.join(sorted(taken))} are set by the launcher for each process")
+    if port is None:
+        with socket.socket() as probe:  # a free port for the coordinator
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    children = []
+    for index in range(count):
+        env = {**os.environ, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": str(count),
+               "JAX_PROCESS_ID": str(index)}
+        children.append(subprocess.Popen([sys.executable, "-m", "jaxdqn.cli", *command], env=env,
+                                          stdout=None if index == 0 else subprocess.DEVNULL))
+
+    def forward(signum, _frame):  # Ctrl-C reaches the children from the terminal; a SIGTERM is passed on
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward), signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while True:
+            codes = [child.poll() for child in children]
+            failed = [code for code in codes if code not in (None, 0)]
+            if failed or all(code == 0 for code in codes):
+                break
+            time.sleep(0.1)
+        stopped_by_signal = [code for code in failed if code in (128 + signal.SIGINT, 128 + signal.SIGTERM)]
+        if stopped_by_signal:  # every process stops after the same chunk, and process 0 saves: let them finish
+            for child in children:
+                child.wait()
+            return stopped_by_signal[0]
+        if failed:  # the others would wait for it in a collective: stop them
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            deadline = time.monotonic() + 10
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            return failed[0]
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+
+COMMANDS = {"train": train_command, "launch": launch_command, "sweep": sweep_command, "evaluate": evaluate_command, "plot": plot_command,
             "presets": presets_command, "bench": bench_command}
 
 

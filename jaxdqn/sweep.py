@@ -296,12 +296,17 @@ def group_line(sweep: Sweep, index: int) -> str:
             f"configuration(s) x {sweep.num_seeds} seed(s) = {len(group) * sweep.num_seeds} agents")
 
 
-def check_memory(sweep: Sweep) -> None:
-    """Refuse a sweep whose largest group's training state cannot fit in the memory available now, saying how
-    many agents would."""
-    from jaxdqn.config.validate import _gigabytes, available_memory, state_bytes
+def check_groups(sweep: Sweep) -> None:
+    """Refuse a sweep whose groups' agents cannot be sharded over the devices asked for (`devices`), or whose
+    largest group's training state cannot fit in the memory available now, saying how many agents would."""
+    from jaxdqn.config.validate import _gigabytes, agent_devices, available_memory, state_bytes
     from jaxdqn.envs import env_spec
 
+    for index, group in enumerate(sweep.groups):
+        try:
+            agent_devices(sweep.configurations[group[0]].config, len(group) * sweep.num_seeds)
+        except ConfigError as error:
+            raise ConfigError(f"{error} ({group_line(sweep, index)})") from None
     available = available_memory()
     if available is None:
         return

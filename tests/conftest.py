@@ -35,16 +35,19 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order
 
 
-def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int):
-    """`jaxdqn train ARGS` run to `total_steps` in one go, and run to half of it then resumed with --exact: both
-    end with the same checkpoint arrays (ARGS must fix --schedule-steps, as a resume keeps the first run's);
-    returns the uninterrupted run's directory."""
+def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int, env=None, whole=None):
+    """`jaxdqn train ARGS` run to `total_steps` in one go (or the run already in `whole`), and run to half of it
+    then resumed with --exact: both end with the same checkpoint arrays (ARGS must fix --schedule-steps, as a
+    resume keeps the first run's); `env` is added to the processes' environment. Returns the uninterrupted
+    run's directory."""
     import numpy as np
 
-    whole, half = tmp_path / "whole", tmp_path / "half"
-    assert jaxdqn("train", *args, "--total-steps", total_steps, "--out", whole).returncode == 0
-    assert jaxdqn("train", *args, "--total-steps", total_steps // 2, "--out", half).returncode == 0
-    resumed = jaxdqn("train", "--resume", half, "--total-steps", total_steps, "--exact")
+    half = tmp_path / "half"
+    if whole is None:
+        whole = tmp_path / "whole"
+        assert jaxdqn("train", *args, "--total-steps", total_steps, "--out", whole, env=env).returncode == 0
+    assert jaxdqn("train", *args, "--total-steps", total_steps // 2, "--out", half, env=env).returncode == 0
+    resumed = jaxdqn("train", "--resume", half, "--total-steps", total_steps, "--exact", env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     def final_arrays(run):

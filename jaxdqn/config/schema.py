@@ -202,6 +202,11 @@ class LoopConfig(Section):
     """Mean return over the last 100 training episodes that counts as solving the task; None for none."""
     stop_when_solved: bool = False
     """End training the first time every seed has reached solved_return."""
+    devices: int | None = None
+    """Local devices (GPUs, or simulated CPU devices) the agents (seeds, and a sweep's configurations) are sharded
+    over: each device trains its share, with no traffic between devices in the training loop; needs a JAX
+    environment (gymnax/... or an import path). None: every local device when the agents divide evenly among
+    them, else the most that do (1 with EnvPool or Gymnasium environments)."""
 
     def _check_values(self) -> None:
         require(self.seed >= 0, "seed", "must be an integer >= 0", self.seed)
@@ -218,6 +223,8 @@ class LoopConfig(Section):
                     self.solved_return)
         require(not self.stop_when_solved or self.solved_return is not None, "stop_when_solved",
                 "needs solved_return to be set", self.stop_when_solved)
+        if self.devices is not None:
+            _positive_ints(self, "devices")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,39 @@ def validate(cfg: Config) -> Config:
     if cfg.tracking.track and importlib.util.find_spec("wandb") is None:
         raise ConfigError("track: needs the wandb package; pip install 'jaxdqn[wandb]'")
     check_memory(cfg, spec)
+    agent_devices(cfg, cfg.loop.num_seeds)
     return cfg
+
+
+def agent_devices(cfg: Config, num_agents: int) -> int:
+    """How many devices `num_agents` agents of `cfg` are sharded over (`LoopConfig.devices`): this process's
+    local devices, or with several processes (jaxdqn launch, jax.distributed) every process's. ConfigError (one
+    line) for a count that cannot be used: more devices than there are, a count that does not divide the agents,
+    fewer than all with several processes, or an environment backend that steps one pool per process."""
+    import jax
+
+    available, requested, processes = jax.device_count(), cfg.loop.devices, jax.process_count()
+    shardable = backend_name(cfg.env.env_id) == "jax"
+    divisors = [d for d in range(1, available + 1) if num_agents % d == 0]
+    where = f"{processes} processes have" if processes > 1 else "this process has"
+    if processes > 1:
+        require(shardable, "env_id", f"several processes need a JAX environment (gymnax/NAME or an import path); "
+                f"{cfg.env.env_id} steps one {backend_name(cfg.env.env_id)} pool for the whole process",
+                cfg.env.env_id)
+        require(num_agents % available == 0, "num_seeds", f"the {num_agents} agents must divide evenly over the "
+                f"{available} devices that {where} (every process trains its share)", num_agents)
+        require(requested in (None, available), "devices", f"with {processes} processes every device is used: "
+                f"allowed here: {available}", requested)
+        return available
+    if requested is None:
+        return divisors[-1] if shardable else 1
+    require(requested <= available, "devices", f"{where} {available} local {_platform()} device(s)", requested)
+    require(requested == 1 or shardable, "devices", f"sharding the agents needs a JAX environment (gymnax/NAME or "
+            f"an import path); {cfg.env.env_id} steps one {backend_name(cfg.env.env_id)} pool for the whole "
+            "process; allowed here: 1", requested)
+    require(num_agents % requested == 0, "devices", f"must divide the {num_agents} agents evenly; allowed here: "
+            + ", ".join(map(str, divisors)), requested)
+    return requested
 
 
 def _platform() -> str:

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxdqn.agents.base import AgentFns, Step
 from jaxdqn.config.schema import ConfigError, Plan, plan
+from jaxdqn.config.validate import agent_devices
 from jaxdqn.loop.episodes import (EpisodeLog, EpisodeStats, empty_episode_log, init_episode_stats, log_episode_ends,
                                   update_episode_stats)
 
@@ -67,6 +68,8 @@ class Rollout(NamedTuple):
     action_dtype: Any
     reset: tuple  # (env_state, obs) of the pool right after its reset
     seed_indices: tuple  # each agent's seed index (`AgentAxis`)
+    devices: int  # local devices the agents are sharded over
+    place: Callable  # place(state) -> the LoopState split over those devices (see `agent_specs`)
 
 
 class AgentAxis(NamedTuple):
@@ -89,6 +92,16 @@ def stacked_axis(hyperparameters: list, num_seeds: int) -> AgentAxis:
     stacked = jax.tree.map(lambda *values: jnp.stack([jnp.asarray(v) for v in values for _ in range(num_seeds)]),
                            *hyperparameters)
     return AgentAxis(stacked, tuple(seed for _ in hyperparameters for seed in range(num_seeds)))
+
+
+def agent_specs(tree):
+    """How a pytree of the loop is split over a mesh's "agents" axis: every array along its leading axis (the
+    agents' state, observations, statistics and keys have A there; a JAX environment pool has its A x N
+    environments there, agent-major), so that each device holds whole agents; scalars (the iteration counter)
+    on every device."""
+    from jax.sharding import PartitionSpec
+
+    return jax.tree.map(lambda leaf: PartitionSpec("agents") if jnp.ndim(leaf) else PartitionSpec(), tree)
 
 
 def action_log_dtype(num_actions: int):
@@ -116,9 +129,25 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     the_plan = plan(cfg)
     agents = agents if agents is not None else seeds_axis(fns.hyperparameters, cfg.loop.num_seeds)
     num_agents, num_envs = len(agents.seed_indices), cfg.env.num_envs
+    # With several devices the chunk is written for one device's share of the agents (`local`) and run on every
+    # device by shard_map: each device runs the very program a run of `local` agents runs, with no traffic
+    # between devices, so the agents' results do not depend on how they are split.
+    devices = agent_devices(cfg, num_agents)
+    local = num_agents // devices
+    # jax.devices(): this process's devices, or, with several processes, every process's (each owns its share)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("agents",)) if devices > 1 else None
+
+    def place(state):
+        if mesh is None:
+            return state
+        if jax.process_count() > 1:  # every process holds the whole state; each places its own share
+            state = jax.device_get(state)
+        return jax.device_put(state, jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec),
+                                                  agent_specs(state)))
+
     seed_indices, agent_hypers = jnp.asarray(agents.seed_indices, jnp.int32), agents.hyperparameters
     spec = env.spec
-    agent_axis = (num_agents, num_envs)
+    agent_axis, local_axis = (num_agents, num_envs), (local, num_envs)
     action_log_length = the_plan.log_periods * the_plan.iters_per_period
     action_dtype = action_log_dtype(spec.num_actions)
     env_state0, obs0 = env.reset()
@@ -128,9 +157,11 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     if overlap and not env.can_overlap:  # EnvPool built without its CUDA op, found only once the pool exists
         raise ConfigError(f"env_overlap: needs EnvPool's XLA step, which this pool of {spec.env_id} does not have "
                           "(it steps through a host callback); allowed here: False (got True)")
-    act = over_agents(fns.act, (0, 0, 0, None), num_agents)
-    observe = over_agents(fns.observe, (0, 0, None, None), num_agents)
-    learn = over_agents(fns.learn, (0, 0, None), num_agents)
+    # the chunk's functions see one device's agents; cut_episodes runs over all of them
+    act = over_agents(fns.act, (0, 0, 0, None), local)
+    observe = over_agents(fns.observe, (0, 0, None, None), local)
+    observe_all = over_agents(fns.observe, (0, 0, None, None), num_agents)
+    learn = over_agents(fns.learn, (0, 0, None), local)
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
 
     def init(key) -> LoopState:
@@ -144,7 +175,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         return act(agents, obs, fold(keys, 2 * iteration), iteration * num_envs)
 
     def send(env_state, actions):
-        return env.send(env_state, actions.reshape(num_agents * num_envs))
+        return env.send(env_state, actions.reshape(local * num_envs))
 
     def iterate(carry, _):
         state, action_log, first_iteration, learn_after, pending, end_iteration = carry
@@ -152,18 +183,18 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         if overlap:  # the step sent before this iteration; send the next one before observing this one
             actions = pending
             env_state, out = env.recv(state.env_state)
-            next_obs = out.obs.reshape(*agent_axis, *spec.obs_shape)
+            next_obs = out.obs.reshape(*local_axis, *spec.obs_shape)
             pending = choose(state.agents, next_obs, state.keys, state.iteration + 1)
             env_state = jax.lax.cond(state.iteration + 1 < end_iteration, send, lambda e, _: e, env_state, pending)
             env_state, out = jax.lax.optimization_barrier((env_state, out))  # observe after the send
         else:
             actions = choose(state.agents, state.obs, state.keys, state.iteration)
-            env_state, out = env.step(state.env_state, actions.reshape(num_agents * num_envs))
-            next_obs = out.obs.reshape(*agent_axis, *spec.obs_shape)
+            env_state, out = env.step(state.env_state, actions.reshape(local * num_envs))
+            next_obs = out.obs.reshape(*local_axis, *spec.obs_shape)
         action_log = action_log.at[state.iteration - first_iteration].set(
-            actions.reshape(num_agents * num_envs).astype(action_dtype), mode="drop")
+            actions.reshape(local * num_envs).astype(action_dtype), mode="drop")
         reward, terminated, truncated, game_reward, game_over = (
-            x.reshape(agent_axis) for x in (out.reward, out.terminated, out.truncated, out.game_reward, out.game_over))
+            x.reshape(local_axis) for x in (out.reward, out.terminated, out.truncated, out.game_reward, out.game_over))
         real = ~state.done
         step = Step(state.obs, actions, reward, terminated, truncated, next_obs, real)
         agents = observe(state.agents, step, env_steps, env_steps >= learn_after)
@@ -197,14 +228,14 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
                                    jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32), jnp.int32(0))[1]
 
     def zero_metrics():
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[1:]), s.dtype), metric_shapes)
 
     def run_chunk(state: LoopState, n_periods, learn_after):
         output = ChunkOutput(zero_metrics(), jnp.zeros((), jnp.int32),
-                             jnp.zeros((action_log_length, num_agents * num_envs), action_dtype),
-                             empty_episode_log(num_agents, the_plan.episode_log_capacity))
+                             jnp.zeros((action_log_length, local * num_envs), action_dtype),
+                             empty_episode_log(local, the_plan.episode_log_capacity))
         end_iteration = state.iteration + n_periods * the_plan.iters_per_period
-        pending = jnp.zeros(agent_axis, jnp.int32)
+        pending = jnp.zeros(local_axis, jnp.int32)
         if overlap:  # open the chunk with its first step in flight
             pending = choose(state.agents, state.obs, state.keys, state.iteration)
             state = state._replace(env_state=jax.lax.cond(n_periods > 0, send, lambda e, _: e, state.env_state,
@@ -218,6 +249,17 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         state, output, _, _, _, _ = jax.lax.fori_loop(acting_only, n_periods, period(learns=True), carry)
         return state, output
 
+    if mesh is not None:
+        from jax.sharding import PartitionSpec
+
+        state_specs = agent_specs(jax.eval_shape(init, jax.random.PRNGKey(0)))
+        output_specs = ChunkOutput(jax.tree.map(lambda _: PartitionSpec("agents"), metric_shapes), PartitionSpec(),
+                                   PartitionSpec(None, "agents"),
+                                   jax.tree.map(lambda _: PartitionSpec("agents"), empty_episode_log(1, 1)))
+        # the iteration counter and the count of learning periods are computed alike on every device
+        run_chunk = jax.shard_map(run_chunk, mesh=mesh, in_specs=(state_specs, PartitionSpec(), PartitionSpec()),
+                                  out_specs=(state_specs, output_specs), check_vma=False)
+
     def cut_episodes(state: LoopState) -> LoopState:
         """Cut every environment's episode where it stands, before the loop goes on with a freshly reset pool:
         the agents observe the current observations as a step that is not a transition (as EnvPool's auto-reset
@@ -226,11 +268,11 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         zeros = jnp.zeros(agent_axis, bool)
         step = Step(state.obs, jnp.zeros(agent_axis, jnp.int32), jnp.zeros(agent_axis, jnp.float32), zeros, zeros,
                     state.obs, zeros)
-        agents = observe(state.agents, step, state.iteration * num_envs, jnp.asarray(False))
+        agents = observe_all(state.agents, step, state.iteration * num_envs, jnp.asarray(False))
         stats = state.stats._replace(running_return=jnp.zeros_like(state.stats.running_return),
                                      running_length=jnp.zeros_like(state.stats.running_length))
         return state._replace(agents=agents, stats=stats, done=zeros)
 
     report = jax.jit(jax.vmap(fns.report, in_axes=(0, None)))
     return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, jax.jit(cut_episodes), action_log_length,
-                   action_dtype, (env_state0, obs0), tuple(agents.seed_indices))
+                   action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place)

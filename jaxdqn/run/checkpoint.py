@@ -93,6 +93,8 @@ class Checkpoint(NamedTuple):
     pool_start_step: int
     """The env step at which the pool of the checkpointed run was built and reset (0, or where a fresh resume
     started one); the action log starts there."""
+    processes: int = 1
+    """How many processes trained the run (`jaxdqn launch`); a resume needs as many."""
 
 
 def saved_state(state, with_replay: bool, optional_fields: tuple = ()):
@@ -345,7 +347,7 @@ def load_latest(run_dir, cfg) -> Checkpoint:
             raise CheckpointError(f"checkpoint {path}: {file_name} cannot be read ({error})") from None
     return Checkpoint(path, meta["config"], int(meta["env_steps"]), int(meta["periods_done"]),
                       int(meta["updates"]), int(meta["learn_after"]), bool(meta["has_replay"]), leaves,
-                      action_log, int(meta.get("pool_start_step", 0)))
+                      action_log, int(meta.get("pool_start_step", 0)), int(meta.get("processes", 1)))
 
 
 def restore_state(checkpoint: Checkpoint, template, prefix: str = ""):

@@ -22,6 +22,7 @@ from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
 from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout, stacked_axis
 from jaxdqn.run.checkpoint import Checkpoint, CheckpointSaveError, CheckpointWriter
+from jaxdqn.run.distributed import any_process, is_main, to_host
 from jaxdqn.run.recorder import Recorder, remove_run
 from jaxdqn.run.resume import pool_start_step, resume_state
 from jaxdqn.run.signals import StopSignals
@@ -95,7 +96,8 @@ class Progress:
         """What a checkpoint's meta.json keeps (the action log is joined into one array first)."""
         self.action_log = [np.concatenate(self.action_log)]
         return {"env_steps": self.env_steps, "periods_done": self.periods_done, "updates": self.updates,
-                "learn_after": self.learn_after, "pool_start_step": self.pool_start_step}
+                "learn_after": self.learn_after, "pool_start_step": self.pool_start_step,
+                "processes": jax.process_count()}
 
     def check_finite(self, output, params_finite: bool, previous_steps: int, writer) -> None:
         """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite."""
@@ -116,10 +118,11 @@ class Progress:
 
 def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, updates: int, sps: float,
                  wall: float) -> dict:
-    """The metrics.jsonl record of one chunk: learn metrics averaged per agent, episode means, agent report."""
+    """The metrics.jsonl record of one chunk: learn metrics averaged per agent, episode means, agent report.
+    `state` is the host's view (`host_view`); `output` the chunk's, gathered (`to_host`)."""
     calls = int(output.learn_calls)
     record = {"env_steps": env_steps, "updates": updates, "wall_seconds": wall, "sps": sps}
-    record.update({f"{k}": float(np.mean(v)) for k, v in rollout.report(state.agents, env_steps).items()})
+    record.update({f"{k}": float(np.mean(v)) for k, v in to_host(rollout.report(state.agents, env_steps)).items()})
     for name, sums in output.metric_sums.items():
         record[name] = [float(v) / calls if calls else None for v in np.asarray(sums)]
     record.setdefault("loss", [None] * rollout.num_agents)
@@ -128,6 +131,12 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
     record["return_mean_100"] = recent_means(state.stats.recent_returns, state.stats.episodes)
     record["length_mean_100"] = recent_means(state.stats.recent_lengths, state.stats.episodes)
     return record
+
+
+def host_view(state: LoopState) -> LoopState:
+    """`state` with the episode statistics the host reads gathered from every process (`to_host`; a collective
+    with several processes); the rest stays where it is."""
+    return state._replace(stats=to_host(state.stats))
 
 
 class Group(NamedTuple):
@@ -168,6 +177,9 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     """
     cfg = with_derived(validate(cfg))
     enable_compile_cache()
+    writes = out_dir is not None  # known to every process; with several, process 0 alone writes and prints
+    if not is_main():
+        out_dir, log, progress_bar = None, lambda line: None, False
     if backend_name(cfg.env.env_id) == "gymnasium":
         log(GYMNASIUM_NOTE.format(env_id=cfg.env.env_id))
     out = Path(out_dir) if out_dir is not None else None
@@ -179,11 +191,14 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     num_seeds = cfg.loop.num_seeds
     agent_name = group.agent_name if group is not None else lambda agent, _: f"seed {agent}"
     plan = rollout.plan
+    if rollout.devices > 1:
+        log(f"{rollout.num_agents} agents sharded over {rollout.devices} devices "
+            f"({rollout.num_agents // rollout.devices} on each)")
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
     try:
         compile_start = time.perf_counter()
-        state = (jax.jit(rollout.init)(key) if resume_from is None
-                 else resume_state(rollout, resume_from, key, exact_resume))
+        state = rollout.place(jax.jit(rollout.init)(key) if resume_from is None
+                              else resume_state(rollout, resume_from, key, exact_resume))
         chunk = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
             state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after)).compile()
         compile_seconds = time.perf_counter() - compile_start
@@ -204,35 +219,38 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                             progress_bar, cfg, group and group.configurations(num_seeds))
         writer = (CheckpointWriter(out, cfg, rollout.fns.optional_fields, resume_from and resume_from.path)
                   if out is not None else None)
-        progress.newly_solved(np.asarray(state.stats.solved_step))  # announced before the checkpoint
+        progress.newly_solved(np.asarray(host_view(state).stats.solved_step))  # announced before the checkpoint
         last_time = time.perf_counter()
         with StopSignals() as stop:
             while progress.periods_done < plan.total_periods:
                 previous_steps = progress.env_steps
                 n = min(plan.log_periods, plan.total_periods - progress.periods_done)
                 state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
+                output, view = to_host(output), host_view(state)
                 progress.advance(n, output)
                 progress.check_finite(output, bool(params_finite(state.agents)), previous_steps, writer)
                 now, env_steps = time.perf_counter(), progress.env_steps
                 sps = (env_steps - previous_steps) * rollout.num_agents / max(now - last_time, 1e-9)
                 last_time = now
-                recorder.write(chunk_record(rollout, state, output, env_steps, progress.updates, sps, now - start),
+                recorder.write(chunk_record(rollout, view, output, env_steps, progress.updates, sps, now - start),
                                output.finished)
-                solved = np.asarray(state.stats.solved_step)
+                solved = np.asarray(view.stats.solved_step)
                 for agent in progress.newly_solved(solved):
                     recorder.say(f"{agent_name(agent, num_seeds)}: solved at step {int(solved[agent])} "
                                  f"(100-episode mean >= {cfg.loop.solved_return})")
                 all_solved = cfg.loop.stop_when_solved and (solved >= 0).all()
                 interval = cfg.checkpoint.checkpoint_interval
                 due = interval > 0 and env_steps // interval > previous_steps // interval
-                if writer is not None and (due or stop.received or all_solved
-                                           or progress.periods_done == plan.total_periods):
+                stopping = any_process(bool(stop.received))  # every process stops after the same chunk
+                if writes and (due or stopping or all_solved or progress.periods_done == plan.total_periods):
                     counters = progress.counters()  # joins the action log into one array first
-                    writer.save(state, progress.action_log[0], counters)  # written in the background
-                if stop.received:
+                    saved = to_host(state) if jax.process_count() > 1 else state  # process 0 writes every process's part
+                    if writer is not None:
+                        writer.save(saved, progress.action_log[0], counters)  # written in the background
+                if stopping:
                     where = (f"saved a checkpoint at step {env_steps} ({writer.wait()}); resume with: {resume_command}"
                              if writer else f"stopped at step {env_steps} (no run directory)")
-                    raise TrainingStopped(f"interrupted by {stop.name}: {where}", 128 + stop.received[0])
+                    raise TrainingStopped(f"interrupted by {stop.name}: {where}", 128 + stop.number)
                 if all_solved:
                     recorder.say(f"all seeds solved; stopping at step {env_steps}")
                     break
@@ -255,7 +273,15 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
     closing line; return the summary. A signal during the evaluation ends it early: summary.json is written
     without it, then TrainingStopped."""
     env_steps = progress.env_steps
-    evaluation = evaluate_policy(cfg, rollout.fns.policy(state.agents), cfg.loop.eval_episodes,
+    state = host_view(state)
+    policy = rollout.fns.policy(state.agents)
+    if jax.process_count() > 1:  # process 0 evaluates every agent
+        policy = to_host(policy)
+    elif rollout.devices > 1:  # the evaluation pool runs on one device
+        policy = jax.device_put(policy, jax.local_devices()[0])
+    if not is_main():
+        return {}
+    evaluation = evaluate_policy(cfg, policy, cfg.loop.eval_episodes,
                                  stop=(lambda: bool(stop.received)) if stop is not None else None,
                                  seed_indices=rollout.seed_indices)
     final_checkpoint = writer.wait() if writer is not None else None
@@ -263,6 +289,7 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
     session_updates = progress.updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
         "env_id": cfg.env.env_id, "num_seeds": cfg.loop.num_seeds, "num_agents": rollout.num_agents,
+        "devices": rollout.devices,
         "num_envs": cfg.env.num_envs,
         "env_steps": env_steps, "updates": progress.updates, "wall_seconds": wall_seconds,
         "compile_seconds": compile_seconds,
@@ -281,7 +308,7 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
     if eval_returns is None:
         raise TrainingStopped(f"interrupted by {stop.name} during the final evaluation: the run is complete, its "
                               f"last checkpoint is {final_checkpoint}, and summary.json has no evaluation "
-                              f"(jaxdqn evaluate {out} runs it)", 128 + stop.received[0])
+                              f"(jaxdqn evaluate {out} runs it)", 128 + stop.number)
     policy = "greedy" if cfg.loop.eval_epsilon == 0 else f"epsilon {cfg.loop.eval_epsilon}"
     unit = "seed" if rollout.num_agents == cfg.loop.num_seeds else "agent"
     agents = f"{rollout.num_agents} {unit}(s)"

@@ -32,6 +32,11 @@ class StopSignals:
             signal.signal(signum, handler)
 
     @property
+    def number(self) -> int:
+        """The first signal received; SIGTERM when only another process of the run received one."""
+        return self.received[0] if self.received else int(signal.SIGTERM)
+
+    @property
     def name(self) -> str:
         """The name of the first signal received (SIGINT, SIGTERM)."""
-        return signal.Signals(self.received[0]).name
+        return signal.Signals(self.number).name

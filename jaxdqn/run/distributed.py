@@ -1,0 +1,129 @@
+"""Several processes (hosts, or `jaxdqn launch` on one machine) training one run on JAX's distributed runtime.
+
+Every process runs the same program over a mesh of all processes' devices (`rollout.make_rollout`: the agents
+sharded, no traffic between devices inside a chunk) and the same host logic on the same gathered numbers
+(`to_host`), so they agree on every decision; process 0 alone writes the run directory and prints. Between
+chunks they gather the chunk's output, agree on stopping (`any_process`) and, at a checkpoint, gather the state.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import NamedTuple
+
+
+class DistributedError(Exception):
+    """A problem with the processes' setup, reported as one line."""
+
+
+class Processes(NamedTuple):
+    """Where this process stands among the run's processes: from flags, else JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
+
+    coordinator: str | None
+    count: int
+    index: int
+    timeout: int  # seconds to wait for the coordinator and the other processes
+
+    @property
+    def many(self) -> bool:
+        return self.count > 1
+
+
+def processes_from(coordinator: str | None, count: int | None, index: int | None, timeout: int) -> Processes:
+    """`Processes` from the flags given (None: the environment variable; a single process without either);
+    DistributedError for an inconsistent set."""
+    environ = os.environ
+    coordinator = coordinator or environ.get("JAX_COORDINATOR_ADDRESS") or None
+    try:
+        count = int(environ.get("JAX_NUM_PROCESSES", 1)) if count is None else count
+        index = int(environ.get("JAX_PROCESS_ID", 0)) if index is None else index
+    except ValueError as error:
+        raise DistributedError(f"JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers ({error})") from None
+    if count < 1:
+        raise DistributedError(f"num-processes: must be an integer >= 1 (got {count})")
+    if not 0 <= index < count:
+        raise DistributedError(f"process-id: must be in 0..{count - 1} for {count} process(es) (got {index})")
+    if count > 1 and not coordinator:
+        raise DistributedError("coordinator-address: needed with several processes (HOST:PORT of process 0; or "
+                               "set JAX_COORDINATOR_ADDRESS)")
+    if timeout < 1:
+        raise DistributedError(f"coordinator-timeout: must be an integer >= 1 second (got {timeout})")
+    return Processes(coordinator, count, index, timeout)
+
+
+def _host_port(coordinator: str) -> tuple[str, int]:
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise DistributedError(f"coordinator-address: must be HOST:PORT (got {coordinator!r})")
+    return host, int(port)
+
+
+def _wait_for_coordinator(host: str, port: int, timeout: int) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise DistributedError(f"coordinator-address: {host}:{port} did not answer within {timeout} s "
+                                       f"({error.strerror or error}); is process 0 running there?") from None
+            time.sleep(0.2)
+
+
+def initialize(processes: Processes) -> None:
+    """Join the run's processes (`jax.distributed.initialize`; CPU collectives through gloo) before anything uses
+    JAX's backend; nothing for a single process. An unreachable coordinator, or a port that process 0 cannot bind,
+    is a DistributedError within `processes.timeout` (JAX itself would abort the process with a stack trace)."""
+    if not processes.many:
+        return
+    import jax
+
+    host, port = _host_port(processes.coordinator)
+    if processes.index == 0:
+        try:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        except OSError as error:
+            raise DistributedError(f"coordinator-address: process 0 cannot listen on {host}:{port} "
+                                   f"({error.strerror or error})") from None
+    else:
+        _wait_for_coordinator(host, port, processes.timeout)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(processes.coordinator, processes.count, processes.index,
+                               initialization_timeout=processes.timeout)
+
+
+def is_main() -> bool:
+    """True in process 0 (the one that writes and prints), and in a single-process run."""
+    import jax
+
+    return jax.process_index() == 0
+
+
+def to_host(tree):
+    """`tree` as numpy arrays holding every process's part (a collective: every process must call it); a
+    single process gets `tree` back as it is."""
+    import jax
+
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def any_process(flag: bool) -> bool:
+    """True when `flag` is True in any process (a collective)."""
+    import jax
+    import numpy as np
+
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))

@@ -1,0 +1,107 @@
+"""The agents sharded over several devices (simulated CPU devices, in subprocesses) and several processes
+(`jaxdqn launch`, JAX's distributed runtime with gloo): the same agents as on one device, sharded checkpoints that
+resume sharded, one set of outputs, and one-line refusals."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import jaxdqn
+
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+TWO_DEVICES = "--xla_force_host_platform_device_count=2"
+RUN = ["--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", "4", "--train-frequency", "4",
+       "--num-seeds", "8", "--learning-starts", "500", "--buffer-size", "1000", "--batch-size", "32",
+       "--log-interval", "1000", "--checkpoint-interval", "1000", "--schedule-steps", "4000", "--eval-episodes", "2"]
+
+
+def final_arrays(run):
+    with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def assert_same_run(run, reference):
+    ours, theirs = final_arrays(run), final_arrays(reference)
+    assert sorted(ours) == sorted(theirs)
+    assert not [name for name in ours if not np.array_equal(ours[name], theirs[name])], run
+    summaries = [json.loads((path / "summary.json").read_text()) for path in (run, reference)]
+    assert summaries[0]["eval_return_mean"] == summaries[1]["eval_return_mean"]
+
+
+@pytest.mark.long
+def test_eight_seeds_over_devices_and_processes_are_the_eight_seeds_of_one_device(tmp_path):
+    """2 processes of 2 simulated devices each (jaxdqn launch: the agents sharded over 4 devices, 2 on each) train
+    the same 8 agents as one process on one device, bit for bit, and write one set of outputs that `jaxdqn
+    evaluate` plays in one process; a launched run
+    stopped halfway resumes (launched, --exact) to the same arrays, and resuming it with one process is refused.
+    (A sharded run within one process: test_bench_devices_... below.)"""
+    single, launched, half = (tmp_path / name for name in ("single", "launched", "half"))
+    result = jaxdqn("train", *RUN, "--total-steps", 4000, "--out", single)
+    assert result.returncode == 0, result.stderr[-2000:]
+    two_processes = ["launch", "--processes", 2, "--", "train"]
+    result = jaxdqn(*two_processes, *RUN, "--total-steps", 4000, "--out", launched, env={"XLA_FLAGS": TWO_DEVICES})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("8 agents sharded over 4 devices (2 on each)") == 1 and result.stderr == ""
+    assert result.stdout.count("done: 4000 steps x 8 seed(s)") == 1
+    assert json.loads((launched / "summary.json").read_text())["devices"] == 4
+    assert len((launched / "metrics.jsonl").read_text().splitlines()) == 4
+    assert_same_run(launched, single)
+    evaluated = jaxdqn("evaluate", launched, "--episodes", 2)  # one process plays every process's agents
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "seed 7: return" in evaluated.stdout
+
+    result = jaxdqn(*two_processes, *RUN, "--total-steps", 2000, "--out", half, env={"XLA_FLAGS": TWO_DEVICES})
+    assert result.returncode == 0, result.stderr[-2000:]
+    refused = jaxdqn("train", "--resume", half, "--total-steps", 4000, "--exact")
+    assert refused.returncode == 2 and refused.stderr == (
+        f"jaxdqn: error: --resume: checkpoint {half}/checkpoints/step_000000002000 was saved by 2 process(es) and "
+        "this run has 1; resume it with as many (jaxdqn launch --processes 2 -- train --resume ...)\n")
+    result = jaxdqn(*two_processes, "--resume", half, "--total-steps", 4000, "--exact", env={"XLA_FLAGS": TWO_DEVICES})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(half, launched)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--devices", "3"], "devices: must divide the 8 agents evenly; allowed here: 1, 2, 4 (got 3)"),
+    (["--devices", "8"], "devices: this process has 4 local cpu device(s) (got 8)"),
+    (["--env-id", "CartPole-v1", "--devices", "2"],
+     "devices: sharding the agents needs a JAX environment (gymnax/NAME or an import path); CartPole-v1 steps one "
+     "envpool pool for the whole process; allowed here: 1 (got 2)"),
+])
+def test_a_device_count_that_cannot_shard_the_agents_is_one_line(tmp_path, args, message):
+    result = jaxdqn("train", *RUN, *args, "--out", tmp_path / "run", env=FOUR_DEVICES)
+    assert result.returncode == 2 and result.stderr == f"jaxdqn: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_bench_devices_measures_each_device_count_and_labels_simulated_devices(tmp_path):
+    """`jaxdqn bench --devices --tiny` with 2 simulated devices: a run on 1 device and a run sharded over 2 within
+    one process (each trained to the end, evaluation included)."""
+    result = jaxdqn("bench", "--devices", "--tiny", "--out", tmp_path, env={"XLA_FLAGS": TWO_DEVICES})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 simulated CPU device(s)" in result.stdout
+    (path,) = tmp_path.glob("devices-tiny-*.json")
+    record = json.loads(path.read_text())
+    assert record["simulated"] is True and record["machine"]["device_count"] == 2
+    assert [(row["devices"], row["agents"]) for row in record["rows"]] == [(1, 2), (2, 4)]
+    assert record["rows"][0]["efficiency"] == 1.0
+    for row in record["rows"]:
+        assert row["agent_steps_per_second"] > 0 and f"--devices {row['devices']}" in row["command"]
+        assert row["efficiency"] == row["agent_steps_per_second"] / (row["devices"] * record["rows"][0]["agent_steps_per_second"])
+    assert record["rows"][1]["one_device_agent_steps_per_second"] > 0 and "one_device_agent_steps_per_second" not in record["rows"][0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["launch", "--processes", "2", "--", "train", *RUN, "--num-seeds", "3"],
+     "num_seeds: the 3 agents must divide evenly over the 2 devices that 2 processes have (every process trains "
+     "its share) (got 3)"),
+    (["train", *RUN, "--num-processes", "2", "--process-id", "1", "--coordinator-address", "127.0.0.1:9",
+      "--coordinator-timeout", "2"],
+     "coordinator-address: 127.0.0.1:9 did not answer within 2 s (Connection refused); is process 0 running there?"),
+    (["launch", "--processes", "2", "--", "evaluate", "runs/x"], "launch: the command must be train (got evaluate)"),
+])
+def test_processes_that_cannot_train_are_one_line_not_a_hang(tmp_path, args, message):
+    result = jaxdqn(*args, "--out", tmp_path / "run", timeout=120)
+    assert result.returncode == 2 and result.stderr == f"jaxdqn: error: {message}\n"
+    assert not (tmp_path / "run").exists()
