@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Protocol
 
+from jaxdqn.config.schema import require
+
 
 class Step(NamedTuple):
     """One environment step per environment (leading (num_envs,) axis), as the agent observes it.
@@ -83,6 +85,14 @@ class Agent(Protocol):
 
     def build(self, cfg, spec) -> AgentFns:
         """The agent's pure functions for a validated `cfg` and the environment's `spec`."""
+
+
+def check_data_parallel(cfg, **sizes: int) -> None:
+    """ConfigError (one line) unless `cfg.loop.data_parallel` devices split each of `sizes` (config field name ->
+    value: the environments, the batch, ...) evenly."""
+    shards = cfg.loop.data_parallel
+    for name, value in sizes.items():
+        require(value % shards == 0, name, f"must split evenly over the data_parallel devices ({shards})", value)
 
 
 def no_report(state, env_steps) -> dict:

@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdqn.agents.base import AgentFns
+from jaxdqn.agents.base import AgentFns, check_data_parallel
 from jaxdqn.config.schema import ConfigError, DQNSettings, plan, require
 from jaxdqn.core import losses
 from jaxdqn.core.exploration import EXPLORATION_RUN_TIME_FIELDS, epsilon_at, epsilon_greedy, epsilon_schedule_params
 from jaxdqn.core.networks import make_network
-from jaxdqn.core.optim import OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_optimizer, optimizer_hyperparameters
+from jaxdqn.core.optim import (DEVICE_AXIS, OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_optimizer,
+                               optimizer_hyperparameters)
 from jaxdqn.core.replay import is_frame_stack, make_replay
 
 NATURE_CNN_MIN_SIZE = 36
@@ -97,11 +98,13 @@ def num_atoms(settings: DQNSettings) -> int:
     return settings.num_atoms if settings.distributional != "off" else 0
 
 
-def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: int):
-    """`train_step(state, key, env_steps) -> (state, metrics)`: one gradient update of one agent."""
+def make_update(settings: DQNSettings, network, average_over: str | None = None):
+    """`update(params, target_params, opt_state, batch, weights, hyper, noise_key) -> (params, opt_state, loss,
+    priority, q_taken)`: one gradient step on a sampled batch (`average_over`: a data-parallel learner's share of the
+    batch, its gradients averaged over that mesh axis)."""
     q_function = make_q_function(settings, network)
     outputs, q_values = q_function.outputs, q_function.q_values
-    optimizer = make_optimizer(settings.optim)
+    optimizer = make_optimizer(settings.optim, average_over)
 
     def loss_fn(params, target_params, batch, weights, hyper, noise_key):
         # a noisy network draws one noise sample for the online network and another for the target network
@@ -125,6 +128,21 @@ def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: 
                            else losses.l2(priority))
         return jnp.mean(weights * per_example), (priority, q_values(out_tm1))
 
+    def update(params, target_params, opt_state, batch, weights, hyper, noise_key):
+        (loss, (priority, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, target_params, batch, weights, hyper, noise_key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss, priority, q_tm1
+
+    return update
+
+
+def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: int,
+                    average_over: str | None = None):
+    """`train_step(state, key, env_steps) -> (state, metrics)`: one gradient update of one agent (`average_over`:
+    of a data-parallel learner's share, its gradients averaged over that mesh axis)."""
+    update = make_update(settings, network, average_over)
+
     def train_step(state: DQNState, key, env_steps):
         hyper = state.hyper
         replay_state = state.replay
@@ -139,10 +157,8 @@ def make_train_step(settings: DQNSettings, network, replay, schedule_env_steps: 
                                          hyper["priority_eps"], valid=pending.valid)
         key, noise_key = jax.random.split(key) if settings.network.noisy else (key, None)
         sample = replay.sample(replay_state, key, beta_at(hyper, env_steps, schedule_env_steps), hyper["gamma"])
-        (loss, (td, q_tm1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, sample.batch, sample.weights, hyper, noise_key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state, loss, td, q_tm1 = update(state.params, state.target_params, state.opt_state, sample.batch,
+                                                    sample.weights, hyper, noise_key)
         count = state.updates + 1
         refresh = count % hyper["target_update_period"] == 0
         tau = hyper["target_tau"]
@@ -220,6 +236,8 @@ class DQN:
         require(s.replay.buffer_size >= (s.n_step + 1) * num_envs, "buffer_size",
                 f"must hold at least n_step + 1 ({s.n_step + 1}) steps of every environment (num_envs={num_envs}): "
                 "each environment has its own ring", s.replay.buffer_size)
+        check_data_parallel(cfg, num_envs=num_envs, batch_size=s.replay.batch_size,
+                            buffer_size=s.replay.buffer_size)
         require(loop.learning_starts >= s.replay.batch_size, "learning_starts",
                 f"must be >= batch_size ({s.replay.batch_size}) so the first batch has data to sample",
                 loop.learning_starts)
@@ -234,18 +252,22 @@ class DQN:
         the_plan = plan(cfg)
         network = make_network(s.network, spec.num_actions, num_atoms(s))
         q_function = make_q_function(s, network)
-        replay = make_replay(s.replay.buffer_size, s.replay.batch_size, cfg.env.num_envs, spec.obs_shape,
-                             spec.obs_dtype, s.replay.prioritized, s.n_step)
-        train_step = make_train_step(s, network, replay, the_plan.schedule_env_steps)
-        optimizer = make_optimizer(s.optim)
+        # a data-parallel learner's share: its environments, their replay and its part of each batch
+        shards = cfg.loop.data_parallel
+        average_over = DEVICE_AXIS if shards > 1 else None
+        batch_size = s.replay.batch_size // shards
+        replay = make_replay(s.replay.buffer_size // shards, batch_size, cfg.env.num_envs // shards, spec.obs_shape,
+                             spec.obs_dtype, s.replay.prioritized, s.n_step, max_over=average_over)
+        train_step = make_train_step(s, network, replay, the_plan.schedule_env_steps, average_over)
+        optimizer = make_optimizer(s.optim, average_over)
         schedule = cfg.exploration.epsilon_schedule
         example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
 
         def init(key, hyper) -> DQNState:
             hyper = jax.tree.map(jnp.array, hyper)  # own buffers (copies), so the state can be donated
             params = network.init(key, example_obs[None])
-            batch = s.replay.batch_size
-            pending = (PendingPriorities(jnp.zeros(batch, jnp.int32), jnp.zeros(batch, jnp.float32), jnp.asarray(False))
+            pending = (PendingPriorities(jnp.zeros(batch_size, jnp.int32), jnp.zeros(batch_size, jnp.float32),
+                                         jnp.asarray(False))
                        if s.replay.prioritized else ())
             return DQNState(params, jax.tree.map(jnp.copy, params), init_optimizer(optimizer, params, hyper),
                             replay.init(example_obs), jnp.zeros((), jnp.int32), hyper, pending)

@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdqn.agents.base import AgentFns
+from jaxdqn.agents.base import AgentFns, check_data_parallel
 from jaxdqn.agents.dqn import check_q_network
 from jaxdqn.config.schema import PQNSettings, plan, require
 from jaxdqn.core import losses
 from jaxdqn.core.exploration import EXPLORATION_RUN_TIME_FIELDS, epsilon_at, epsilon_greedy, epsilon_schedule_params
 from jaxdqn.core.networks import make_network
-from jaxdqn.core.optim import OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_optimizer, optimizer_hyperparameters, with_learning_rate
+from jaxdqn.core.optim import (DEVICE_AXIS, OPTIMIZER_HYPERPARAMETERS, init_optimizer, make_optimizer,
+                               optimizer_hyperparameters, with_learning_rate)
 
 
 class RolloutBuffer(NamedTuple):
@@ -100,6 +101,10 @@ class PQN:
         require(loop.train_frequency % s.num_minibatches == 0, "num_minibatches",
                 f"must split the rollout's {loop.train_frequency} steps (train_frequency) evenly",
                 s.num_minibatches)
+        check_data_parallel(cfg, num_envs=num_envs)
+        minibatch, shards = loop.train_frequency // s.num_minibatches, loop.data_parallel
+        require(minibatch % shards == 0, "num_minibatches", f"each minibatch of the rollout ({minibatch} steps) must "
+                f"split evenly over the data_parallel devices ({shards})", s.num_minibatches)
         require(not s.network.noisy, "noisy", "pqn explores by its epsilon schedule; allowed: False", s.network.noisy)
         require(loop.gradient_steps == 1, "gradient_steps",
                 "pqn runs update_epochs x num_minibatches updates per rollout instead; allowed: 1",
@@ -111,10 +116,14 @@ class PQN:
         the_plan = plan(cfg)
         num_envs = cfg.env.num_envs
         length = the_plan.iters_per_period
-        batch = length * num_envs
+        # a data-parallel learner's share: its environments' rollout and its part of every minibatch
+        shards = cfg.loop.data_parallel
+        average_over = DEVICE_AXIS if shards > 1 else None
+        local_envs = num_envs // shards
+        batch = length * local_envs
         minibatch = batch // s.num_minibatches
         network = make_network(s.network, spec.num_actions)
-        optimizer = make_optimizer(s.optim)
+        optimizer = make_optimizer(s.optim, average_over)
         schedule = cfg.exploration.epsilon_schedule
         example_obs = jnp.zeros(spec.obs_shape, spec.obs_dtype)
         hyperparameters = {**optimizer_hyperparameters(s.optim), "gamma": jnp.float32(s.gamma),
@@ -124,10 +133,10 @@ class PQN:
         def init(key, hyper) -> PQNState:
             hyper = jax.tree.map(jnp.array, hyper)  # own buffers (copies), so the state can be donated
             params = network.init(key, example_obs[None])
-            steps = (length, num_envs)
+            steps = (length, local_envs)
             rollout = RolloutBuffer(jnp.zeros((*steps, *spec.obs_shape), spec.obs_dtype), jnp.zeros(steps, jnp.int32),
                                     jnp.zeros(steps, jnp.float32), jnp.zeros(steps, bool), jnp.zeros(steps, bool),
-                                    jnp.zeros(steps, bool), jnp.zeros((num_envs, *spec.obs_shape), spec.obs_dtype))
+                                    jnp.zeros(steps, bool), jnp.zeros((local_envs, *spec.obs_shape), spec.obs_dtype))
             return PQNState(params, init_optimizer(optimizer, params, hyper), rollout, jnp.zeros((), jnp.int32), hyper)
 
         def act(state: PQNState, obs, key, env_steps):
@@ -148,7 +157,10 @@ class PQN:
             # the mean squared error over real transitions (CleanRL's mse_loss: no factor 1/2)
             q = network.apply(params, obs)
             q_taken = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
-            loss = jnp.sum(weight * jnp.square(target - q_taken)) / jnp.maximum(jnp.sum(weight), 1.0)
+            count = jnp.sum(weight)
+            if average_over:  # over the whole minibatch: the devices' gradients are averaged, hence the factor
+                count = jax.lax.psum(count, average_over) / shards
+            loss = jnp.sum(weight * jnp.square(target - q_taken)) / jnp.maximum(count, 1.0 / shards)
             return loss, q_taken
 
         def learn(state: PQNState, key, env_steps):

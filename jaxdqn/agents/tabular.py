@@ -74,6 +74,9 @@ class Tabular:
         if spec.num_states is None:
             raise ConfigError(f"agent: tabular needs a Discrete observation space, but {spec.env_id!r} has "
                               f"Box{tuple(spec.obs_shape)}: use --agent dqn")
+        if cfg.loop.data_parallel > 1:
+            raise ConfigError(f"data_parallel: tabular learns from every step as it comes, with no minibatch to "
+                              f"split over devices; allowed: 1 (got {cfg.loop.data_parallel})")
 
     def build(self, cfg, spec) -> AgentFns:
         """Tabular Q-learning's pure functions for `cfg` on an environment with `spec`."""

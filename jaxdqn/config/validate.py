@@ -45,6 +45,18 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
 
     available, requested, processes = jax.device_count(), cfg.loop.devices, jax.process_count()
     shardable = backend_name(cfg.env.env_id) == "jax"
+    shards = cfg.loop.data_parallel
+    if shards > 1:  # every device holds a share of every agent
+        require(processes == 1, "data_parallel", f"runs within one process (this run has {processes}); allowed "
+                "here: 1", shards)
+        require(shardable, "data_parallel", f"splitting an agent over devices needs a JAX environment (gymnax/NAME "
+                f"or an import path); {cfg.env.env_id} steps one {backend_name(cfg.env.env_id)} pool for the whole "
+                "process; allowed here: 1", shards)
+        require(shards <= available, "data_parallel", f"this process has {available} local {_platform()} "
+                "device(s)", shards)
+        require(requested in (None, shards), "devices", f"with data_parallel {shards} the agents are split over "
+                f"{shards} devices; allowed here: {shards}", requested)
+        return shards
     divisors = [d for d in range(1, available + 1) if num_agents % d == 0]
     where = f"{processes} processes have" if processes > 1 else "this process has"
     if processes > 1:

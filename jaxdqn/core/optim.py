@@ -13,18 +13,23 @@ OPTIMIZER_HYPERPARAMETERS = ("learning_rate", "adam_eps", "max_grad_norm", "clip
 SWITCHED_OFF_BY_ZERO = frozenset({"max_grad_norm", "clip_grad_value"})
 """Clips that 0 leaves out of the optimiser's chain: whether they are on is program structure."""
 
+DEVICE_AXIS = "devices"
+"""The name of the device mesh's axis in the compiled loop: what a data-parallel learner averages over."""
 
-def make_optimizer(optim) -> optax.GradientTransformation:
+
+def make_optimizer(optim, average_over: str | None = None) -> optax.GradientTransformation:
     """Adam (or RAdam, `optim.optimizer`) after optional clipping by value and by global norm, for an `OptimConfig`.
 
     The four numbers live in the optimiser state (`optax.inject_hyperparams`) and are set per agent by
     `init_optimizer`; which clips are in the chain is structure (a clip is there when its config value is > 0),
     so agents whose values differ share one program as long as they agree on which clips are on.
+    `average_over` (a data-parallel learner: a mesh axis name) first averages the gradients over that axis, so
+    the clips and Adam see the gradient of the whole batch on every device.
     """
     rectified = optim.optimizer == "radam"
 
     def chain(learning_rate, adam_eps, max_grad_norm, clip_grad_value):
-        transforms = []
+        transforms = [average_gradients(average_over)] if average_over else []
         if optim.clip_grad_value > 0:
             transforms.append(optax.clip(clip_grad_value))
         if optim.max_grad_norm > 0:
@@ -33,6 +38,16 @@ def make_optimizer(optim) -> optax.GradientTransformation:
         return optax.chain(*transforms, adam)  # optax.adam's state, so checkpoints of earlier versions load
 
     return optax.inject_hyperparams(chain)(learning_rate=1.0, adam_eps=1.0, max_grad_norm=1.0, clip_grad_value=1.0)
+
+
+def average_gradients(axis_name: str) -> optax.GradientTransformation:
+    """The mean of the gradients over the mapped axis `axis_name` (`jax.lax.pmean`), the same on every device."""
+
+    def update(updates, state, params=None):
+        del params
+        return jax.lax.pmean(updates, axis_name), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps=1e-8, rectified: bool = False,

@@ -138,7 +138,7 @@ def _window(storage: Storage, envs, starts, length: int, stack: int) -> Sequence
 
 
 def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple, obs_dtype,
-                prioritized: bool, n_step: int = 1) -> Replay:
+                prioritized: bool, n_step: int = 1, max_over: str | None = None) -> Replay:
     """A replay of `capacity // num_envs` slots per environment, sampling `batch_size` transitions of up to
     `n_step` steps.
 
@@ -156,8 +156,9 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
       uniform: exactly uniform over sampleable slots (see
       `_uniform_draws`), weights 1. Prioritized: slot i with probability P(i) = p_i / sum p, stratified
       (one draw per equal segment of the total mass); weights (n * P(i)) ** -beta / max over the batch
-      (n, the number of slots, cancels in the division). If no slot is sampleable, weights are 0 (the
-      rows are meaningless).
+      (n, the number of slots, cancels in the division; `max_over`, a data-parallel learner's mesh axis: the max
+      over every device's batch, each device sampling its share from its own environments' rings). If no slot is
+      sampleable, weights are 0 (the rows are meaningless).
     - `update(state, indices, td_errors, alpha, eps, valid=True) -> state`: priorities (|td| + eps) ** alpha
       for slots that are still sampleable (rows where `valid` is False are skipped); a non-finite TD error (or priority) is replaced by the tree's
       current max priority, so NaN/inf never reach the tree. The max priority grows with the new
@@ -222,7 +223,9 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
             # n cancels in the normalization; the count of candidate slots keeps n * P(i) near 1.
             n = (num_envs * jnp.maximum(state.size - 1 - history, 1)).astype(jnp.float32)
             weights = (n * sumtree_masses(tree, indices) / total) ** (-beta)
-            weights = jnp.where(total > 0, weights / weights.max(), 0.0)
+            largest = jnp.where(total > 0, weights.max(), 0.0)
+            largest = largest if max_over is None else jax.lax.pmax(largest, max_over)
+            weights = jnp.where(total > 0, weights / largest, 0.0)
         else:
             envs, slots, found = _uniform_draws(state, key)
             weights = jnp.where(found, 1.0, 0.0) * jnp.ones(batch_size)

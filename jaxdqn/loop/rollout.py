@@ -12,6 +12,12 @@ sending the first actions, each iteration receives the step sent before it, choo
 actions, then observes and records the step received; the chunk's last iteration sends nothing, so no step is
 left in flight between chunks (checkpoints and resume see the same state as without overlap). EnvPool's
 threads step the environments while the agent observes and, at the end of each period, learns.
+
+The loop's leading axis holds *slots*, each one agent's share of its environments: the A agents themselves, or
+with `data_parallel` D, D shares of each agent, shard-major (slot s * A + a is agent a's s-th share of N / D
+environments), sharded over D devices so that device s holds share s of every agent. The shares of an agent
+start from the same state and average their gradients (`core.optim.average_gradients`), so they stay one agent;
+its episode statistics are kept whole on every device from the shares' steps gathered at each iteration.
 """
 
 from __future__ import annotations
@@ -26,19 +32,21 @@ import numpy as np
 from jaxdqn.agents.base import AgentFns, Step
 from jaxdqn.config.schema import ConfigError, Plan, plan
 from jaxdqn.config.validate import agent_devices
+from jaxdqn.core.optim import DEVICE_AXIS
 from jaxdqn.loop.episodes import (EpisodeLog, EpisodeStats, empty_episode_log, init_episode_stats, log_episode_ends,
                                   update_episode_stats)
 
 
 class LoopState(NamedTuple):
-    """The whole training state carried from chunk to chunk (arrays with a leading agent axis A)."""
+    """The whole training state carried from chunk to chunk (arrays with a leading slot axis S: the A agents, or
+    with data_parallel D their D * A shares, each with N / D environments)."""
 
     agents: Any
     env_state: Any
-    obs: chex.Array  # (A, N, *obs_shape)
-    done: chex.Array  # (A, N): the last step ended an episode, so the next one is the auto-reset step
-    stats: EpisodeStats
-    keys: chex.Array  # (A, 2): each agent's loop key; act and learn keys are folded from it and the iteration
+    obs: chex.Array  # (S, N / D, *obs_shape)
+    done: chex.Array  # (S, N / D): the last step ended an episode, so the next one is the auto-reset step
+    stats: EpisodeStats  # per agent (A, ...), whole environments
+    keys: chex.Array  # (S, 2): each slot's loop key; act and learn keys are folded from it and the iteration
     iteration: chex.Array  # iterations run so far (each is N env steps per agent)
 
 
@@ -48,7 +56,7 @@ class ChunkOutput(NamedTuple):
 
     metric_sums: dict  # name -> (A,)
     learn_calls: chex.Array
-    actions: chex.Array  # (action_log_length, A * N)
+    actions: chex.Array  # (action_log_length, S * N / D): the pool's order
     finished: EpisodeLog
 
 
@@ -68,8 +76,10 @@ class Rollout(NamedTuple):
     action_dtype: Any
     reset: tuple  # (env_state, obs) of the pool right after its reset
     seed_indices: tuple  # each agent's seed index (`AgentAxis`)
-    devices: int  # local devices the agents are sharded over
+    devices: int  # local devices the agents (or with data_parallel, their shares) are sharded over
     place: Callable  # place(state) -> the LoopState split over those devices (see `agent_specs`)
+    whole_agents: Callable  # whole_agents(agents) -> the A agents' states (with data_parallel, their first shares)
+    replicas_agree: Callable  # replicas_agree(agents) -> whether every share of an agent has its parameters, jitted
 
 
 class AgentAxis(NamedTuple):
@@ -95,13 +105,19 @@ def stacked_axis(hyperparameters: list, num_seeds: int) -> AgentAxis:
 
 
 def agent_specs(tree):
-    """How a pytree of the loop is split over a mesh's "agents" axis: every array along its leading axis (the
-    agents' state, observations, statistics and keys have A there; a JAX environment pool has its A x N
-    environments there, agent-major), so that each device holds whole agents; scalars (the iteration counter)
-    on every device."""
+    """How a pytree of the loop is split over the device mesh: every array along its leading axis (the slots'
+    state, observations, statistics and keys have the slots there; a JAX environment pool has its environments
+    there, slot-major), so that each device holds whole slots; scalars (the iteration counter) on every device."""
     from jax.sharding import PartitionSpec
 
-    return jax.tree.map(lambda leaf: PartitionSpec("agents") if jnp.ndim(leaf) else PartitionSpec(), tree)
+    return jax.tree.map(lambda leaf: PartitionSpec(DEVICE_AXIS) if jnp.ndim(leaf) else PartitionSpec(), tree)
+
+
+def pool_order(seeds, num_agents: int, shards: int):
+    """Per-environment values in agent-major order (A agents x N environments) in the pool's slot order: with
+    `shards` > 1 (data_parallel), share-major, so that slot s * A + a holds agent a's environments s * N / D ..."""
+    seeds = np.asarray(seeds)
+    return seeds.reshape(num_agents, shards, -1).swapaxes(0, 1).reshape(-1) if shards > 1 else seeds
 
 
 def action_log_dtype(num_actions: int):
@@ -129,13 +145,20 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     the_plan = plan(cfg)
     agents = agents if agents is not None else seeds_axis(fns.hyperparameters, cfg.loop.num_seeds)
     num_agents, num_envs = len(agents.seed_indices), cfg.env.num_envs
-    # With several devices the chunk is written for one device's share of the agents (`local`) and run on every
-    # device by shard_map: each device runs the very program a run of `local` agents runs, with no traffic
-    # between devices, so the agents' results do not depend on how they are split.
+    shards = cfg.loop.data_parallel
+    slots, slot_envs = num_agents * shards, num_envs // shards
+    # With several devices the chunk is written for one device's slots (`local`) and run on every device by
+    # shard_map: each device runs the very program a run of `local` agents runs, with no traffic between devices
+    # unless the slots are shares of agents (data_parallel), so the agents' results do not depend on how they
+    # are split.
     devices = agent_devices(cfg, num_agents)
-    local = num_agents // devices
+    local = slots // devices
     # jax.devices(): this process's devices, or, with several processes, every process's (each owns its share)
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("agents",)) if devices > 1 else None
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (DEVICE_AXIS,)) if devices > 1 else None
+
+    def loop_specs(state: LoopState):
+        specs = agent_specs(state)
+        return specs._replace(stats=jax.tree.map(replicated, specs.stats)) if shards > 1 else specs
 
     def place(state):
         if mesh is None:
@@ -143,15 +166,15 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         if jax.process_count() > 1:  # every process holds the whole state; each places its own share
             state = jax.device_get(state)
         return jax.device_put(state, jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec),
-                                                  agent_specs(state)))
+                                                  loop_specs(state)))
 
     seed_indices, agent_hypers = jnp.asarray(agents.seed_indices, jnp.int32), agents.hyperparameters
     spec = env.spec
-    agent_axis, local_axis = (num_agents, num_envs), (local, num_envs)
+    slot_axis, local_axis = (slots, slot_envs), (local, slot_envs)
     action_log_length = the_plan.log_periods * the_plan.iters_per_period
     action_dtype = action_log_dtype(spec.num_actions)
     env_state0, obs0 = env.reset()
-    first_obs = jnp.asarray(obs0).reshape(*agent_axis, *spec.obs_shape)
+    first_obs = jnp.asarray(obs0).reshape(*slot_axis, *spec.obs_shape)
     solved_return = cfg.loop.solved_return
     overlap = cfg.env.env_overlap
     if overlap and not env.can_overlap:  # EnvPool built without its CUDA op, found only once the pool exists
@@ -160,22 +183,28 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     # the chunk's functions see one device's agents; cut_episodes runs over all of them
     act = over_agents(fns.act, (0, 0, 0, None), local)
     observe = over_agents(fns.observe, (0, 0, None, None), local)
-    observe_all = over_agents(fns.observe, (0, 0, None, None), num_agents)
+    observe_all = over_agents(fns.observe, (0, 0, None, None), slots)
     learn = over_agents(fns.learn, (0, 0, None), local)
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
 
     def init(key) -> LoopState:
         agent_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, seed_indices)
-        agents = jax.vmap(fns.init)(fold(agent_keys, 0), agent_hypers)
-        return LoopState(agents, env_state0, first_obs, jnp.zeros(agent_axis, bool),
-                         init_episode_stats(num_agents, num_envs), fold(agent_keys, 1), jnp.zeros((), jnp.int32))
+        agents, loop_keys = jax.vmap(fns.init)(fold(agent_keys, 0), agent_hypers), fold(agent_keys, 1)
+        if shards > 1:  # an agent's shares start from its one initial state and explore with keys of their own
+            agents = jax.tree.map(lambda x: jnp.concatenate([x] * shards), agents)
+            loop_keys = jnp.concatenate([fold(loop_keys, share) for share in range(shards)])
+        return LoopState(agents, env_state0, first_obs, jnp.zeros(slot_axis, bool),
+                         init_episode_stats(num_agents, num_envs), loop_keys, jnp.zeros((), jnp.int32))
 
     def choose(agents, obs, keys, iteration):
         # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
         return act(agents, obs, fold(keys, 2 * iteration), iteration * num_envs)
 
     def send(env_state, actions):
-        return env.send(env_state, actions.reshape(local * num_envs))
+        return env.send(env_state, actions.reshape(local * slot_envs))
+
+    def whole(x):  # (local, N / D) -> (local, N): every share's environments of each agent, on every device
+        return jax.lax.all_gather(x, DEVICE_AXIS, axis=1, tiled=True) if shards > 1 else x
 
     def iterate(carry, _):
         state, action_log, first_iteration, learn_after, pending, end_iteration = carry
@@ -189,18 +218,18 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
             env_state, out = jax.lax.optimization_barrier((env_state, out))  # observe after the send
         else:
             actions = choose(state.agents, state.obs, state.keys, state.iteration)
-            env_state, out = env.step(state.env_state, actions.reshape(local * num_envs))
+            env_state, out = env.step(state.env_state, actions.reshape(local * slot_envs))
             next_obs = out.obs.reshape(*local_axis, *spec.obs_shape)
         action_log = action_log.at[state.iteration - first_iteration].set(
-            actions.reshape(local * num_envs).astype(action_dtype), mode="drop")
+            actions.reshape(local * slot_envs).astype(action_dtype), mode="drop")
         reward, terminated, truncated, game_reward, game_over = (
             x.reshape(local_axis) for x in (out.reward, out.terminated, out.truncated, out.game_reward, out.game_over))
         real = ~state.done
         step = Step(state.obs, actions, reward, terminated, truncated, next_obs, real)
         agents = observe(state.agents, step, env_steps, env_steps >= learn_after)
         # reported episodes are whole games with raw rewards, not the clipped, life-by-life training signal
-        stats, ends = update_episode_stats(state.stats, game_reward, real, game_over & real, env_steps + num_envs,
-                                           solved_return)
+        stats, ends = update_episode_stats(state.stats, whole(game_reward), whole(real), whole(game_over & real),
+                                           env_steps + num_envs, solved_return)
         state = LoopState(agents, env_state, next_obs, (terminated | truncated) & real, stats, state.keys,
                           state.iteration + 1)
         return (state, action_log, first_iteration, learn_after, pending, end_iteration), ends
@@ -217,6 +246,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
             if learns:
                 env_steps = state.iteration * num_envs
                 agents, metrics = learn(state.agents, fold(state.keys, 2 * state.iteration + 1), env_steps)
+                if shards > 1:  # the whole batch's
+                    metrics = jax.lax.pmean(metrics, DEVICE_AXIS)
                 state = state._replace(agents=agents)
                 output = output._replace(metric_sums=jax.tree.map(jnp.add, output.metric_sums, metrics),
                                          learn_calls=output.learn_calls + 1)
@@ -224,15 +255,17 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
 
         return body
 
-    metric_shapes = jax.eval_shape(learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
-                                   jax.ShapeDtypeStruct((num_agents, 2), jnp.uint32), jnp.int32(0))[1]
+    # learn, with the mesh axis that a data-parallel learner averages over bound (by a vmap of size 1)
+    bound_learn = jax.vmap(learn, in_axes=(None, None, None), axis_size=1, axis_name=DEVICE_AXIS)
+    metric_shapes = jax.eval_shape(bound_learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
+                                   jax.ShapeDtypeStruct((slots, 2), jnp.uint32), jnp.int32(0))[1]
 
     def zero_metrics():
-        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[1:]), s.dtype), metric_shapes)
+        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[2:]), s.dtype), metric_shapes)
 
     def run_chunk(state: LoopState, n_periods, learn_after):
         output = ChunkOutput(zero_metrics(), jnp.zeros((), jnp.int32),
-                             jnp.zeros((action_log_length, local * num_envs), action_dtype),
+                             jnp.zeros((action_log_length, local * slot_envs), action_dtype),
                              empty_episode_log(local, the_plan.episode_log_capacity))
         end_iteration = state.iteration + n_periods * the_plan.iters_per_period
         pending = jnp.zeros(local_axis, jnp.int32)
@@ -252,10 +285,10 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     if mesh is not None:
         from jax.sharding import PartitionSpec
 
-        state_specs = agent_specs(jax.eval_shape(init, jax.random.PRNGKey(0)))
-        output_specs = ChunkOutput(jax.tree.map(lambda _: PartitionSpec("agents"), metric_shapes), PartitionSpec(),
-                                   PartitionSpec(None, "agents"),
-                                   jax.tree.map(lambda _: PartitionSpec("agents"), empty_episode_log(1, 1)))
+        state_specs = loop_specs(jax.eval_shape(init, jax.random.PRNGKey(0)))
+        per_agent = replicated if shards > 1 else (lambda _: PartitionSpec(DEVICE_AXIS))
+        output_specs = ChunkOutput(jax.tree.map(per_agent, metric_shapes), PartitionSpec(),
+                                   PartitionSpec(None, DEVICE_AXIS), jax.tree.map(per_agent, empty_episode_log(1, 1)))
         # the iteration counter and the count of learning periods are computed alike on every device
         run_chunk = jax.shard_map(run_chunk, mesh=mesh, in_specs=(state_specs, PartitionSpec(), PartitionSpec()),
                                   out_specs=(state_specs, output_specs), check_vma=False)
@@ -265,14 +298,33 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         the agents observe the current observations as a step that is not a transition (as EnvPool's auto-reset
         step), so the last stored step gets its next observation and nothing joins it to the new episodes
         (no transition, frame stack or n-step sequence crosses the cut); the cut episodes are not reported."""
-        zeros = jnp.zeros(agent_axis, bool)
-        step = Step(state.obs, jnp.zeros(agent_axis, jnp.int32), jnp.zeros(agent_axis, jnp.float32), zeros, zeros,
+        zeros = jnp.zeros(slot_axis, bool)
+        step = Step(state.obs, jnp.zeros(slot_axis, jnp.int32), jnp.zeros(slot_axis, jnp.float32), zeros, zeros,
                     state.obs, zeros)
         agents = observe_all(state.agents, step, state.iteration * num_envs, jnp.asarray(False))
         stats = state.stats._replace(running_return=jnp.zeros_like(state.stats.running_return),
                                      running_length=jnp.zeros_like(state.stats.running_length))
         return state._replace(agents=agents, stats=stats, done=zeros)
 
-    report = jax.jit(jax.vmap(fns.report, in_axes=(0, None)))
+    def whole_agents(agent_states):
+        return jax.tree.map(lambda x: x[:num_agents], agent_states) if shards > 1 else agent_states
+
+    def replicas_agree(agent_states):
+        if shards == 1:
+            return jnp.asarray(True)
+        shares = jax.tree.leaves(fns.policy(agent_states))
+        return jnp.all(jnp.stack([jnp.all(x.reshape(shards, num_agents, *x.shape[1:]) == x[None, :num_agents])
+                                  for x in shares]))
+
+    report = jax.jit(lambda agent_states, env_steps: jax.vmap(fns.report, in_axes=(0, None))(
+        whole_agents(agent_states), env_steps))
     return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, jax.jit(cut_episodes), action_log_length,
-                   action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place)
+                   action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place, whole_agents,
+                   jax.jit(replicas_agree))
+
+
+def replicated(_):
+    """The PartitionSpec of an array every device holds whole."""
+    from jax.sharding import PartitionSpec
+
+    return PartitionSpec()

@@ -391,12 +391,14 @@ def restore_params(run_dir) -> tuple[Any, Any]:
     cfg = load_run_config(run_dir)
     checkpoint = load_latest(run_dir, cfg)
     fns = resolve_agent(cfg.agent).build(cfg, env_spec(cfg.env.env_id))
-    num_agents = checkpoint.leaves[".keys"].shape[0]  # a sweep group's checkpoint holds every configuration's seeds
-    hypers = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_agents, *np.shape(x)), np.asarray(x).dtype),
+    # a sweep group's checkpoint holds every configuration's seeds, a data-parallel run's every share of them
+    slots = checkpoint.leaves[".keys"].shape[0]
+    hypers = jax.tree.map(lambda x: jax.ShapeDtypeStruct((slots, *np.shape(x)), np.asarray(x).dtype),
                           fns.hyperparameters)
-    template = jax.eval_shape(jax.vmap(fns.init), jax.ShapeDtypeStruct((num_agents, 2), np.uint32), hypers)
+    template = jax.eval_shape(jax.vmap(fns.init), jax.ShapeDtypeStruct((slots, 2), np.uint32), hypers)
     if fns.optional_fields:
         template = template._replace(**{name: None for name in fns.optional_fields})
     agents = restore_state(checkpoint, template, prefix=".agents")
+    agents = jax.tree.map(lambda x: x[:slots // cfg.loop.data_parallel], agents)  # an agent's shares are alike
     # device arrays: a NumPy array closed over by a custom-gradient function (the CNNs' GEMM convolution) is refused
     return cfg, jax.tree.map(jnp.asarray, fns.policy(agents))

@@ -20,7 +20,7 @@ from jaxdqn.config.validate import validate
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
-from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout, stacked_axis
+from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout, pool_order, stacked_axis
 from jaxdqn.run.checkpoint import Checkpoint, CheckpointSaveError, CheckpointWriter
 from jaxdqn.run.distributed import any_process, is_main, to_host
 from jaxdqn.run.recorder import Recorder, remove_run
@@ -29,13 +29,15 @@ from jaxdqn.run.signals import StopSignals
 
 NON_FINITE_EXIT_CODE = 3
 SAVE_FAILED_EXIT_CODE = 4
+REPLICAS_DIFFER_EXIT_CODE = 5
 
 
 class TrainingStopped(Exception):
-    """Training ended before its budget: a signal (after saving a checkpoint) or non-finite values.
+    """Training ended before its budget: a signal (after saving a checkpoint), non-finite values, or a
+    data-parallel agent whose shares no longer hold the same parameters.
 
     `exit_code` is what the `jaxdqn` command exits with (128 + signal number, 3 for non-finite values, 4 for a
-    checkpoint that could not be written).
+    checkpoint that could not be written, 5 for shares that differ).
     """
 
     def __init__(self, message: str, exit_code: int):
@@ -54,7 +56,8 @@ def build_rollout(cfg, pool_start_step: int = 0, configs=None) -> Rollout:
     fns = agent.build(cfg, spec)
     hypers = [fns.hyperparameters if c is cfg else agent.build(c, spec).hyperparameters for c in configs or [cfg]]
     agents = stacked_axis(hypers, cfg.loop.num_seeds)
-    seeds = env_seeds(cfg.loop.seed, agents.seed_indices, cfg.env.num_envs, training_stream(pool_start_step))
+    seeds = pool_order(env_seeds(cfg.loop.seed, agents.seed_indices, cfg.env.num_envs,
+                                 training_stream(pool_start_step)), len(agents.seed_indices), cfg.loop.data_parallel)
     env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip,
                    repeat_action_probability=cfg.env.repeat_action_probability)
     return make_rollout(cfg, fns, env, agents)
@@ -99,15 +102,19 @@ class Progress:
                 "learn_after": self.learn_after, "pool_start_step": self.pool_start_step,
                 "processes": jax.process_count()}
 
-    def check_finite(self, output, params_finite: bool, previous_steps: int, writer) -> None:
-        """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite."""
-        if all(np.isfinite(np.asarray(v)).all() for v in output.metric_sums.values()) and params_finite:
+    def check_finite(self, output, params_finite: bool, replicas_agree: bool, previous_steps: int, writer) -> None:
+        """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite, or if the shares of
+        a data-parallel agent hold different parameters."""
+        finite = all(np.isfinite(np.asarray(v)).all() for v in output.metric_sums.values()) and params_finite
+        if finite and replicas_agree:
             return
         last = writer.wait() if writer is not None else None
         kept = f"the last good checkpoint {last} is kept" if last else "no checkpoint was saved"
-        raise TrainingStopped(f"non-finite loss or parameters at env step {self.env_steps} (in the chunk of steps "
-                              f"{previous_steps + 1}-{self.env_steps}); stopped without saving this state; {kept}",
-                              NON_FINITE_EXIT_CODE)
+        what = ("non-finite loss or parameters" if not finite
+                else "the devices' shares of a data-parallel agent hold different parameters")
+        raise TrainingStopped(f"{what} at env step {self.env_steps} (in the chunk of steps {previous_steps + 1}-"
+                              f"{self.env_steps}); stopped without saving this state; {kept}",
+                              NON_FINITE_EXIT_CODE if not finite else REPLICAS_DIFFER_EXIT_CODE)
 
     def newly_solved(self, solved_step: np.ndarray) -> list[int]:
         """Agents whose solved step is set and was not announced yet."""
@@ -191,7 +198,10 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     num_seeds = cfg.loop.num_seeds
     agent_name = group.agent_name if group is not None else lambda agent, _: f"seed {agent}"
     plan = rollout.plan
-    if rollout.devices > 1:
+    if cfg.loop.data_parallel > 1:
+        log(f"{rollout.num_agents} agent(s), each split over {rollout.devices} devices (data parallel: "
+            f"{cfg.env.num_envs // rollout.devices} of its {cfg.env.num_envs} environments on each)")
+    elif rollout.devices > 1:
         log(f"{rollout.num_agents} agents sharded over {rollout.devices} devices "
             f"({rollout.num_agents // rollout.devices} on each)")
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
@@ -202,7 +212,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         chunk = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
             state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after)).compile()
         compile_seconds = time.perf_counter() - compile_start
-        params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(agents)))
+        params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(rollout.whole_agents(agents))))
         start_steps = progress.env_steps
         if out is not None:  # a resumed run's config.json gets its raised total_steps
             if overwrite and resume_from is None:
@@ -228,7 +238,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                 state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
                 output, view = to_host(output), host_view(state)
                 progress.advance(n, output)
-                progress.check_finite(output, bool(params_finite(state.agents)), previous_steps, writer)
+                progress.check_finite(output, bool(params_finite(state.agents)),
+                                      bool(rollout.replicas_agree(state.agents)), previous_steps, writer)
                 now, env_steps = time.perf_counter(), progress.env_steps
                 sps = (env_steps - previous_steps) * rollout.num_agents / max(now - last_time, 1e-9)
                 last_time = now
@@ -274,7 +285,7 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
     without it, then TrainingStopped."""
     env_steps = progress.env_steps
     state = host_view(state)
-    policy = rollout.fns.policy(state.agents)
+    policy = rollout.fns.policy(rollout.whole_agents(state.agents))
     if jax.process_count() > 1:  # process 0 evaluates every agent
         policy = to_host(policy)
     elif rollout.devices > 1:  # the evaluation pool runs on one device
@@ -289,7 +300,7 @@ def finish(cfg, out, rollout: Rollout, state: LoopState, progress: Progress, res
     session_updates = progress.updates - (resume_from.updates if resume_from is not None else 0)
     summary = {
         "env_id": cfg.env.env_id, "num_seeds": cfg.loop.num_seeds, "num_agents": rollout.num_agents,
-        "devices": rollout.devices,
+        "devices": rollout.devices, "data_parallel": cfg.loop.data_parallel,
         "num_envs": cfg.env.num_envs,
         "env_steps": env_steps, "updates": progress.updates, "wall_seconds": wall_seconds,
         "compile_seconds": compile_seconds,
