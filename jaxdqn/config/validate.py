@@ -40,7 +40,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     """How many devices `num_agents` agents of `cfg` are sharded over (`LoopConfig.devices`): this process's
     local devices, or with several processes (jaxdqn launch, jax.distributed) every process's. ConfigError (one
     line) for a count that cannot be used: more devices than there are, a count that does not divide the agents,
-    fewer than all with several processes, or an environment backend that steps one pool per process."""
+    fewer than all with several processes, or an environment backend that steps one pool per process. With
+    `LoopConfig.data_parallel` D > 1, every agent is split over D devices instead (one process, JAX environments)."""
     import jax
 
     available, requested, processes = jax.device_count(), cfg.loop.devices, jax.process_count()
