@@ -29,6 +29,31 @@ def jaxdqn(*args, timeout=900, env=None):
                           env={**os.environ, **WITH_TESTS, **(env or {})})
 
 
+REFUSALS = """
+import contextlib, io, json, sys
+from jaxdqn.cli import main
+results = []
+for args in json.loads(sys.argv[1]):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        code = main(args)
+    results.append([code, stderr.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def jaxdqn_refused(arg_lists, env=None):
+    """Run `jaxdqn ARGS` for each of `arg_lists` in one subprocess, through the command's own `main` (one start of
+    Python and JAX for all of them, with `env` added to this environment); return [(exit code, stderr)] in order.
+    For input refused before anything compiles: a run that goes further runs here as it would alone."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", REFUSALS, json.dumps([list(map(str, a)) for a in arg_lists])],
+                            capture_output=True, text=True, timeout=900, env={**os.environ, **WITH_TESTS, **(env or {})})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [tuple(outcome) for outcome in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
 def pytest_collection_modifyitems(items):
     """Tests marked `long` run first: with the suite split over worker processes (pytest -n 2), a long test left
     for the end would keep one worker busy while the other waits."""

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import assert_half_run_resumes_exactly, jaxdqn
+from tests.conftest import assert_half_run_resumes_exactly, jaxdqn, jaxdqn_refused
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 RUN = ["--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", "4", "--train-frequency", "4",
@@ -113,10 +113,11 @@ def test_the_data_parallel_update_is_the_one_device_update_on_the_same_batches()
 
 @pytest.mark.long
 def test_a_data_parallel_run_trains_evaluates_and_resumes_exactly(tmp_path):
-    """`jaxdqn train --data-parallel 2` (prioritized replay: importance weights over both devices' batches) runs to
-    the end on 2 of 4 simulated devices, checks that both devices hold the same parameters at every log point,
-    writes one set of outputs that `jaxdqn evaluate` plays, and resumes halfway with --exact to the same arrays."""
-    args = [*RUN, "--data-parallel", "2", "--prioritized", "True"]
+    """`jaxdqn train --data-parallel 2` on EnvPool (one pool per device, each with its share of every agent's
+    environments; prioritized replay: importance weights over both devices' batches) runs to the end on 2 of 4
+    simulated devices, checks that both devices hold the same parameters at every log point, writes one set of
+    outputs that `jaxdqn evaluate` plays, and resumes halfway with --exact to the same arrays."""
+    args = [*RUN, "--env-id", "CartPole-v1", "--data-parallel", "2", "--prioritized", "True"]
     whole = tmp_path / "whole"
     result = jaxdqn("train", *args, "--num-seeds", "2", "--total-steps", 4000, "--out", whole, env=FOUR_DEVICES)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -143,21 +144,23 @@ def test_pqn_trains_data_parallel_from_the_command_line(tmp_path):
     assert summary["data_parallel"] == 2 and summary["updates"] > 0 and len(summary["eval_return_mean"]) == 1
 
 
-@pytest.mark.parametrize("args, message", [
+LEARNER_REFUSALS = [
     (["--num-envs", "6", "--train-frequency", "6"],
      "num_envs: must split evenly over the data_parallel devices (4) (got 6)"),
     (["--batch-size", "30"], "batch_size: must split evenly over the data_parallel devices (4) (got 30)"),
-    (["--env-id", "CartPole-v1"],
-     "data_parallel: splitting an agent over devices needs a JAX environment (gymnax/NAME or an import path); "
-     "CartPole-v1 steps one envpool pool for the whole process; allowed here: 1 (got 4)"),
     (["--devices", "2"], "devices: with data_parallel 4 the agents are split over 4 devices; allowed here: 4 (got 2)"),
     (["--data-parallel", "8", "--num-envs", "8", "--train-frequency", "8"],
      "data_parallel: this process has 4 local cpu device(s) (got 8)"),
     (["--preset", "frozenlake"], "data_parallel: tabular learns from every step as it comes, with no minibatch "
      "to split over devices; allowed: 1 (got 4)"),
-])
-def test_a_learner_that_cannot_be_split_is_one_line(tmp_path, args, message):
-    base = [] if "frozenlake" in args else RUN
-    result = jaxdqn("train", *base, "--data-parallel", "4", *args, "--out", tmp_path / "run", env=FOUR_DEVICES)
-    assert result.returncode == 2 and result.stderr == f"jaxdqn: error: {message}\n"
-    assert not (tmp_path / "run").exists()
+]
+
+
+def test_a_learner_that_cannot_be_split_is_one_line(tmp_path):
+    """Each refused in one line before anything is written (one process runs the command for each)."""
+    outs = [tmp_path / f"run{i}" for i in range(len(LEARNER_REFUSALS))]
+    runs = [["train", *([] if "frozenlake" in args else RUN), "--data-parallel", "4", *args, "--out", out]
+            for (args, _), out in zip(LEARNER_REFUSALS, outs)]
+    for (_, message), outcome in zip(LEARNER_REFUSALS, jaxdqn_refused(runs, env=FOUR_DEVICES)):
+        assert outcome == (2, f"jaxdqn: error: {message}\n")
+    assert not [out for out in outs if out.exists()]

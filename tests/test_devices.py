@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import jaxdqn
+from tests.conftest import assert_half_run_resumes_exactly, jaxdqn, jaxdqn_refused
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
@@ -62,17 +62,43 @@ def test_eight_seeds_over_devices_and_processes_are_the_eight_seeds_of_one_devic
     assert_same_run(half, launched)
 
 
-@pytest.mark.parametrize("args, message", [
+DEVICE_REFUSALS = [
     (["--devices", "3"], "devices: must divide the 8 agents evenly; allowed here: 1, 2, 4 (got 3)"),
     (["--devices", "8"], "devices: this process has 4 local cpu device(s) (got 8)"),
-    (["--env-id", "CartPole-v1", "--devices", "2"],
-     "devices: sharding the agents needs a JAX environment (gymnax/NAME or an import path); CartPole-v1 steps one "
-     "envpool pool for the whole process; allowed here: 1 (got 2)"),
-])
-def test_a_device_count_that_cannot_shard_the_agents_is_one_line(tmp_path, args, message):
-    result = jaxdqn("train", *RUN, *args, "--out", tmp_path / "run", env=FOUR_DEVICES)
-    assert result.returncode == 2 and result.stderr == f"jaxdqn: error: {message}\n"
-    assert not (tmp_path / "run").exists()
+    (["--preset", "frozenlake", "--env-id", "Taxi-v4", "--num-seeds", "8", "--devices", "2"],
+     "devices: sharding the agents needs a JAX or EnvPool environment; Taxi-v4 steps one gymnasium pool for the "
+     "whole process; allowed here: 1 (got 2)"),
+]
+
+
+def test_a_device_count_that_cannot_shard_the_agents_is_one_line(tmp_path):
+    """Each refused in one line before anything is written (one process runs the command for each)."""
+    outs = [tmp_path / f"run{i}" for i in range(len(DEVICE_REFUSALS))]
+    runs = [["train", *(args if "frozenlake" in args else [*RUN, *args]), "--out", out]
+            for (args, _), out in zip(DEVICE_REFUSALS, outs)]
+    for (_, message), outcome in zip(DEVICE_REFUSALS, jaxdqn_refused(runs, env=FOUR_DEVICES)):
+        assert outcome == (2, f"jaxdqn: error: {message}\n")
+    assert not [out for out in outs if out.exists()]
+
+
+@pytest.mark.long
+def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
+    """EnvPool with 4 agents sharded over 2 simulated devices: one pool per device (its agents' environments, with
+    the seeds they have in one pool) trains the agents of one pool bit for bit, with the environments stepped in
+    the loop and overlapped with learning (--env-overlap); a sharded run stopped halfway resumes --exact (the
+    logged actions replayed through every device's pool) to the same arrays."""
+    args = [*RUN, "--env-id", "CartPole-v1", "--num-seeds", "4", "--total-steps", 4000]
+    for overlap in ("False", "True"):
+        single, sharded = tmp_path / f"single-{overlap}", tmp_path / f"sharded-{overlap}"
+        result = jaxdqn("train", *args, "--env-overlap", overlap, "--out", single)
+        assert result.returncode == 0, result.stderr[-2000:]
+        result = jaxdqn("train", *args, "--env-overlap", overlap, "--out", sharded, env={"XLA_FLAGS": TWO_DEVICES})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "4 agents sharded over 2 devices (2 on each)" in result.stdout
+        assert json.loads((sharded / "summary.json").read_text())["devices"] == 2
+        assert_same_run(sharded, single)
+    assert_half_run_resumes_exactly(tmp_path, [*args[:-2], "--env-overlap", "True"], 4000,
+                                    env={"XLA_FLAGS": TWO_DEVICES}, whole=sharded)
 
 
 def test_bench_devices_measures_each_device_count_and_labels_simulated_devices(tmp_path):

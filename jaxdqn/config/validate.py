@@ -40,19 +40,23 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     """How many devices `num_agents` agents of `cfg` are sharded over (`LoopConfig.devices`): this process's
     local devices, or with several processes (jaxdqn launch, jax.distributed) every process's. ConfigError (one
     line) for a count that cannot be used: more devices than there are, a count that does not divide the agents,
-    fewer than all with several processes, or an environment backend that steps one pool per process. With
-    `LoopConfig.data_parallel` D > 1, every agent is split over D devices instead (one process, JAX environments)."""
+    fewer than all with several processes, or an environment backend that cannot be split over devices (Gymnasium,
+    EnvPool without its XLA op). JAX environments are split over the devices; EnvPool gets one pool per device
+    (`envs.DevicePools`, one process). With `LoopConfig.data_parallel` D > 1, every agent is split over D devices
+    instead (one process)."""
     import jax
 
     available, requested, processes = jax.device_count(), cfg.loop.devices, jax.process_count()
-    shardable = backend_name(cfg.env.env_id) == "jax"
+    backend = backend_name(cfg.env.env_id)
+    shardable = backend == "jax" or (backend == "envpool" and _has_envpool_op())
+    not_shardable = (f"{cfg.env.env_id} steps one {backend} pool for the whole process" if backend == "gymnasium" else
+                     f"EnvPool has no XLA op on {_platform()}, so {cfg.env.env_id} steps through a host callback")
     shards = cfg.loop.data_parallel
     if shards > 1:  # every device holds a share of every agent
         require(processes == 1, "data_parallel", f"runs within one process (this run has {processes}); allowed "
                 "here: 1", shards)
-        require(shardable, "data_parallel", f"splitting an agent over devices needs a JAX environment (gymnax/NAME "
-                f"or an import path); {cfg.env.env_id} steps one {backend_name(cfg.env.env_id)} pool for the whole "
-                "process; allowed here: 1", shards)
+        require(shardable, "data_parallel", f"splitting an agent over devices needs a JAX or EnvPool environment; "
+                f"{not_shardable}; allowed here: 1", shards)
         require(shards <= available, "data_parallel", f"this process has {available} local {_platform()} "
                 "device(s)", shards)
         require(requested in (None, shards), "devices", f"with data_parallel {shards} the agents are split over "
@@ -61,9 +65,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     divisors = [d for d in range(1, available + 1) if num_agents % d == 0]
     where = f"{processes} processes have" if processes > 1 else "this process has"
     if processes > 1:
-        require(shardable, "env_id", f"several processes need a JAX environment (gymnax/NAME or an import path); "
-                f"{cfg.env.env_id} steps one {backend_name(cfg.env.env_id)} pool for the whole process",
-                cfg.env.env_id)
+        require(backend == "jax", "env_id", f"several processes need a JAX environment (gymnax/NAME or an import "
+                f"path); {cfg.env.env_id} steps {backend} pools that one process builds", cfg.env.env_id)
         require(num_agents % available == 0, "num_seeds", f"the {num_agents} agents must divide evenly over the "
                 f"{available} devices that {where} (every process trains its share)", num_agents)
         require(requested in (None, available), "devices", f"with {processes} processes every device is used: "
@@ -72,9 +75,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     if requested is None:
         return divisors[-1] if shardable else 1
     require(requested <= available, "devices", f"{where} {available} local {_platform()} device(s)", requested)
-    require(requested == 1 or shardable, "devices", f"sharding the agents needs a JAX environment (gymnax/NAME or "
-            f"an import path); {cfg.env.env_id} steps one {backend_name(cfg.env.env_id)} pool for the whole "
-            "process; allowed here: 1", requested)
+    require(requested == 1 or shardable, "devices", f"sharding the agents needs a JAX or EnvPool environment; "
+            f"{not_shardable}; allowed here: 1", requested)
     require(num_agents % requested == 0, "devices", f"must divide the {num_agents} agents evenly; allowed here: "
             + ", ".join(map(str, divisors)), requested)
     return requested

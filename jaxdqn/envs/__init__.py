@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 
-from jaxdqn.envs.base import (EVAL_STREAM, TRAIN_STREAM, EnvBackend, EnvSpec, StepResult, UnsupportedEnv, env_seeds,
-                              training_stream)
+import numpy as np
+
+from jaxdqn.envs.base import (EVAL_STREAM, TRAIN_STREAM, DevicePools, EnvBackend, EnvSpec, StepResult, UnsupportedEnv,
+                              env_seeds, training_stream)
 from jaxdqn.envs.envpool import ATARI_PREPROCESSING, EnvPoolBackend, is_atari
 from jaxdqn.envs.gymnasium import GYMNASIUM_NOTE, GymnasiumBackend
 from jaxdqn.envs.jax_env import GYMNAX_PREFIX, JaxBackend, JaxEnv
@@ -31,12 +33,22 @@ def env_spec(env_id: str) -> EnvSpec:
 
 
 def make_env(env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False, reward_clip: bool = False,
-             render: bool = False, repeat_action_probability: float = 0.0) -> EnvBackend:
+             render: bool = False, repeat_action_probability: float = 0.0, devices: int = 1) -> EnvBackend:
     """A pool of `env_id` with one environment per seed in `seeds` (see `env_seeds`), from the backend that
-    has it. Call its `reset()` before stepping."""
-    return BACKENDS[backend_name(env_id)](env_id, seeds, num_threads=num_threads, episodic_life=episodic_life,
-                                          reward_clip=reward_clip, render=render,
-                                          repeat_action_probability=repeat_action_probability)
+    has it. Call its `reset()` before stepping. With `devices` > 1 (a run sharded over devices), a backend other
+    than JAX's gets one pool per device, each of an equal block of the seeds (`DevicePools`); a JAX pool is
+    split over the devices as it is."""
+    backend = BACKENDS[backend_name(env_id)]
+
+    def pool(pool_seeds):
+        return backend(env_id, pool_seeds, num_threads=num_threads, episodic_life=episodic_life,
+                       reward_clip=reward_clip, render=render, repeat_action_probability=repeat_action_probability)
+
+    if devices == 1 or backend is JaxBackend:
+        return pool(seeds)
+    from jaxdqn.core.optim import DEVICE_AXIS
+
+    return DevicePools([pool(block) for block in np.split(np.asarray(seeds), devices)], DEVICE_AXIS)
 
 
 def known_env_ids() -> list[str]:
@@ -50,6 +62,6 @@ def _known_env_ids() -> tuple[str, ...]:
     return tuple(sorted({env_id for backend in BACKENDS.values() for env_id in backend.known_ids()}))
 
 
-__all__ = ["ATARI_PREPROCESSING", "BACKENDS", "EVAL_STREAM", "TRAIN_STREAM", "GYMNASIUM_NOTE", "EnvBackend", "EnvPoolBackend", "EnvSpec",
+__all__ = ["ATARI_PREPROCESSING", "BACKENDS", "DevicePools", "EVAL_STREAM", "TRAIN_STREAM", "GYMNASIUM_NOTE", "EnvBackend", "EnvPoolBackend", "EnvSpec",
            "GYMNAX_PREFIX", "GymnasiumBackend", "JaxBackend", "JaxEnv", "StepResult", "UnsupportedEnv", "backend_name", "env_seeds", "env_spec", "is_atari", "known_env_ids",
            "make_env", "training_stream"]

@@ -187,3 +187,71 @@ def registered_render_fps(env_id: str) -> float | None:
 def as_seed_list(seeds) -> list[int]:
     """`seeds` (one per environment: an array or a sequence) as a list of Python ints."""
     return [int(seed) for seed in np.asarray(seeds).reshape(-1)]
+
+
+class DevicePools:
+    """One pool per device of a sharded run, seen by the loop as one pool of all their environments (pool d holds
+    the d-th contiguous block of the environments, the share of device d); for a backend that cannot be split
+    over devices itself (EnvPool's op steps the pool whose address it was compiled with, on the host).
+
+    `env_state` holds one state per pool along a leading axis, so that sharding it over the devices gives each
+    device its own pool's. `step` (and with overlap `send`/`recv`) steps every pool when it is given all their
+    states (on the host: resume's replay), and this device's pool alone when given one (inside the loop's
+    device-sharded chunk, where each device picks its branch by its index on `axis_name`)."""
+
+    def __init__(self, pools: Sequence, axis_name: str):
+        self.pools, self.axis_name = list(pools), axis_name
+        first = self.pools[0]
+        self.spec, self.render_fps = first.spec, first.render_fps
+        self.num_envs = sum(pool.num_envs for pool in self.pools)
+        self.host_step = any(pool.host_step for pool in self.pools)
+        self.can_overlap = all(pool.can_overlap for pool in self.pools)
+
+    def reset(self):
+        """Every pool's (env_state, obs), stacked and joined in pool order; call on the host, before jit."""
+        import jax
+
+        states, observations = zip(*(pool.reset() for pool in self.pools))
+        return jax.tree.map(lambda *s: np.stack(s), *states), np.concatenate(observations)
+
+    def _each(self, method: str, env_state, *actions):
+        import jax
+        import jax.numpy as jnp
+
+        calls = [getattr(pool, method) for pool in self.pools]
+        one = lambda tree, i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
+        if jax.tree.leaves(env_state)[0].shape[0] == 1 < len(self.pools):  # this device's pool
+            def branch(call):
+                def stepped(state, *acts):
+                    return jax.tree.map(lambda x: x[None], call(one(state, 0), *acts))
+                return stepped
+
+            index = jax.lax.axis_index(self.axis_name)
+            return jax.lax.switch(index, [branch(call) for call in calls], env_state, *actions)
+        shares = [jnp.split(a, len(self.pools)) for a in actions]
+        results = [call(one(env_state, i), *(share[i] for share in shares)) for i, call in enumerate(calls)]
+        if method == "send":
+            return jax.tree.map(lambda *s: jnp.stack(s), *results)
+        return (jax.tree.map(lambda *s: jnp.stack(s), *[r[0] for r in results]),
+                jax.tree.map(lambda *s: jnp.concatenate(s), *[r[1] for r in results]))
+
+    def step(self, env_state, actions):
+        """Step the pools with int32 `actions` (their environments, in pool order); usable inside jit."""
+        return self._each("step", env_state, actions)
+
+    def send(self, env_state, actions):
+        """Start a step of the pools (only when `can_overlap`)."""
+        return self._each("send", env_state, actions)
+
+    def recv(self, env_state):
+        """Wait for the step the last `send` started (only when `can_overlap`)."""
+        return self._each("recv", env_state)
+
+    def render(self) -> np.ndarray:
+        """The RGB frame of environment 0 (of the first pool)."""
+        return self.pools[0].render()
+
+    def close(self) -> None:
+        """Release every pool."""
+        for pool in self.pools:
+            pool.close()

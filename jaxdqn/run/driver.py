@@ -16,7 +16,7 @@ from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import plan as plan_of
 from jaxdqn.config.schema import to_dict, with_derived
 from jaxdqn.compile_cache import enable_compile_cache
-from jaxdqn.config.validate import validate
+from jaxdqn.config.validate import agent_devices, validate
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
@@ -59,7 +59,8 @@ def build_rollout(cfg, pool_start_step: int = 0, configs=None) -> Rollout:
     seeds = pool_order(env_seeds(cfg.loop.seed, agents.seed_indices, cfg.env.num_envs,
                                  training_stream(pool_start_step)), len(agents.seed_indices), cfg.loop.data_parallel)
     env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip,
-                   repeat_action_probability=cfg.env.repeat_action_probability)
+                   repeat_action_probability=cfg.env.repeat_action_probability,
+                   devices=agent_devices(cfg, len(agents.seed_indices)))
     return make_rollout(cfg, fns, env, agents)
 
 
