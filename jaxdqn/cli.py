@@ -38,7 +38,7 @@ commands:
   presets    list the presets, one line each
   launch     train with N local processes on JAX's distributed runtime: jaxdqn launch --processes N -- train
              [train options] (each process trains its share of the agents; process 0 writes the run)
-  bench      measure throughput: jaxdqn bench [--tiny] [--devices] [--out DIR];
+  bench      measure throughput: jaxdqn bench [--tiny] [--devices [--env-id ID]] [--out DIR];
              jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR];
              default folder: $XDG_DATA_HOME/jaxdqn/bench, else ~/.local/share/jaxdqn/bench
 """
@@ -552,19 +552,27 @@ def bench_command(argv: list[str]) -> int:
             return _fail(str(error))
         print(f"wrote {table} and {', '.join(str(p) for p in pngs)}")
         return 0
+    from jaxdqn.bench.devices import DEVICES_ENV_ID
+
     parser = argparse.ArgumentParser(prog="jaxdqn bench", description="Measure jaxdqn throughput on this machine.")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; for tests and smoke checks)")
     parser.add_argument("--out", type=Path, default=None, help=f"folder for the JSON result (default: {default_dir})")
     parser.add_argument("--devices", action="store_true",
                         help="instead: agents sharded over 1, 2, 4, ... of the local devices, with the scaling "
                              "efficiency U(n) / (n U(1)) (devices-*.json)")
+    parser.add_argument("--env-id", default=DEVICES_ENV_ID,
+                        help=f"with --devices: the environment the agents step (default {DEVICES_ENV_ID}; an EnvPool "
+                             "id such as CartPole-v1 gives each device a pool of its own)")
     args = parser.parse_args(argv)
+    if args.env_id != DEVICES_ENV_ID and not args.devices:
+        return _fail(f"--env-id: only with --devices (got {args.env_id})")
     if args.devices:
         from jaxdqn.bench.devices import BenchRefused, bench_devices
 
         try:
             bench_devices("tiny" if args.tiny else "full", default_results_dir() if args.out is None else args.out,
-                          command=" ".join(["jaxdqn", "bench", *argv]), log=lambda line: print(line, flush=True))
+                          command=" ".join(["jaxdqn", "bench", *argv]), log=lambda line: print(line, flush=True),
+                          env_id=args.env_id)
         except BenchRefused as error:
             return _fail(str(error))
         return 0

@@ -35,7 +35,7 @@ from jaxdqn.cli import main
 results = []
 for args in json.loads(sys.argv[1]):
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stderr(stderr):  # not stdout: tyro words its errors otherwise when it is not a file
         code = main(args)
     results.append([code, stderr.getvalue()])
 print(json.dumps(results))

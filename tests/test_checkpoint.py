@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JAXDQN, jaxdqn
+from tests.conftest import JAXDQN, jaxdqn, jaxdqn_refused
 
 TOTAL = 12_000
 SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",
@@ -231,21 +231,23 @@ BAD_RUNS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_RUNS))
-def test_bad_run_dir_is_one_clear_error_and_untouched(tmp_path, reference, case):
-    break_it, args, message = BAD_RUNS[case]
-    run = tmp_path / "run"
-    shutil.copytree(reference, run)
-    break_it(run)
-    before = tree_hash(run) if run.exists() else None
-    if "--total-steps" not in args:
-        args = [*args, "--total-steps", str(2 * TOTAL)]
-    result = jaxdqn("train", "--resume", str(run), *args)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("jaxdqn: error: --")
-    assert message in result.stderr
-    assert (tree_hash(run) if run.exists() else None) == before
+def test_bad_run_dir_is_one_clear_error_and_untouched(tmp_path, reference):
+    """Each broken copy of a real run is refused on --resume in one line and left as it was (the command's `main`
+    run for every case in one process)."""
+    runs, befores, commands = [], [], []
+    for i, (break_it, args, _) in enumerate(BAD_RUNS.values()):
+        run = tmp_path / f"run{i}"
+        shutil.copytree(reference, run)
+        break_it(run)
+        runs.append(run)
+        befores.append(tree_hash(run) if run.exists() else None)
+        commands.append(["train", "--resume", run, *args, *([] if "--total-steps" in args else
+                                                           ["--total-steps", str(2 * TOTAL)])])
+    for case, (_, _, message), (code, stderr), run, before in zip(BAD_RUNS, BAD_RUNS.values(),
+                                                                  jaxdqn_refused(commands), runs, befores):
+        assert code == 2 and len(stderr.strip().splitlines()) == 1, (case, stderr)
+        assert stderr.startswith("jaxdqn: error: --") and message in stderr, (case, stderr)
+        assert (tree_hash(run) if run.exists() else None) == before, case
 
 
 @pytest.mark.parametrize("replay", [[], ["--prioritized"]])  # the sum tree never sees the NaN TD errors either

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import JAXDQN, jaxdqn
+from tests.conftest import JAXDQN, jaxdqn, jaxdqn_refused
 
 
 def test_presets_lists_one_short_line_each_and_shows_one_in_full():
@@ -67,7 +67,7 @@ def test_agent_brings_its_own_flags():
     assert result.returncode == 0 and "--toy-rate" in result.stdout and "Step size of the toy agent" in result.stdout
 
 
-@pytest.mark.parametrize("args,message", [
+BAD_INPUT = [
     (["--learning-rate", "-1"], "learning_rate: must be a finite number > 0 (got -1.0)"),
     (["--env-id", "CartPol-v1"], "closest: CartPole-v1"),
     (["--preset", "nope"], "preset: unknown preset 'nope'; allowed: atlantis, breakout, c51-cartpole, cartpole"),
@@ -92,15 +92,20 @@ def test_agent_brings_its_own_flags():
     (["--agent", "nope"], "agent: must be one of dqn, pqn, tabular or an import path module:attribute (got 'nope')"),
     (["--agent", "tabular"], "agent: tabular needs a Discrete observation space, but 'CartPole-v1' has Box(4,)"),
     (["--agent", "tests.toy_agents:ReplayToy", "--toy-rate", "-1"], "toy_rate: must be > 0 (got -1.0)"),
-])
-def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, args, message):
-    out = tmp_path / "run"
-    result = jaxdqn("train", *args, "--out", str(out))
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"jaxdqn: error: {result.stderr.strip().split('error: ', 1)[1]}"
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not out.exists()
+]
+
+
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path):
+    """Each refused in one line before anything is written: the first through the installed command, all of them
+    through the command's `main` in one process."""
+    outs = [tmp_path / f"run{i}" for i in range(len(BAD_INPUT))]
+    outcomes = jaxdqn_refused([["train", *args, "--out", out] for (args, _), out in zip(BAD_INPUT, outs)])
+    first = jaxdqn("train", *BAD_INPUT[0][0], "--out", outs[0])
+    assert (first.returncode, first.stderr) == outcomes[0]
+    for (args, message), (code, stderr) in zip(BAD_INPUT, outcomes):
+        assert code == 2 and stderr.startswith("jaxdqn: error: ") and message in stderr, (args, stderr)
+        assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not [out for out in outs if out.exists()]
 
 
 def test_the_largest_seed_trains_and_evaluates(tmp_path):

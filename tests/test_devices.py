@@ -3,6 +3,7 @@
 resume sharded, one set of outputs, and one-line refusals."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -32,33 +33,33 @@ def assert_same_run(run, reference):
 @pytest.mark.long
 def test_eight_seeds_over_devices_and_processes_are_the_eight_seeds_of_one_device(tmp_path):
     """2 processes of 2 simulated devices each (jaxdqn launch: the agents sharded over 4 devices, 2 on each) train
-    the same 8 agents as one process on one device, bit for bit, and write one set of outputs that `jaxdqn
-    evaluate` plays in one process; a launched run
-    stopped halfway resumes (launched, --exact) to the same arrays, and resuming it with one process is refused.
-    (A sharded run within one process: test_bench_devices_... below.)"""
+    the same 8 agents as one process on one device, bit for bit, and write one set of outputs whose checkpoints
+    hold every process's agents; the launched run, taken back to its checkpoint at half the steps, resumes
+    (launched, --exact) to the same arrays, and resuming it with one process is refused.
+    (A sharded run within one process: test_envpool_pools_per_device_... and test_bench_devices_... below.)"""
     single, launched, half = (tmp_path / name for name in ("single", "launched", "half"))
     result = jaxdqn("train", *RUN, "--total-steps", 4000, "--out", single)
     assert result.returncode == 0, result.stderr[-2000:]
     two_processes = ["launch", "--processes", 2, "--", "train"]
-    result = jaxdqn(*two_processes, *RUN, "--total-steps", 4000, "--out", launched, env={"XLA_FLAGS": TWO_DEVICES})
+    result = jaxdqn(*two_processes, *RUN, "--total-steps", 4000, "--replay-in-every-checkpoint", "True", "--out",
+                    launched, env={"XLA_FLAGS": TWO_DEVICES})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("8 agents sharded over 4 devices (2 on each)") == 1 and result.stderr == ""
     assert result.stdout.count("done: 4000 steps x 8 seed(s)") == 1
     assert json.loads((launched / "summary.json").read_text())["devices"] == 4
     assert len((launched / "metrics.jsonl").read_text().splitlines()) == 4
     assert_same_run(launched, single)
-    evaluated = jaxdqn("evaluate", launched, "--episodes", 2)  # one process plays every process's agents
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert "seed 7: return" in evaluated.stdout
 
-    result = jaxdqn(*two_processes, *RUN, "--total-steps", 2000, "--out", half, env={"XLA_FLAGS": TWO_DEVICES})
-    assert result.returncode == 0, result.stderr[-2000:]
+    shutil.copytree(launched, half)  # as if it had stopped after its checkpoint at step 2000 (replay included)
+    for later in ("step_000000003000", "step_000000004000"):
+        shutil.rmtree(half / "checkpoints" / later)
     refused = jaxdqn("train", "--resume", half, "--total-steps", 4000, "--exact")
     assert refused.returncode == 2 and refused.stderr == (
         f"jaxdqn: error: --resume: checkpoint {half}/checkpoints/step_000000002000 was saved by 2 process(es) and "
         "this run has 1; resume it with as many (jaxdqn launch --processes 2 -- train --resume ...)\n")
     result = jaxdqn(*two_processes, "--resume", half, "--total-steps", 4000, "--exact", env={"XLA_FLAGS": TWO_DEVICES})
     assert result.returncode == 0, result.stderr[-2000:]
+    assert len((half / "metrics.jsonl").read_text().splitlines()) == 4
     assert_same_run(half, launched)
 
 
