@@ -2,8 +2,8 @@
 scaling efficiency U(n) / (n * U(1)).
 
 Weak scaling: every device trains the same number of agents (seeds of the `cartpole` preset, by default on
-gymnax's CartPole, which steps on the device; on an EnvPool id each device steps a pool of its own), so U(n), the agent-steps per second of n devices, is n * U(1) where
-devices do not slow each other. Each count is one `jaxdqn train` process (`runs.run_case`); U is its
+gymnax's CartPole, which steps on the device; on an EnvPool id each device steps a pool of its own), so U(n),
+the agent-steps per second of n devices, is n * U(1) where devices do not slow each other. Each count is one `jaxdqn train` process (`runs.run_case`); U is its
 learning-phase rate. XLA:CPU's devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`) are simulated:
 they share the host's cores, so their rows show that the sharded program runs and what sharding costs, not
 how it scales; the result says so (`simulated`).
@@ -57,8 +57,8 @@ def bench_devices(size: str, out_dir: str | Path, command: str | None = None, lo
             "that the sharded program runs and what sharding costs, not how it scales")
 
     def rate(agents: int, devices: int) -> tuple[float, dict]:
-        args = [*PRESET_ARGS, "--env-id", env_id, "--num-envs", str(spec["num_envs"]), "--total-steps", str(spec["total_steps"]),
-                "--learning-starts", str(spec["total_steps"] // 4), "--num-seeds", str(agents), "--devices", str(devices)]
+        args = [*PRESET_ARGS, "--env-id", env_id, "--num-envs", str(spec["num_envs"]),
+                "--total-steps", str(spec["total_steps"]), "--learning-starts", str(spec["total_steps"] // 4), "--num-seeds", str(agents), "--devices", str(devices)]
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 result = run_case(args, Path(tmp))

@@ -66,7 +66,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     where = f"{processes} processes have" if processes > 1 else "this process has"
     if processes > 1:
         require(backend == "jax", "env_id", f"several processes need a JAX environment (gymnax/NAME or an import "
-                f"path); {cfg.env.env_id} steps {backend} pools that one process builds", cfg.env.env_id)
+                f"path): {cfg.env.env_id} would step {backend} pools built by each process for its own devices, "
+                "which jaxdqn does not do", cfg.env.env_id)
         require(num_agents % available == 0, "num_seeds", f"the {num_agents} agents must divide evenly over the "
                 f"{available} devices that {where} (every process trains its share)", num_agents)
         require(requested in (None, available), "devices", f"with {processes} processes every device is used: "
