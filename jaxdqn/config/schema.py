@@ -205,14 +205,15 @@ class LoopConfig(Section):
     devices: int | None = None
     """Local devices (GPUs, or simulated CPU devices) the agents (seeds, and a sweep's configurations) are sharded
     over: each device trains its share, with no traffic between devices in the training loop; needs a JAX
-    environment (gymnax/... or an import path). None: every local device when the agents divide evenly among
-    them, else the most that do (1 with EnvPool or Gymnasium environments)."""
+    environment (gymnax/... or an import path), split over the devices, or an EnvPool one, one pool per device
+    (one process). None: every local device when the agents divide evenly among them, else the most that do (1
+    with Gymnasium environments)."""
     data_parallel: int = 1
     """Devices each agent's learner is split over: each device steps num_envs / data_parallel of the agent's
     environments into its own share of the replay, samples batch_size / data_parallel transitions from it (pqn:
     that share of every minibatch), and the gradients are averaged over the devices, so the parameters stay the
     same on all of them. 1: off (the devices, if several, split the agents instead; see devices). Pays off for
-    large minibatches only; needs a JAX environment."""
+    large minibatches only; needs a JAX or EnvPool environment (one pool per device) and one process."""
 
     def _check_values(self) -> None:
         require(self.seed >= 0, "seed", "must be an integer >= 0", self.seed)
