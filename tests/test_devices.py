@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import assert_half_run_resumes_exactly, jaxdqn, jaxdqn_refused
+from tests.conftest import jaxdqn, jaxdqn_refused
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
@@ -28,6 +28,14 @@ def assert_same_run(run, reference):
     assert not [name for name in ours if not np.array_equal(ours[name], theirs[name])], run
     summaries = [json.loads((path / "summary.json").read_text()) for path in (run, reference)]
     assert summaries[0]["eval_return_mean"] == summaries[1]["eval_return_mean"]
+
+
+def stopped_at_half(run, copy):
+    """`run` (4000 steps, a checkpoint with its replay every 1000) copied to `copy` as if it had stopped after its
+    checkpoint at step 2000."""
+    shutil.copytree(run, copy)
+    for later in ("step_000000003000", "step_000000004000"):
+        shutil.rmtree(copy / "checkpoints" / later)
 
 
 @pytest.mark.long
@@ -50,9 +58,7 @@ def test_eight_seeds_over_devices_and_processes_are_the_eight_seeds_of_one_devic
     assert len((launched / "metrics.jsonl").read_text().splitlines()) == 4
     assert_same_run(launched, single)
 
-    shutil.copytree(launched, half)  # as if it had stopped after its checkpoint at step 2000 (replay included)
-    for later in ("step_000000003000", "step_000000004000"):
-        shutil.rmtree(half / "checkpoints" / later)
+    stopped_at_half(launched, half)
     refused = jaxdqn("train", "--resume", half, "--total-steps", 4000, "--exact")
     assert refused.returncode == 2 and refused.stderr == (
         f"jaxdqn: error: --resume: checkpoint {half}/checkpoints/step_000000002000 was saved by 2 process(es) and "
@@ -84,11 +90,13 @@ def test_a_device_count_that_cannot_shard_the_agents_is_one_line(tmp_path):
 
 @pytest.mark.long
 def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
-    """EnvPool with 4 agents sharded over 2 simulated devices: one pool per device (its agents' environments, with
-    the seeds they have in one pool) trains the agents of one pool bit for bit, with the environments stepped in
-    the loop and overlapped with learning (--env-overlap); a sharded run stopped halfway resumes --exact (the
-    logged actions replayed through every device's pool) to the same arrays."""
-    args = [*RUN, "--env-id", "CartPole-v1", "--num-seeds", "4", "--total-steps", 4000]
+    """EnvPool with 4 agents sharded over 2 devices: one pool per device (its agents' environments, with the seeds
+    they have in one pool) trains the agents of one pool bit for bit, with the environments stepped in the loop
+    and overlapped with learning (--env-overlap), on 2 simulated devices of one process and on the devices of 2
+    processes (jaxdqn launch), each building its own device's pool; stopped halfway, both resume --exact (the
+    logged actions replayed through the pools of every device, or of the process's own) to the same arrays."""
+    args = [*RUN, "--env-id", "CartPole-v1", "--num-seeds", "4", "--total-steps", 4000,
+            "--replay-in-every-checkpoint", "True"]
     for overlap in ("False", "True"):
         single, sharded = tmp_path / f"single-{overlap}", tmp_path / f"sharded-{overlap}"
         result = jaxdqn("train", *args, "--env-overlap", overlap, "--out", single)
@@ -98,8 +106,18 @@ def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
         assert "4 agents sharded over 2 devices (2 on each)" in result.stdout
         assert json.loads((sharded / "summary.json").read_text())["devices"] == 2
         assert_same_run(sharded, single)
-    assert_half_run_resumes_exactly(tmp_path, [*args[:-2], "--env-overlap", "True"], 4000,
-                                    env={"XLA_FLAGS": TWO_DEVICES}, whole=sharded)
+    two_processes = ["launch", "--processes", 2, "--", "train"]
+    launched = tmp_path / "launched"
+    result = jaxdqn(*two_processes, *args, "--env-overlap", "True", "--out", launched)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("4 agents sharded over 2 devices (2 on each)") == 1 and result.stderr == ""
+    assert_same_run(launched, single)
+    for run, command, env in ((sharded, ["train"], {"XLA_FLAGS": TWO_DEVICES}), (launched, two_processes, None)):
+        half = tmp_path / f"half-{run.name}"
+        stopped_at_half(run, half)
+        result = jaxdqn(*command, "--resume", half, "--total-steps", 4000, "--exact", env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert_same_run(half, run)
 
 
 def test_bench_devices_measures_each_device_count_and_labels_simulated_devices(tmp_path):

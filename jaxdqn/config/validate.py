@@ -42,7 +42,7 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     line) for a count that cannot be used: more devices than there are, a count that does not divide the agents,
     fewer than all with several processes, or an environment backend that cannot be split over devices (Gymnasium,
     EnvPool without its XLA op). JAX environments are split over the devices; EnvPool gets one pool per device
-    (`envs.DevicePools`, one process). With `LoopConfig.data_parallel` D > 1, every agent is split over D devices
+    (`envs.DevicePools`, built by the process that owns the device). With `LoopConfig.data_parallel` D > 1, every agent is split over D devices
     instead (one process)."""
     import jax
 
@@ -65,9 +65,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     divisors = [d for d in range(1, available + 1) if num_agents % d == 0]
     where = f"{processes} processes have" if processes > 1 else "this process has"
     if processes > 1:
-        require(backend == "jax", "env_id", f"several processes need a JAX environment (gymnax/NAME or an import "
-                f"path): {cfg.env.env_id} would step {backend} pools built by each process for its own devices, "
-                "which jaxdqn does not do", cfg.env.env_id)
+        require(shardable, "env_id", f"several processes need a JAX or EnvPool environment; {not_shardable}",
+                cfg.env.env_id)
         require(num_agents % available == 0, "num_seeds", f"the {num_agents} agents must divide evenly over the "
                 f"{available} devices that {where} (every process trains its share)", num_agents)
         require(requested in (None, available), "devices", f"with {processes} processes every device is used: "

@@ -36,8 +36,8 @@ def make_env(env_id: str, seeds, num_threads: int = 0, episodic_life: bool = Fal
              render: bool = False, repeat_action_probability: float = 0.0, devices: int = 1) -> EnvBackend:
     """A pool of `env_id` with one environment per seed in `seeds` (see `env_seeds`), from the backend that
     has it. Call its `reset()` before stepping. With `devices` > 1 (a run sharded over devices), a backend other
-    than JAX's gets one pool per device, each of an equal block of the seeds (`DevicePools`); a JAX pool is
-    split over the devices as it is."""
+    than JAX's gets one pool per device, each of an equal block of the seeds (`DevicePools`; with several
+    processes, each builds its own devices' pools); a JAX pool is split over the devices as it is."""
     backend = BACKENDS[backend_name(env_id)]
 
     def pool(pool_seeds):
@@ -46,9 +46,14 @@ def make_env(env_id: str, seeds, num_threads: int = 0, episodic_life: bool = Fal
 
     if devices == 1 or backend is JaxBackend:
         return pool(seeds)
+    import jax
+
     from jaxdqn.core.optim import DEVICE_AXIS
 
-    return DevicePools([pool(block) for block in np.split(np.asarray(seeds), devices)], DEVICE_AXIS)
+    # with several processes, devices counts every process's; each builds the pools of its own
+    here = [device.process_index == jax.process_index() for device in jax.devices()[:devices]]
+    return DevicePools([pool(block) if mine else None
+                        for block, mine in zip(np.split(np.asarray(seeds), devices), here)], DEVICE_AXIS)
 
 
 def known_env_ids() -> list[str]:

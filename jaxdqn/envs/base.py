@@ -197,28 +197,41 @@ class DevicePools:
     `env_state` holds one state per pool along a leading axis, so that sharding it over the devices gives each
     device its own pool's. `step` (and with overlap `send`/`recv`) steps every pool when it is given all their
     states (on the host: resume's replay), and this device's pool alone when given one (inside the loop's
-    device-sharded chunk, where each device picks its branch by its index on `axis_name`)."""
+    device-sharded chunk, where each device picks its branch by its index on `axis_name`).
+
+    With several processes each builds the pools of its own devices only: `pools` holds None for another
+    process's. Their places in `reset`'s state and observations are zeros (a process places only its own devices'
+    shares), and stepping all pools leaves them as they are (`stepped_here` marks the environments stepped here).
+    """
 
     def __init__(self, pools: Sequence, axis_name: str):
         self.pools, self.axis_name = list(pools), axis_name
-        first = self.pools[0]
+        self.local = [pool for pool in self.pools if pool is not None]
+        first = self.local[0]
         self.spec, self.render_fps = first.spec, first.render_fps
-        self.num_envs = sum(pool.num_envs for pool in self.pools)
-        self.host_step = any(pool.host_step for pool in self.pools)
-        self.can_overlap = all(pool.can_overlap for pool in self.pools)
+        self.pool_envs = first.num_envs  # every pool holds an equal block
+        self.num_envs = self.pool_envs * len(self.pools)
+        self.host_step = any(pool.host_step for pool in self.local)
+        self.can_overlap = all(pool.can_overlap for pool in self.local)
+        self.stepped_here = np.repeat([pool is not None for pool in self.pools], self.pool_envs)
+        """(num_envs,) bool: the environments of this process's pools."""
 
     def reset(self):
         """Every pool's (env_state, obs), stacked and joined in pool order; call on the host, before jit."""
         import jax
 
-        states, observations = zip(*(pool.reset() for pool in self.pools))
+        resets = {index: pool.reset() for index, pool in enumerate(self.pools) if pool is not None}
+        state, obs = next(iter(resets.values()))
+        elsewhere = (jax.tree.map(np.zeros_like, state), np.zeros_like(obs))  # another process's pool
+        states, observations = zip(*(resets.get(index, elsewhere) for index in range(len(self.pools))))
         return jax.tree.map(lambda *s: np.stack(s), *states), np.concatenate(observations)
 
     def _each(self, method: str, env_state, *actions):
         import jax
         import jax.numpy as jnp
 
-        calls = [getattr(pool, method) for pool in self.pools]
+        stand_in = getattr(self.local[0], method)  # traced for another process's device, never run here
+        calls = [getattr(pool, method) if pool is not None else stand_in for pool in self.pools]
         one = lambda tree, i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
         if jax.tree.leaves(env_state)[0].shape[0] == 1 < len(self.pools):  # this device's pool
             def branch(call):
@@ -229,11 +242,23 @@ class DevicePools:
             index = jax.lax.axis_index(self.axis_name)
             return jax.lax.switch(index, [branch(call) for call in calls], env_state, *actions)
         shares = [jnp.split(a, len(self.pools)) for a in actions]
-        results = [call(one(env_state, i), *(share[i] for share in shares)) for i, call in enumerate(calls)]
+        results = [call(one(env_state, i), *(share[i] for share in shares)) if pool is not None
+                   else self._unstepped(method, one(env_state, i))
+                   for i, (call, pool) in enumerate(zip(calls, self.pools))]
         if method == "send":
             return jax.tree.map(lambda *s: jnp.stack(s), *results)
         return (jax.tree.map(lambda *s: jnp.stack(s), *[r[0] for r in results]),
                 jax.tree.map(lambda *s: jnp.concatenate(s), *[r[1] for r in results]))
+
+    def _unstepped(self, method: str, state):
+        """Another process's pool, left as it is: its state, and for a step zeros shaped as its result."""
+        import jax.numpy as jnp
+
+        if method == "send":
+            return state
+        obs = jnp.zeros((self.pool_envs, *self.spec.obs_shape), self.spec.obs_dtype)
+        flags, rewards = jnp.zeros(self.pool_envs, bool), jnp.zeros(self.pool_envs, jnp.float32)
+        return state, StepResult(obs, rewards, flags, flags, rewards, flags)
 
     def step(self, env_state, actions):
         """Step the pools with int32 `actions` (their environments, in pool order); usable inside jit."""
@@ -248,10 +273,10 @@ class DevicePools:
         return self._each("recv", env_state)
 
     def render(self) -> np.ndarray:
-        """The RGB frame of environment 0 (of the first pool)."""
-        return self.pools[0].render()
+        """The RGB frame of environment 0 (of this process's first pool)."""
+        return self.local[0].render()
 
     def close(self) -> None:
-        """Release every pool."""
-        for pool in self.pools:
+        """Release this process's pools."""
+        for pool in self.local:
             pool.close()

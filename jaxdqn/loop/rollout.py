@@ -163,10 +163,14 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     def place(state):
         if mesh is None:
             return state
-        if jax.process_count() > 1:  # every process holds the whole state; each places its own share
-            state = jax.device_get(state)
-        return jax.device_put(state, jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec),
-                                                  loop_specs(state)))
+        shardings = jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec), loop_specs(state))
+        if jax.process_count() == 1:
+            return jax.device_put(state, shardings)
+        # every process holds the whole state and places its own devices' shares; the shares of other processes'
+        # EnvPool pools are stand-ins (envs.DevicePools), so the processes' whole states differ there
+        return jax.tree.map(lambda x, sharding: jax.make_array_from_callback(np.shape(x), sharding,
+                                                                             lambda index: x[index]),
+                            jax.device_get(state), shardings)
 
     seed_indices, agent_hypers = jnp.asarray(agents.seed_indices, jnp.int32), agents.hyperparameters
     spec = env.spec
