@@ -60,13 +60,36 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order
 
 
+def final_arrays(run) -> dict:
+    """The arrays of the last checkpoint of the run directory `run`."""
+    import numpy as np
+
+    with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
+        return {name: data[name] for name in data.files}
+
+
+def assert_same_arrays(run, reference):
+    """The last checkpoints of the run directories `run` and `reference` hold the same arrays, bit for bit."""
+    import numpy as np
+
+    ours, theirs = final_arrays(run), final_arrays(reference)
+    assert sorted(ours) == sorted(theirs)
+    assert not [name for name in ours if not np.array_equal(ours[name], theirs[name])], run
+
+
+def stopped_at_half(run, copy, total_steps: int = 4000, interval: int = 1000):
+    """The run directory `run` (`total_steps`, a checkpoint with its replay every `interval` steps) copied to
+    `copy` as if it had stopped after its checkpoint at half the steps."""
+    shutil.copytree(run, copy)
+    for later in range(total_steps // 2 + interval, total_steps + 1, interval):
+        shutil.rmtree(copy / "checkpoints" / f"step_{later:012d}")
+
+
 def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int, env=None, whole=None):
     """`jaxdqn train ARGS` run to `total_steps` in one go (or the run already in `whole`), and run to half of it
     then resumed with --exact: both end with the same checkpoint arrays (ARGS must fix --schedule-steps, as a
     resume keeps the first run's); `env` is added to the processes' environment. Returns the uninterrupted
     run's directory."""
-    import numpy as np
-
     half = tmp_path / "half"
     if whole is None:
         whole = tmp_path / "whole"
@@ -74,14 +97,7 @@ def assert_half_run_resumes_exactly(tmp_path, args, total_steps: int, env=None, 
     assert jaxdqn("train", *args, "--total-steps", total_steps // 2, "--out", half, env=env).returncode == 0
     resumed = jaxdqn("train", "--resume", half, "--total-steps", total_steps, "--exact", env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-
-    def final_arrays(run):
-        with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
-            return {name: data[name] for name in data.files}
-
-    ours, reference = final_arrays(half), final_arrays(whole)
-    assert sorted(ours) == sorted(reference)
-    assert not [name for name in ours if not np.array_equal(ours[name], reference[name])]
+    assert_same_arrays(half, whole)
     return whole
 
 

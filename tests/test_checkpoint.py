@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import JAXDQN, jaxdqn, jaxdqn_refused
+from tests.conftest import JAXDQN, assert_same_arrays, final_arrays, jaxdqn, jaxdqn_refused
 
 TOTAL = 12_000
 SMALL = ["--total-steps", str(TOTAL), "--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",
@@ -38,22 +38,13 @@ def train(out, *extra):
     return jaxdqn("train", *SMALL, *extra, "--out", str(out))
 
 
-def final_arrays(run: Path) -> dict:
-    latest = sorted((run / "checkpoints").glob("step_*"))[-1]
-    with np.load(latest / "arrays.npz") as data:
-        return {name: data[name] for name in data.files}
-
-
 def records(run: Path) -> list:
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def assert_same_run(run: Path, reference: Path):
-    ours, theirs = final_arrays(run), final_arrays(reference)
-    assert sorted(ours) == sorted(theirs)
-    different = [name for name in ours if not np.array_equal(ours[name], theirs[name])]
-    assert not different, f"arrays differ from the uninterrupted run: {different[:5]}"
+    assert_same_arrays(run, reference)
     assert records(run) == records(reference)
 
 

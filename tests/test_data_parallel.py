@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import assert_half_run_resumes_exactly, jaxdqn, jaxdqn_refused
+from tests.conftest import assert_same_arrays, jaxdqn, jaxdqn_refused, stopped_at_half
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 RUN = ["--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", "4", "--train-frequency", "4",
@@ -115,11 +115,14 @@ def test_the_data_parallel_update_is_the_one_device_update_on_the_same_batches()
 def test_a_data_parallel_run_trains_evaluates_and_resumes_exactly(tmp_path):
     """`jaxdqn train --data-parallel 2` on EnvPool (one pool per device, each with its share of every agent's
     environments; prioritized replay: importance weights over both devices' batches) runs to the end on 2 of 4
-    simulated devices, checks that both devices hold the same parameters at every log point, writes one set of
-    outputs that `jaxdqn evaluate` plays, and resumes halfway with --exact to the same arrays."""
-    args = [*RUN, "--env-id", "CartPole-v1", "--data-parallel", "2", "--prioritized", "True"]
-    whole = tmp_path / "whole"
-    result = jaxdqn("train", *args, "--num-seeds", "2", "--total-steps", 4000, "--out", whole, env=FOUR_DEVICES)
+    simulated devices, checks that both devices hold the same parameters at every log point, and writes one set
+    of outputs that `jaxdqn evaluate` plays. Two processes of one device each (jaxdqn launch, the gradients
+    averaged through gloo) train the same agents bit for bit, and, stopped halfway, resume --exact to the same
+    arrays."""
+    args = [*RUN, "--env-id", "CartPole-v1", "--data-parallel", "2", "--prioritized", "True", "--num-seeds", "2",
+            "--total-steps", 4000, "--replay-in-every-checkpoint", "True"]
+    whole, launched, half = (tmp_path / name for name in ("whole", "launched", "half"))
+    result = jaxdqn("train", *args, "--out", whole, env=FOUR_DEVICES)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 agent(s), each split over 2 devices (data parallel: 2 of its 4 environments on each)" in result.stdout
     summary = json.loads((whole / "summary.json").read_text())
@@ -129,7 +132,16 @@ def test_a_data_parallel_run_trains_evaluates_and_resumes_exactly(tmp_path):
     evaluated = jaxdqn("evaluate", whole, "--episodes", 2)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "seed 1: return" in evaluated.stdout
-    assert_half_run_resumes_exactly(tmp_path, [*args, "--num-seeds", "2"], 4000, env=FOUR_DEVICES, whole=whole)
+
+    two_processes = ["launch", "--processes", 2, "--", "train"]
+    result = jaxdqn(*two_processes, *args, "--out", launched)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("each split over 2 devices") == 1 and result.stderr == ""
+    assert_same_arrays(launched, whole)
+    stopped_at_half(launched, half)
+    result = jaxdqn(*two_processes, "--resume", half, "--total-steps", 4000, "--exact")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_arrays(half, launched)
 
 
 def test_pqn_trains_data_parallel_from_the_command_line(tmp_path):

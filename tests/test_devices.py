@@ -3,12 +3,10 @@
 resume sharded, one set of outputs, and one-line refusals."""
 
 import json
-import shutil
 
-import numpy as np
 import pytest
 
-from tests.conftest import jaxdqn, jaxdqn_refused
+from tests.conftest import assert_same_arrays, jaxdqn, jaxdqn_refused, stopped_at_half
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
@@ -17,25 +15,10 @@ RUN = ["--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", "
        "--log-interval", "1000", "--checkpoint-interval", "1000", "--schedule-steps", "4000", "--eval-episodes", "2"]
 
 
-def final_arrays(run):
-    with np.load(sorted((run / "checkpoints").glob("step_*"))[-1] / "arrays.npz") as data:
-        return {name: data[name] for name in data.files}
-
-
 def assert_same_run(run, reference):
-    ours, theirs = final_arrays(run), final_arrays(reference)
-    assert sorted(ours) == sorted(theirs)
-    assert not [name for name in ours if not np.array_equal(ours[name], theirs[name])], run
+    assert_same_arrays(run, reference)
     summaries = [json.loads((path / "summary.json").read_text()) for path in (run, reference)]
     assert summaries[0]["eval_return_mean"] == summaries[1]["eval_return_mean"]
-
-
-def stopped_at_half(run, copy):
-    """`run` (4000 steps, a checkpoint with its replay every 1000) copied to `copy` as if it had stopped after its
-    checkpoint at step 2000."""
-    shutil.copytree(run, copy)
-    for later in ("step_000000003000", "step_000000004000"):
-        shutil.rmtree(copy / "checkpoints" / later)
 
 
 @pytest.mark.long

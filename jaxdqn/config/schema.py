@@ -213,7 +213,8 @@ class LoopConfig(Section):
     environments into its own share of the replay, samples batch_size / data_parallel transitions from it (pqn:
     that share of every minibatch), and the gradients are averaged over the devices, so the parameters stay the
     same on all of them. 1: off (the devices, if several, split the agents instead; see devices). Pays off for
-    large minibatches only; needs a JAX or EnvPool environment (one pool per device) and one process."""
+    large minibatches only; needs a JAX or EnvPool environment (one pool per device); with several processes,
+    every process's devices."""
 
     def _check_values(self) -> None:
         require(self.seed >= 0, "seed", "must be an integer >= 0", self.seed)

@@ -42,8 +42,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
     line) for a count that cannot be used: more devices than there are, a count that does not divide the agents,
     fewer than all with several processes, or an environment backend that cannot be split over devices (Gymnasium,
     EnvPool without its XLA op). JAX environments are split over the devices; EnvPool gets one pool per device
-    (`envs.DevicePools`, built by the process that owns the device). With `LoopConfig.data_parallel` D > 1, every agent is split over D devices
-    instead (one process)."""
+    (`envs.DevicePools`, built by the process that owns the device). With `LoopConfig.data_parallel` D > 1,
+    every agent is split over D devices instead (with several processes, all of theirs)."""
     import jax
 
     available, requested, processes = jax.device_count(), cfg.loop.devices, jax.process_count()
@@ -53,8 +53,8 @@ def agent_devices(cfg: Config, num_agents: int) -> int:
                      f"EnvPool has no XLA op on {_platform()}, so {cfg.env.env_id} steps through a host callback")
     shards = cfg.loop.data_parallel
     if shards > 1:  # every device holds a share of every agent
-        require(processes == 1, "data_parallel", f"runs within one process (this run has {processes}); allowed "
-                "here: 1", shards)
+        require(processes == 1 or shards == available, "data_parallel", f"with {processes} processes every "
+                f"device is used: allowed here: {available}", shards)
         require(shardable, "data_parallel", f"splitting an agent over devices needs a JAX or EnvPool environment; "
                 f"{not_shardable}; allowed here: 1", shards)
         require(shards <= available, "data_parallel", f"this process has {available} local {_platform()} "
