@@ -3,7 +3,8 @@
 12 configurations (4 learning rates x 3 discounts) x 4 seeds of the `cartpole` preset with `--num-envs 10`, 500k
 steps per agent:
 
-- the sweep: one `jaxdqn sweep` process (48 agents in one compiled group; its compile is cold, timed inside);
+- the sweep: one `jaxdqn sweep` process (48 agents in one compiled group; its compile is cold, timed inside), on
+  its default of one CPU device per core (`--cpu-devices N` to choose);
 - the alternative: 12 `jaxdqn train --num-seeds 4` processes, one per configuration, one after another, with a
   warm compile cache (every configuration has the same program, so a warm-up run fills the cache first);
 - 48 single-seed processes: a few are timed and the total is extrapolated.
@@ -12,7 +13,7 @@ Every wall time is the whole process (start-up, compile, training, final evaluat
 agents are then checked against the separate runs: configuration c's seeds must have the same final
 parameters, bit for bit, and the same evaluation returns.
 
-Usage: python benchmarks/sweep.py [--steps 500000] [--singles 3] [--out benchmarks/results]
+Usage: python benchmarks/sweep.py [--steps 500000] [--singles 3] [--cpu-devices N] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--singles", type=int, default=3, help="single-seed processes timed (then extrapolated)")
+    parser.add_argument("--cpu-devices", type=int, default=None, help="the sweep's --cpu-devices (default: its own)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     jaxdqn = jaxdqn_command()
@@ -77,7 +79,9 @@ def main() -> None:
         print(f"train lr {lr} gamma {gamma} x{SEEDS} seeds: {seconds:.1f} s", flush=True)
     sweep_dir = work / "sweep"
     sweep_command = ["sweep", *BASE, *steps, "--num-seeds", str(SEEDS), "--learning-rate", ",".join(LEARNING_RATES),
-                     "--gamma", ",".join(GAMMAS), "--out", str(sweep_dir)]
+                     "--gamma", ",".join(GAMMAS)]
+    sweep_command += ["--cpu-devices", str(args.cpu_devices)] if args.cpu_devices else []
+    sweep_command += ["--out", str(sweep_dir)]
     sweep_seconds = timed([jaxdqn, *sweep_command], env)
     sweep_summary = json.loads((sweep_dir / "group-0" / "summary.json").read_text())
     print(f"sweep of {len(configs)} x {SEEDS}: {sweep_seconds:.1f} s", flush=True)
@@ -99,10 +103,13 @@ def main() -> None:
     runs_total = sum(r["wall_seconds"] for r in runs)
     singles_total = float(np.mean([s["wall_seconds"] for s in singles])) * len(configs) * SEEDS if singles else None
     record = {
-        "command": "python benchmarks/sweep.py" + (f" --steps {args.steps}" if args.steps != 500_000 else ""),
+        "command": "python benchmarks/sweep.py" + (f" --steps {args.steps}" if args.steps != 500_000 else "")
+                   + (f" --singles {args.singles}" if args.singles != 3 else "")
+                   + (f" --cpu-devices {args.cpu_devices}" if args.cpu_devices else ""),
         "machine": machine_facts(),
         "sweep_command": "jaxdqn " + " ".join(sweep_command[:-2]),
         "agents": len(configs) * SEEDS, "env_steps_per_agent": sweep_summary["env_steps"],
+        "sweep_devices": sweep_summary["devices"], "separate_runs_devices": 1,
         "sweep_wall_seconds": sweep_seconds, "sweep_compile_seconds": sweep_summary["compile_seconds"],
         "sweep_agent_steps_per_second": len(configs) * SEEDS * sweep_summary["env_steps"] / sweep_seconds,
         "separate_runs": runs, "separate_runs_total_seconds": runs_total, "warm_up_seconds": warm_up,

@@ -611,6 +611,7 @@ def _sweep_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--exact", action="store_true")
     parser.add_argument("--random", type=parse_int, default=None)
     parser.add_argument("--sweep-seed", type=parse_int, default=0)
+    parser.add_argument("--cpu-devices", type=parse_int, default=None)
     parser.add_argument("-h", "--help", action="store_true")
     return parser.parse_known_args(argv)
 
@@ -625,6 +626,8 @@ def _sweep_help() -> str:
             "  --overwrite       replace the sweep in --out (removed once every configuration has been checked)\n"
             "  --random N        draw N configurations from the ranges and lists instead of the grid\n"
             "  --sweep-seed K    the seed of those draws (default 0)\n"
+            "  --cpu-devices N   on a CPU, split it into N devices, each training its share of a group's agents on\n"
+            "                    a thread of its own (default: one per core; 1: one device; see --devices)\n"
             "  --resume DIR      continue a stopped sweep: finished groups are kept, the others resume from their\n"
             "                    checkpoints (--exact: replay their pools' actions, see `jaxdqn train --help`)\n"
             "  `jaxdqn train --preset NAME --help` describes every field\n")
@@ -640,11 +643,16 @@ def sweep_command(argv: list[str]) -> int:
         print(_sweep_help(), end="")
         return 0
     from jaxdqn import sweep as sweeps
+    from jaxdqn.run.distributed import split_cpu
 
     try:
+        if options.cpu_devices is not None and options.cpu_devices < 1:
+            raise CliError(f"--cpu-devices: must be an integer >= 1 (got {options.cpu_devices})")
+        split_cpu(options.cpu_devices)  # before anything below asks JAX for its devices
         if options.resume is not None:
             if field_args or options.out or options.overwrite or options.random is not None or "--preset" in argv:
-                raise CliError("--resume: only --exact may be given with --resume (the sweep's own sweep.json is used)")
+                raise CliError("--resume: only --exact and --cpu-devices may be given with --resume (the sweep's own "
+                               "sweep.json is used)")
             out = Path(options.resume)
             plan = sweeps.load_sweep(out)
         else:

@@ -38,8 +38,8 @@ def test_a_killed_sweep_resumes_and_each_configuration_is_the_agent_train_gives(
     out = tmp_path / "sweep"
     # 2 learning rates x 2 batch sizes x 2 seeds: the batch size changes the program, so 2 groups of 2 configurations
     process = subprocess.Popen([JAXDQN, "sweep", *SMALL, "--learning-rate", "1e-3,3e-4", "--batch-size", "32,64",
-                                "--num-seeds", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+                                "--num-seeds", "2", "--cpu-devices", "2", "--out", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     while not (out / "group-1" / "checkpoints" / "step_000000001000").exists() and process.poll() is None:
         time.sleep(0.01)
     process.kill()
@@ -47,6 +47,7 @@ def test_a_killed_sweep_resumes_and_each_configuration_is_the_agent_train_gives(
     assert process.returncode == -signal.SIGKILL, stdout[-2000:]
     assert "4 configurations x 2 seed(s) = 8 agents in 2 compiled group(s)" in stdout
     assert "batch_size change(s) the program: 2 groups" in stdout
+    assert "4 agents sharded over 2 devices (2 on each)" in stdout  # --cpu-devices 2: the CPU split in two
     assert not (out / "sweep.csv").exists()
     group0_summary = (out / "group-0" / "summary.json").read_text()
 
