@@ -22,6 +22,14 @@ from jaxdqn.envs import env_spec
 from jaxdqn.sweep import plan_sweep, structure_key
 from tests.conftest import JAXDQN, jaxdqn
 
+@pytest.fixture(scope="module", autouse=True)
+def jax_started():
+    """JAX's backend started before `main(["sweep", ...])` runs in this test process, so that the sweep leaves the
+    process's one CPU device as it is (a `jaxdqn sweep` process of its own splits the CPU, run.distributed.split_cpu)
+    and the tests that run after these in the same worker see the devices they expect."""
+    jax.devices()
+
+
 SMALL = ["--preset", "cartpole", "--total-steps", "2000", "--learning-starts", "500", "--buffer-size", "1000",
          "--log-interval", "500", "--checkpoint-interval", "500", "--eval-episodes", "1"]
 
@@ -119,6 +127,7 @@ def _memory_case():
      "train_frequency: must divide num_envs (4) or be a multiple of it (got 10)"),
     (["--gamma", "0.9"], "sweep: no field to sweep; give one a list (--learning-rate 1e-4,3e-4,1e-3)"),
     (["--random", "0", "--gamma", "0.9,0.99"], "--random: must be an integer > 0 (got 0)"),
+    (["--cpu-devices", "0", "--gamma", "0.9,0.99"], "--cpu-devices: must be an integer >= 1 (got 0)"),
     (["--learning-rate", "1e-3,1e-4,3e-4,3e-3", "--buffer-size", None],
      "memory: group 1 of 1: 4 configuration(s) x 1 seed(s) = 4 agents need about"),
 ])

@@ -103,14 +103,18 @@ FORCED_CPU_DEVICES = "xla_force_host_platform_device_count"
 
 def split_cpu(count: int | None = None) -> int | None:
     """Make JAX's CPU backend `count` devices (None: one per core this process may run on), each running its share
-    of a program's agents on a thread of its own; call before anything uses JAX's backend. Left as it is, and
-    None returned, when XLA_FLAGS already sets a count (--xla_force_host_platform_device_count); else the count."""
+    of a program's agents on a thread of its own. Left as it is, and None returned, when XLA_FLAGS already sets a
+    count (--xla_force_host_platform_device_count) or JAX's backend has started in this process (jaxdqn called
+    from Python after other JAX work); else the count."""
     import jax
 
     if FORCED_CPU_DEVICES in os.environ.get("XLA_FLAGS", ""):
         return None
     count = count or len(os.sched_getaffinity(0))
-    jax.config.update("jax_num_cpu_devices", count)
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX refuses the change once its backends exist
+        return None
     return count
 
 
