@@ -63,6 +63,8 @@ Run options (besides the config fields below):
                   JAX_NUM_PROCESSES, JAX_PROCESS_ID; one process without them); `jaxdqn launch` sets them
   --coordinator-timeout S
                   seconds to wait for the coordinator and the other processes (default 60)
+  --cpu-devices N split the CPU into N devices, over which --devices shards the seeds: each device trains its
+                  share on a thread of its own, so up to one per core helps (default: one device)
 
 Every config field below can be overridden; values are environment steps per seed unless stated. Integers
 may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:
@@ -96,13 +98,15 @@ def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--num-processes", default=None)
     parser.add_argument("--process-id", default=None)
     parser.add_argument("--coordinator-timeout", default="60")
+    parser.add_argument("--cpu-devices", default=None)
     return parser.parse_known_args(argv)
 
 
 def join_processes(run_options: argparse.Namespace) -> None:
-    """Join the run's other processes when there are several (`run.distributed`), before anything uses JAX's
-    backend; CliError (one line) for bad options or a coordinator that does not answer in time."""
-    from jaxdqn.run.distributed import DistributedError, initialize, processes_from
+    """Split the CPU into `--cpu-devices` devices, and join the run's other processes when there are several
+    (`run.distributed`), before anything uses JAX's backend; CliError (one line) for bad options or a coordinator
+    that does not answer in time."""
+    from jaxdqn.run.distributed import DistributedError, initialize, processes_from, split_cpu
 
     def optional_int(text, name):
         try:
@@ -110,6 +114,11 @@ def join_processes(run_options: argparse.Namespace) -> None:
         except NotAnInteger as error:
             raise CliError(f"--{name}: {error}") from None
 
+    cpu_devices = optional_int(run_options.cpu_devices, "cpu-devices")
+    if cpu_devices is not None and cpu_devices < 1:
+        raise CliError(f"--cpu-devices: must be an integer >= 1 (got {cpu_devices})")
+    if cpu_devices is not None:
+        split_cpu(cpu_devices)
     try:
         initialize(processes_from(run_options.coordinator_address,
                                   optional_int(run_options.num_processes, "num-processes"),

@@ -76,6 +76,7 @@ BAD_INPUT = [
      "total_steps: must be at most 2147483647 (int32) (got 5000000000)"),
     (["--seed", "99999999999"], "seed: must be at most 2147483647 (int32)"),
     (["--seed", "-1"], "seed: must be an integer >= 0 (got -1)"),
+    (["--cpu-devices", "0"], "--cpu-devices: must be an integer >= 1 (got 0)"),
     (["--torso", "nature_cnn"], "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
                                 "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
     # the same words as from Python (make_config(loss="Huber"))

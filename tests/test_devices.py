@@ -75,7 +75,8 @@ def test_a_device_count_that_cannot_shard_the_agents_is_one_line(tmp_path):
 def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
     """EnvPool with 4 agents sharded over 2 devices: one pool per device (its agents' environments, with the seeds
     they have in one pool) trains the agents of one pool bit for bit, with the environments stepped in the loop
-    and overlapped with learning (--env-overlap), on 2 simulated devices of one process and on the devices of 2
+    and overlapped with learning (--env-overlap), on 2 simulated devices of one process (--cpu-devices 2, or
+    XLA_FLAGS) and on the devices of 2
     processes (jaxdqn launch), each building its own device's pool; stopped halfway, both resume --exact (the
     logged actions replayed through the pools of every device, or of the process's own) to the same arrays."""
     args = [*RUN, "--env-id", "CartPole-v1", "--num-seeds", "4", "--total-steps", 4000,
@@ -84,7 +85,9 @@ def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
         single, sharded = tmp_path / f"single-{overlap}", tmp_path / f"sharded-{overlap}"
         result = jaxdqn("train", *args, "--env-overlap", overlap, "--out", single)
         assert result.returncode == 0, result.stderr[-2000:]
-        result = jaxdqn("train", *args, "--env-overlap", overlap, "--out", sharded, env={"XLA_FLAGS": TWO_DEVICES})
+        two_devices = ["--cpu-devices", 2] if overlap == "False" else []  # the flag, or XLA's own
+        result = jaxdqn("train", *args, "--env-overlap", overlap, *two_devices, "--out", sharded,
+                        env=None if two_devices else {"XLA_FLAGS": TWO_DEVICES})
         assert result.returncode == 0, result.stderr[-2000:]
         assert "4 agents sharded over 2 devices (2 on each)" in result.stdout
         assert json.loads((sharded / "summary.json").read_text())["devices"] == 2
