@@ -4,7 +4,7 @@
 steps per agent:
 
 - the sweep: one `jaxdqn sweep` process (48 agents in one compiled group; its compile is cold, timed inside), on
-  its default of one CPU device per core (`--cpu-devices N` to choose);
+  its default of one CPU device per core, or once for each count given by `--cpu-devices N [N ...]`;
 - the alternative: 12 `jaxdqn train --num-seeds 4` processes, one per configuration, one after another, with a
   warm compile cache (every configuration has the same program, so a warm-up run fills the cache first);
 - 48 single-seed processes: a few are timed and the total is extrapolated.
@@ -13,7 +13,7 @@ Every wall time is the whole process (start-up, compile, training, final evaluat
 agents are then checked against the separate runs: configuration c's seeds must have the same final
 parameters, bit for bit, and the same evaluation returns.
 
-Usage: python benchmarks/sweep.py [--steps 500000] [--singles 3] [--cpu-devices N] [--out benchmarks/results]
+Usage: python benchmarks/sweep.py [--steps 500000] [--singles 3] [--cpu-devices N [N ...]] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=500_000)
     parser.add_argument("--singles", type=int, default=3, help="single-seed processes timed (then extrapolated)")
-    parser.add_argument("--cpu-devices", type=int, default=None, help="the sweep's --cpu-devices (default: its own)")
+    parser.add_argument("--cpu-devices", type=int, nargs="+", default=None,
+                        help="time one sweep per value of its --cpu-devices (default: one sweep, with its default)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     jaxdqn = jaxdqn_command()
@@ -77,14 +78,35 @@ def main() -> None:
         runs.append({"learning_rate": lr, "gamma": gamma, "wall_seconds": seconds,
                      "compile_seconds": summary["compile_seconds"], "eval_return_mean": summary["eval_return_mean"]})
         print(f"train lr {lr} gamma {gamma} x{SEEDS} seeds: {seconds:.1f} s", flush=True)
-    sweep_dir = work / "sweep"
-    sweep_command = ["sweep", *BASE, *steps, "--num-seeds", str(SEEDS), "--learning-rate", ",".join(LEARNING_RATES),
-                     "--gamma", ",".join(GAMMAS)]
-    sweep_command += ["--cpu-devices", str(args.cpu_devices)] if args.cpu_devices else []
-    sweep_command += ["--out", str(sweep_dir)]
-    sweep_seconds = timed([jaxdqn, *sweep_command], env)
-    sweep_summary = json.loads((sweep_dir / "group-0" / "summary.json").read_text())
-    print(f"sweep of {len(configs)} x {SEEDS}: {sweep_seconds:.1f} s", flush=True)
+    def sweep(cpu_devices: int | None) -> dict:
+        """One timed sweep process (with --cpu-devices when given), checked against the separate runs."""
+        sweep_dir = work / f"sweep-{cpu_devices or 'default'}"
+        command = ["sweep", *BASE, *steps, "--num-seeds", str(SEEDS), "--learning-rate", ",".join(LEARNING_RATES),
+                   "--gamma", ",".join(GAMMAS), *(["--cpu-devices", str(cpu_devices)] if cpu_devices else [])]
+        seconds = timed([jaxdqn, *command, "--out", str(sweep_dir)], env)
+        summary = json.loads((sweep_dir / "group-0" / "summary.json").read_text())
+        params = params_of(sweep_dir / "group-0")
+        same_params, same_returns = [], []
+        for index, run in enumerate(runs):
+            agents = slice(index * SEEDS, (index + 1) * SEEDS)
+            alone = params_of(work / f"run-{index}")
+            same_params.append(all(np.array_equal(params[name][agents], alone[name]) for name in alone))
+            same_returns.append(summary["eval_return_mean"][agents] == run["eval_return_mean"])
+        print(f"sweep of {len(configs)} x {SEEDS} on {summary['devices']} device(s): {seconds:.1f} s "
+              f"({runs_total / seconds:.2f}x the separate runs); identical parameters in {sum(same_params)}/"
+              f"{len(runs)} configurations, identical returns in {sum(same_returns)}/{len(runs)}", flush=True)
+        return {"sweep_command": "jaxdqn " + " ".join(command), "sweep_devices": summary["devices"],
+                "env_steps_per_agent": summary["env_steps"], "sweep_wall_seconds": seconds,
+                "sweep_compile_seconds": summary["compile_seconds"],
+                "sweep_agent_steps_per_second": len(configs) * SEEDS * summary["env_steps"] / seconds,
+                "speedup_over_separate_runs": runs_total / seconds,
+                "same_params_as_separate_runs": same_params, "same_eval_returns_as_separate_runs": same_returns,
+                "sweep_eval_return_mean": [summary["eval_return_mean"][i * SEEDS:(i + 1) * SEEDS]
+                                           for i in range(len(configs))],
+                "sweep_table": (sweep_dir / "sweep.md").read_text()}
+
+    runs_total = sum(r["wall_seconds"] for r in runs)
+    sweeps = [sweep(count) for count in args.cpu_devices or [None]]
     singles = []
     for index in range(args.singles):
         lr, gamma = configs[index * len(configs) // max(args.singles, 1)]
@@ -92,41 +114,22 @@ def main() -> None:
                          "--out", str(work / f"single-{index}")], env)
         singles.append({"learning_rate": lr, "gamma": gamma, "wall_seconds": seconds})
         print(f"train lr {lr} gamma {gamma} x1 seed: {seconds:.1f} s", flush=True)
-
-    sweep_params = params_of(sweep_dir / "group-0")
-    same_params, same_returns = [], []
-    for index, run in enumerate(runs):
-        agents = slice(index * SEEDS, (index + 1) * SEEDS)
-        alone = params_of(work / f"run-{index}")
-        same_params.append(all(np.array_equal(sweep_params[name][agents], alone[name]) for name in alone))
-        same_returns.append(sweep_summary["eval_return_mean"][agents] == run["eval_return_mean"])
-    runs_total = sum(r["wall_seconds"] for r in runs)
     singles_total = float(np.mean([s["wall_seconds"] for s in singles])) * len(configs) * SEEDS if singles else None
+    first = sweeps[0]
     record = {
         "command": "python benchmarks/sweep.py" + (f" --steps {args.steps}" if args.steps != 500_000 else "")
                    + (f" --singles {args.singles}" if args.singles != 3 else "")
-                   + (f" --cpu-devices {args.cpu_devices}" if args.cpu_devices else ""),
+                   + (" --cpu-devices " + " ".join(map(str, args.cpu_devices)) if args.cpu_devices else ""),
         "machine": machine_facts(),
-        "sweep_command": "jaxdqn " + " ".join(sweep_command[:-2]),
-        "agents": len(configs) * SEEDS, "env_steps_per_agent": sweep_summary["env_steps"],
-        "sweep_devices": sweep_summary["devices"], "separate_runs_devices": 1,
-        "sweep_wall_seconds": sweep_seconds, "sweep_compile_seconds": sweep_summary["compile_seconds"],
-        "sweep_agent_steps_per_second": len(configs) * SEEDS * sweep_summary["env_steps"] / sweep_seconds,
-        "separate_runs": runs, "separate_runs_total_seconds": runs_total, "warm_up_seconds": warm_up,
-        "speedup_over_separate_runs": runs_total / sweep_seconds,
+        "agents": len(configs) * SEEDS,
+        **first,  # the first sweep's figures at the top level, as results before several sweeps were timed
+        "sweeps": sweeps,
+        "separate_runs": runs, "separate_runs_devices": 1, "separate_runs_total_seconds": runs_total,
+        "warm_up_seconds": warm_up,
         "single_seed_processes_timed": singles, "single_seed_processes_extrapolated_seconds": singles_total,
-        "speedup_over_single_seed_processes": singles_total / sweep_seconds if singles_total else None,
-        "same_params_as_separate_runs": same_params, "same_eval_returns_as_separate_runs": same_returns,
-        "sweep_eval_return_mean": [sweep_summary["eval_return_mean"][i * SEEDS:(i + 1) * SEEDS]
-                                   for i in range(len(configs))],
-        "sweep_table": (sweep_dir / "sweep.md").read_text(),
+        "speedup_over_single_seed_processes": singles_total / first["sweep_wall_seconds"] if singles_total else None,
     }
-    path = write_result(record, args.out, "sweep")
-    print(f"sweep {sweep_seconds:.0f} s; 12 runs of 4 seeds {runs_total:.0f} s ({runs_total / sweep_seconds:.2f}x); "
-          f"48 single-seed processes ~{singles_total:.0f} s (extrapolated); identical parameters in "
-          f"{sum(same_params)}/{len(runs)} configurations, identical returns in {sum(same_returns)}/{len(runs)}; "
-          f"wrote {path}")
-
+    write_result(record, args.out, "sweep")
 
 if __name__ == "__main__":
     main()
