@@ -38,7 +38,8 @@ commands:
   presets    list the presets, one line each
   launch     train with N local processes on JAX's distributed runtime: jaxdqn launch --processes N -- train
              [train options] (each process trains its share of the agents; process 0 writes the run)
-  bench      measure throughput: jaxdqn bench [--tiny] [--devices [--env-id ID]] [--out DIR];
+  bench      measure throughput: jaxdqn bench [--tiny] [--devices | --agents-per-device [--preset NAME]]
+             [--env-id ID] [--out DIR];
              jaxdqn bench report [--results DIR] [--out FILE.md] [--charts DIR];
              default folder: $XDG_DATA_HOME/jaxdqn/bench, else ~/.local/share/jaxdqn/bench
 """
@@ -569,12 +570,29 @@ def bench_command(argv: list[str]) -> int:
     parser.add_argument("--devices", action="store_true",
                         help="instead: agents sharded over 1, 2, 4, ... of the local devices, with the scaling "
                              "efficiency U(n) / (n U(1)) (devices-*.json)")
+    parser.add_argument("--agents-per-device", action="store_true",
+                        help="instead: how many agents of --preset train at once on one device (8, 16, 32, ... "
+                             "until one count does not fit), and their agent-steps/s (agents-per-device-*.json)")
     parser.add_argument("--env-id", default=DEVICES_ENV_ID,
-                        help=f"with --devices: the environment the agents step (default {DEVICES_ENV_ID}; an EnvPool "
-                             "id such as CartPole-v1 gives each device a pool of its own)")
+                        help=f"with --devices or --agents-per-device: the environment the agents step (default "
+                             f"{DEVICES_ENV_ID}; an EnvPool id such as CartPole-v1 gives each device a pool of its own)")
+    parser.add_argument("--preset", default="cartpole",
+                        help="with --agents-per-device: the agents' preset (default cartpole, with 10 environments)")
     args = parser.parse_args(argv)
-    if args.env_id != DEVICES_ENV_ID and not args.devices:
-        return _fail(f"--env-id: only with --devices (got {args.env_id})")
+    if args.devices and args.agents_per_device:
+        return _fail("--agents-per-device: measures one device; give it or --devices, not both")
+    if args.env_id != DEVICES_ENV_ID and not (args.devices or args.agents_per_device):
+        return _fail(f"--env-id: only with --devices or --agents-per-device (got {args.env_id})")
+    if args.preset != "cartpole" and not args.agents_per_device:
+        return _fail(f"--preset: only with --agents-per-device (got {args.preset})")
+    if args.agents_per_device:
+        from jaxdqn.bench.devices import bench_agents_per_device
+
+        bench_agents_per_device("tiny" if args.tiny else "full",
+                                default_results_dir() if args.out is None else args.out,
+                                command=" ".join(["jaxdqn", "bench", *argv]), log=lambda line: print(line, flush=True),
+                                env_id=args.env_id, preset=args.preset)
+        return 0
     if args.devices:
         from jaxdqn.bench.devices import BenchRefused, bench_devices
 

@@ -9,6 +9,8 @@
 #   agents    64 CartPole agents at once on the JAX backend (and PureJaxRL's 64 seeds)
 #   bench     `jaxdqn bench`: environment steps, train steps, end to end, host loop, memory
 #   breakout  Breakout learning-phase SPS (the `breakout` preset filled to learning_starts, then 4096 steps)
+#   capacity  agents per GPU: how many CartPole agents (gymnax, 10 envs each) and Breakout agents (the
+#             `breakout` preset, its 1M-frame replay each) train at once on one GPU, and their agent-steps/s
 #   curves    short Pong and Breakout learning runs (500k agent steps each; not yet timed on a GPU): their
 #             summary, metrics and a figure (the run folders, replay checkpoints included, stay in TMPDIR)
 set -euo pipefail
@@ -17,7 +19,7 @@ out=${OUT_DIR:-benchmarks/results}
 mkdir -p "$out"
 python=${PYTHON:-python3}
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(peers agents bench breakout curves)
+[ ${#sections[@]} -gt 0 ] || sections=(peers agents bench breakout capacity curves)
 "$python" -c "import jax; print('jax', jax.__version__, jax.devices())"
 
 purejaxrl_case=()
@@ -39,6 +41,9 @@ for section in "${sections[@]}"; do
       jaxdqn bench --out "$out" ;;
     breakout)
       "$python" benchmarks/presets.py --suite atari --out "$out" ;;
+    capacity)
+      jaxdqn bench --agents-per-device --out "$out"
+      jaxdqn bench --agents-per-device --preset breakout --env-id Breakout-v5 --out "$out" ;;
     curves)
       tag=$("$python" -c "from jaxdqn.bench.machine import machine_facts, machine_tag; print(machine_tag(machine_facts()))")
       for preset in pong breakout; do
@@ -50,6 +55,6 @@ for section in "${sections[@]}"; do
         cp "$run/metrics.jsonl" "$out/curve-$preset-$tag.metrics.jsonl"
       done ;;
     *)
-      echo "unknown section $section (allowed: peers agents bench breakout curves)" >&2; exit 2 ;;
+      echo "unknown section $section (allowed: peers agents bench breakout capacity curves)" >&2; exit 2 ;;
   esac
 done

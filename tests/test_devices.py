@@ -123,6 +123,22 @@ def test_bench_devices_measures_each_device_count_and_labels_simulated_devices(t
     assert record["rows"][1]["one_device_agent_steps_per_second"] > 0 and "one_device_agent_steps_per_second" not in record["rows"][0]
 
 
+def test_bench_agents_per_device_doubles_the_agents_of_one_device(tmp_path):
+    """`jaxdqn bench --agents-per-device --tiny`: 1 then 2 gymnax CartPole agents trained on one device, each a
+    `jaxdqn train` process with a learning phase, up to the tiny size's largest count."""
+    result = jaxdqn("bench", "--agents-per-device", "--tiny", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = tmp_path.glob("agents-per-device-tiny-cartpole-gymnax-cartpole-v1-*.json")
+    record = json.loads(path.read_text())
+    assert [(row["agents"], row["trained"]) for row in record["rows"]] == [(1, True), (2, True)]
+    assert record["largest_trained"] == 2 and record["stopped_because"] == "max_agents (2) reached"
+    for row in record["rows"]:
+        assert row["agent_steps_per_second"] > 0 and f"--num-seeds {row['agents']}" in row["command"]
+        assert "--devices 1" in row["command"]
+    assert record["agent_steps_per_second_at_largest"] == record["rows"][1]["agent_steps_per_second"]
+    assert "largest count that trained on one device: 2 agents" in result.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["launch", "--processes", "2", "--", "train", *RUN, "--num-seeds", "3"],
      "num_seeds: the 3 agents must divide evenly over the 2 devices that 2 processes have (every process trains "

@@ -206,8 +206,8 @@ class LoopConfig(Section):
     """Local devices (GPUs, or simulated CPU devices) the agents (seeds, and a sweep's configurations) are sharded
     over: each device trains its share, with no traffic between devices in the training loop; needs a JAX
     environment (gymnax/... or an import path), split over the devices, or an EnvPool one, one pool per device
-    (built by the process that owns it). None: every local device when the agents divide evenly among them, else the most that do (1
-    with Gymnasium environments)."""
+    (built by the process that owns it). None: every local device when the agents divide evenly among them, else
+    the most that do (1 with Gymnasium environments). On a CPU, `--cpu-devices N` makes N devices of it."""
     data_parallel: int = 1
     """Devices each agent's learner is split over: each device steps num_envs / data_parallel of the agent's
     environments into its own share of the replay, samples batch_size / data_parallel transitions from it (pqn:
