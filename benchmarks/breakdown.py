@@ -31,6 +31,7 @@ import optax
 from jaxdqn.core.optim import make_optimizer
 from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.config.build import make_config
+from jaxdqn.core import threefry
 from jaxdqn.core.networks import make_network
 from jaxdqn.core.replay import make_replay
 from jaxdqn.envs import env_spec
@@ -41,7 +42,8 @@ REPEATS = 5
 
 def per_call_us(body, carry, calls: int) -> float:
     """µs per call of `body(i, carry) -> carry` inside one jitted fori_loop of `calls` calls (median of REPEATS)."""
-    looped = jax.jit(lambda c: jax.lax.fori_loop(0, calls, body, c))
+    with threefry.unrolled():  # lowered as the training loop's chunk is
+        looped = jax.jit(lambda c: jax.lax.fori_loop(0, calls, body, c)).lower(carry).compile()
     jax.block_until_ready(looped(carry))
     times = []
     for _ in range(REPEATS):
@@ -53,7 +55,8 @@ def per_call_us(body, carry, calls: int) -> float:
 
 def chunk_us(rollout, state, periods: int, learn_after: int) -> float:
     """µs per iteration of the real compiled chunk over `periods` periods (median of REPEATS)."""
-    chunk = jax.jit(rollout.run_chunk)
+    with threefry.unrolled():  # as `jaxdqn train` lowers it
+        chunk = jax.jit(rollout.run_chunk).lower(state, jnp.int32(periods), jnp.int32(learn_after)).compile()
     jax.block_until_ready(chunk(state, jnp.int32(periods), jnp.int32(learn_after)))
     times = []
     for _ in range(REPEATS):

@@ -9,7 +9,10 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 - `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
   `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
-  compilation cache, then again with the cache the cold run filled.
+  compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
+  `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=loop` (JAX's own CPU lowering of its random-number hash, a loop,
+  as jaxdqn ran before `jaxdqn.core.threefry`; its programs differ, so it keeps a cache of its own over the pairs
+  and its first pair compiles).
 
 jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
 writes; not the final evaluation, which PureJaxRL does not do). The process wall is the whole command
@@ -45,7 +48,11 @@ JAXDQN_CASES = {
     "jaxdqn-envpool-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
     "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
+    "jaxdqn-jax-warm-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
 }
+CASE_ENVIRONMENT = {"jaxdqn-jax-warm-threefry-loop": {"JAXDQN_CPU_THREEFRY": "loop"}}
+"""Environment variables of a case: `-threefry-loop` keeps JAX's own CPU lowering of the random-number hash (a
+loop), the lowering jaxdqn used before `jaxdqn.core.threefry`."""
 CASES = ["purejaxrl", *JAXDQN_CASES]
 
 
@@ -63,16 +70,18 @@ def run_purejaxrl(anchors: Path, python: str, num_seeds: int) -> dict:
             "process_wall_s": wall - run2, "final_return": json.loads(fields["final_return_last1000updates_per_seed"])}
 
 
-def run_jaxdqn(args: list[str], num_seeds: int, workdir: Path, cache: Path) -> dict:
-    """One `jaxdqn train` process with its compilation cache in `cache`; figures from its summary.json."""
+def run_jaxdqn(args: list[str], num_seeds: int, workdir: Path, cache: Path, environment: dict | None = None) -> dict:
+    """One `jaxdqn train` process with its compilation cache in `cache` (and the variables `environment` set);
+    figures from its summary.json."""
     out = workdir / "run"
     command = [jaxdqn_command(), "train", *args, "--num-seeds", str(num_seeds), "--out", str(out), "--overwrite"]
     start = time.perf_counter()
     subprocess.run(command, capture_output=True, text=True, check=True,
-                   env={**os.environ, "JAXDQN_COMPILE_CACHE": str(cache)})
+                   env={**os.environ, "JAXDQN_COMPILE_CACHE": str(cache), **(environment or {})})
     wall = time.perf_counter() - start
     summary = json.loads((out / "summary.json").read_text())
-    return {"command": " ".join(["jaxdqn", *command[1:-3]]), "compile_s": summary["compile_seconds"],
+    variables = [f"{name}={value}" for name, value in (environment or {}).items()]
+    return {"command": " ".join([*variables, "jaxdqn", *command[1:-3]]), "compile_s": summary["compile_seconds"],
             "run_s": summary["wall_seconds"] - summary["compile_seconds"], "process_wall_s": wall,
             "final_return": summary["eval_return_mean"], "return_mean_100": summary["return_mean_100"]}
 
@@ -105,7 +114,10 @@ def main() -> None:
                 if case == "purejaxrl":
                     figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds)
                 else:
-                    figures = run_jaxdqn(JAXDQN_CASES[case], args.num_seeds, Path(tmp), cache)
+                    # a case with variables of its own keeps its cache over the pairs (warm from its second pair)
+                    own_cache = Path(tmp) / f"cache-{case}" if case in CASE_ENVIRONMENT else cache
+                    figures = run_jaxdqn(JAXDQN_CASES[case], args.num_seeds, Path(tmp), own_cache,
+                                         CASE_ENVIRONMENT.get(case))
                 runs[case].append(figures)
                 print(f"pair {pair} {case:>16}: compile {figures['compile_s']:5.2f} s, run {figures['run_s']:6.2f} s, "
                       f"process {figures['process_wall_s']:6.2f} s, return {figures['final_return']}", flush=True)

@@ -11,6 +11,10 @@ Layers, each importing only the ones above it in this list:
 - `jaxdqn.plot`, `jaxdqn.bench`, `jaxdqn.cli`: figures, throughput, the command.
 """
 
+from jaxdqn.core import threefry
+
+threefry.install()  # before any program is lowered: random numbers without a loop on CPU (see the module)
+
 from jaxdqn.agents import AGENTS, resolve_agent
 from jaxdqn.config.build import make_config
 from jaxdqn.config.presets import PRESETS, get_preset

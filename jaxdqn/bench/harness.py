@@ -35,6 +35,7 @@ from jaxdqn.bench.machine import machine_facts, write_result
 from jaxdqn.config.build import make_config
 from jaxdqn.config.presets import PRESETS
 from jaxdqn.config.schema import plan, replace
+from jaxdqn.core import threefry
 from jaxdqn.core.networks import make_network
 from jaxdqn.core.replay import is_frame_stack, make_replay
 from jaxdqn.envs import EnvSpec, backend_name, env_seeds, make_env
@@ -76,10 +77,13 @@ def _spread(values: list[float]) -> dict:
 
 
 def time_compiled(fn, args: tuple, repeats: int) -> tuple[dict, float]:
-    """Run the jitted `fn(*args)` once to compile (timed), then `repeats` more; seconds per call."""
+    """Run the jitted `fn(*args)` once to compile (timed), then `repeats` more; seconds per call. The program is
+    lowered as the training loop's chunk is (`threefry.unrolled`)."""
     jitted = jax.jit(fn)
     start = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
+    with threefry.unrolled():
+        lowered = jitted.lower(*args)
+    compiled = lowered.compile()
     compile_seconds = time.perf_counter() - start
     jax.block_until_ready(compiled(*args))  # warm-up
     times = []

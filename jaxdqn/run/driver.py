@@ -17,6 +17,7 @@ from jaxdqn.config.schema import plan as plan_of
 from jaxdqn.config.schema import to_dict, with_derived
 from jaxdqn.compile_cache import enable_compile_cache
 from jaxdqn.config.validate import agent_devices, validate
+from jaxdqn.core import threefry
 from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
@@ -210,8 +211,10 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         compile_start = time.perf_counter()
         state = rollout.place(jax.jit(rollout.init)(key) if resume_from is None
                               else resume_state(rollout, resume_from, key, exact_resume))
-        chunk = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
-            state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after)).compile()
+        with threefry.unrolled():  # its random numbers are drawn at every step (see jaxdqn.core.threefry)
+            lowered = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
+                state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after))
+        chunk = lowered.compile()
         compile_seconds = time.perf_counter() - compile_start
         params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(rollout.whole_agents(agents))))
         start_steps = progress.env_steps
