@@ -9,10 +9,10 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 - `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
   `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
-  compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
-  `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=loop` (JAX's own CPU lowering of its random-number hash, a loop,
-  as jaxdqn ran before `jaxdqn.core.threefry`; its programs differ, so it keeps a cache of its own over the pairs
-  and its first pair compiles).
+  compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-unrolled`
+  as `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=unrolled` (the random-number hash without a loop in the training
+  loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs and its first pair
+  compiles).
 
 jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
 writes; not the final evaluation, which PureJaxRL does not do). The process wall is the whole command
@@ -48,11 +48,12 @@ JAXDQN_CASES = {
     "jaxdqn-envpool-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
     "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
-    "jaxdqn-jax-warm-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
+    "jaxdqn-jax-warm-threefry-unrolled": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
+                                          "gymnax/CartPole-v1"],
 }
-CASE_ENVIRONMENT = {"jaxdqn-jax-warm-threefry-loop": {"JAXDQN_CPU_THREEFRY": "loop"}}
-"""Environment variables of a case: `-threefry-loop` keeps JAX's own CPU lowering of the random-number hash (a
-loop), the lowering jaxdqn used before `jaxdqn.core.threefry`."""
+CASE_ENVIRONMENT = {"jaxdqn-jax-warm-threefry-unrolled": {"JAXDQN_CPU_THREEFRY": "unrolled"}}
+"""Environment variables of a case: `-threefry-unrolled` opts in to the random-number hash without a loop in the
+training loop (`jaxdqn.core.threefry`)."""
 CASES = ["purejaxrl", *JAXDQN_CASES]
 
 

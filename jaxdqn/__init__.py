@@ -13,7 +13,7 @@ Layers, each importing only the ones above it in this list:
 
 from jaxdqn.core import threefry
 
-threefry.install()  # before any program is lowered: random numbers without a loop on CPU (see the module)
+threefry.install()  # before any program is lowered: with JAXDQN_CPU_THREEFRY=unrolled (see the module)
 
 from jaxdqn.agents import AGENTS, resolve_agent
 from jaxdqn.config.build import make_config
