@@ -67,9 +67,13 @@ def reference(tmp_path_factory):
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, reference):
+    """(The first half also loads the initial state's program from the compile cache, where the reference run put
+    it: its EnvPool pool, whose state holds the pool's address, is an argument of the program, not a constant.)"""
     out = tmp_path / "half"
-    first = jaxdqn("train", *SMALL, "--out", str(out), "--total-steps", str(TOTAL // 2))
+    first = jaxdqn("train", *SMALL, "--out", str(out), "--total-steps", str(TOTAL // 2),
+                   env={"JAX_LOG_COMPILES": "1"})
     assert first.returncode == 0, first.stderr[-2000:]
+    assert "Persistent compilation cache hit for 'jit_init_from'" in first.stderr  # JAX's own log line
     second = jaxdqn("train", "--resume", str(out), "--total-steps", str(TOTAL), "--exact")
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"resumed from {out / 'checkpoints' / 'step_000000006000'} at step 6000 (exact" in second.stdout

@@ -69,6 +69,7 @@ class Rollout(NamedTuple):
     plan: Plan
     num_agents: int
     init: Callable
+    start: Callable  # start(key) -> init(key), compiled so that the persistent compile cache serves every process
     run_chunk: Callable
     report: Callable  # report(agents, env_steps) -> dict of (A,) arrays, jitted
     cut_episodes: Callable  # cut_episodes(state) -> state, jitted (see make_rollout)
@@ -191,14 +192,25 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     learn = over_agents(fns.learn, (0, 0, None), local)
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
 
-    def init(key) -> LoopState:
-        agent_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, seed_indices)
-        agents, loop_keys = jax.vmap(fns.init)(fold(agent_keys, 0), agent_hypers), fold(agent_keys, 1)
+    def init_from(key, seeds, hypers, env_state, obs) -> LoopState:
+        agent_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, seeds)
+        agents, loop_keys = jax.vmap(fns.init)(fold(agent_keys, 0), hypers), fold(agent_keys, 1)
         if shards > 1:  # an agent's shares start from its one initial state and explore with keys of their own
             agents = jax.tree.map(lambda x: jnp.concatenate([x] * shards), agents)
             loop_keys = jnp.concatenate([fold(loop_keys, share) for share in range(shards)])
-        return LoopState(agents, env_state0, first_obs, jnp.zeros(slot_axis, bool),
+        return LoopState(agents, env_state, obs, jnp.zeros(slot_axis, bool),
                          init_episode_stats(num_agents, num_envs), loop_keys, jnp.zeros((), jnp.int32))
+
+    def init(key) -> LoopState:
+        return init_from(key, seed_indices, agent_hypers, env_state0, first_obs)
+
+    # The seeds, hyperparameters and the pool's reset state go in as arguments, not as constants of the program,
+    # so that the persistent compile cache serves other seeds and settings, and EnvPool runs at all: the state of
+    # an EnvPool pool holds the address of this process's pool.
+    init_compiled = jax.jit(init_from)
+
+    def start(key) -> LoopState:
+        return init_compiled(key, seed_indices, agent_hypers, env_state0, first_obs)
 
     def choose(agents, obs, keys, iteration):
         # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
@@ -322,8 +334,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
 
     report = jax.jit(lambda agent_states, env_steps: jax.vmap(fns.report, in_axes=(0, None))(
         whole_agents(agent_states), env_steps))
-    return Rollout(fns, env, the_plan, num_agents, init, run_chunk, report, jax.jit(cut_episodes), action_log_length,
-                   action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place, whole_agents,
+    return Rollout(fns, env, the_plan, num_agents, init, start, run_chunk, report, jax.jit(cut_episodes),
+                   action_log_length, action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place, whole_agents,
                    jax.jit(replicas_agree))
 
 

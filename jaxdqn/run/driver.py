@@ -209,7 +209,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
     try:
         compile_start = time.perf_counter()
-        state = rollout.place(jax.jit(rollout.init)(key) if resume_from is None
+        state = rollout.place(rollout.start(key) if resume_from is None
                               else resume_state(rollout, resume_from, key, exact_resume))
         with threefry.unrolled():  # its random numbers are drawn at every step (see jaxdqn.core.threefry)
             lowered = jax.jit(rollout.run_chunk, donate_argnums=0).lower(

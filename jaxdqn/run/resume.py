@@ -53,7 +53,7 @@ def resume_state(rollout: Rollout, checkpoint: Checkpoint, key, exact: bool = Fa
     saved = restore_state(checkpoint, saved_state(template, False, absent))
     agents = saved.agents
     if absent:
-        fresh = jax.jit(rollout.init)(key).agents
+        fresh = rollout.start(key).agents
         agents = agents._replace(**{name: getattr(fresh, name) for name in absent})
     state = jax.tree.map(jnp.asarray, saved._replace(agents=agents, env_state=rollout.reset[0]))
     if not exact:
