@@ -335,8 +335,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     report = jax.jit(lambda agent_states, env_steps: jax.vmap(fns.report, in_axes=(0, None))(
         whole_agents(agent_states), env_steps))
     return Rollout(fns, env, the_plan, num_agents, init, start, run_chunk, report, jax.jit(cut_episodes),
-                   action_log_length, action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place, whole_agents,
-                   jax.jit(replicas_agree))
+                   action_log_length, action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place,
+                   whole_agents, jax.jit(replicas_agree))
 
 
 def replicated(_):
