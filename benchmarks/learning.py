@@ -90,7 +90,7 @@ def run_seed_per_process(command: list[str], args: list[str], out: Path, num_see
         subprocess.run(full, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - start
         summary = json.loads((out / f"s{seed}" / "summary.json").read_text())
-        solved_return = json.loads((out / f"s{seed}" / "config.json").read_text())["solved_return"]
+        solved_return = json.loads((out / f"s{seed}" / "config.json").read_text())["loop"]["solved_return"]
         runs.append({"seed": seed, "process_seconds": wall, "compile_seconds": summary["compile_seconds"],
                      "train_seconds": summary["wall_seconds"], "eval_return": summary["eval_return_mean"][0],
                      "solved_step": summary["solved_step"][0],
