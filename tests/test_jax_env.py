@@ -184,3 +184,34 @@ def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypat
     assert cache_dir() == tmp_path / "elsewhere"
     monkeypatch.setenv("JAXDQN_COMPILE_CACHE", "off")
     assert cache_dir() is None
+
+
+IMPORTS_OF_A_GYMNAX_RUN = """
+import json, sys
+from jaxdqn.config.validate import checked_env_spec
+spec = checked_env_spec("gymnax/CartPole-v1")
+before = {name: type(sys.modules.get(name)).__name__ for name in ("seaborn", "matplotlib.pyplot")}
+loaded = {name: name in sys.modules for name in ("scipy.stats", "envpool")}
+import seaborn
+palette = seaborn.color_palette("cubehelix", 3)
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+figure = plt.figure()
+print(json.dumps({"before": before, "loaded": loaded, "palette": len(palette), "num_actions": spec.num_actions,
+                  "after": type(sys.modules["seaborn"]).__name__}))
+"""
+
+
+def test_a_gymnax_run_defers_gymnaxs_plotting_imports_and_skips_envpool():
+    """Validating a gymnax id imports gymnax with seaborn and pyplot as stand-ins (its render functions' imports,
+    about 2 s) and without EnvPool; reading from them later imports the real modules."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", IMPORTS_OF_A_GYMNAX_RUN], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"before": {"seaborn": "DeferredModule", "matplotlib.pyplot": "DeferredModule"},
+                      "loaded": {"scipy.stats": False, "envpool": False}, "palette": 3, "num_actions": 2,
+                      "after": "module"}

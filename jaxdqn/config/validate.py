@@ -147,8 +147,9 @@ def check_memory(cfg: Config, spec: EnvSpec) -> None:
 
 def checked_env_spec(env_id: str) -> EnvSpec:
     """`env_id`'s spec; ConfigError unless a backend has it, it can be created and its actions are discrete."""
-    known = known_env_ids()
-    if env_id not in known and backend_name(env_id) != "jax":  # a JAX environment's env_spec names its problem
+    # a JAX environment's env_spec names its own problem, and listing the other backends' ids would cost a gymnax
+    # run EnvPool's import (1.5 s)
+    if backend_name(env_id) != "jax" and env_id not in (known := known_env_ids()):
         close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.5)
         hint = (f"closest: {', '.join(close)}" if close
                 else "run `python -c 'import envpool; print(envpool.list_all_envs())'` for the list")

@@ -13,6 +13,10 @@ exact resume replays it like any other backend's. The backend auto-resets like E
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
+import sys
+import types
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -66,12 +70,51 @@ class GymnaxEnv:
         return obs, state, reward, terminated, truncated
 
 
+GYMNAX_PLOTTING_MODULES = ("seaborn", "matplotlib.pyplot")
+"""Modules gymnax imports when it is imported and uses only to render its environments."""
+
+
 def _gymnax():
+    # gymnax imports seaborn and pyplot for its render functions: about 2 s of every process that trains on it,
+    # so until something reads from them they are stand-ins (jaxdqn's own plots import pyplot as usual)
+    if "gymnax" not in sys.modules:
+        defer_imports(GYMNAX_PLOTTING_MODULES)
     try:
         import gymnax
     except ImportError:
         raise UnsupportedEnv("needs gymnax, which is not installed: pip install 'jaxdqn[gymnax]'") from None
     return gymnax
+
+
+class DeferredModule(types.ModuleType):
+    """Stands in `sys.modules` for a module not yet imported: `import name` binds it at no cost, and the first
+    attribute read from it imports the real module (which then takes its place in `sys.modules`) and is
+    forwarded to it, as is every later one."""
+
+    def __init__(self, spec):
+        super().__init__(spec.name)
+        self.__spec__ = spec
+
+    def __getattr__(self, attribute):
+        name = self.__spec__.name
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        return getattr(importlib.import_module(name), attribute)
+
+
+def defer_imports(names) -> None:
+    """Put a `DeferredModule` in `sys.modules` for each module of `names` that is installed and not yet imported.
+    (`importlib.util.LazyLoader` does not serve here: a second `import` of a lazy module reads its `__spec__`,
+    which loads it.)"""
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:
+            continue
+        if spec is not None:
+            sys.modules[name] = DeferredModule(spec)
 
 
 def gymnax_discrete_ids() -> list[str]:
