@@ -46,7 +46,7 @@ def test_jitted_equals_unjitted():
                       target_update_period=2, target_tau=0.5)
     fns, agent = _filled_agent(cfg)
     jitted, eager = agent, agent
-    for i in range(3):
+    for i in range(2):  # the second update writes the first one's priorities before it samples
         key = jax.random.PRNGKey(i)
         jitted, jitted_metrics = jax.jit(fns.learn)(jitted, key, 800)
         with jax.disable_jit():
@@ -54,7 +54,7 @@ def test_jitted_equals_unjitted():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  (jitted.params, jitted.target_params), (eager.params, eager.target_params))
     np.testing.assert_allclose(jitted_metrics["loss"], eager_metrics["loss"], rtol=1e-5)
-    # target updates every 2 updates as a Polyak average: after 3 updates it moved, but is not the online net
+    # target updates every 2 updates as a Polyak average: after 2 updates it moved, but is not the online net
     first_target = jax.tree.leaves(agent.target_params)[0]
     assert not np.allclose(jax.tree.leaves(jitted.target_params)[0], first_target)
     assert not np.allclose(jax.tree.leaves(jitted.target_params)[0], jax.tree.leaves(jitted.params)[0])
