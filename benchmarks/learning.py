@@ -137,8 +137,8 @@ def main() -> None:
     command = shlex.split(args.jaxdqn) if args.jaxdqn else [jaxdqn_command()]
     record = {"benchmark": f"learning-{args.label}", "script": "python benchmarks/learning.py "
               + " ".join(shlex.quote(a) for a in sys.argv[1:]), "num_seeds": args.num_seeds,
-              "seed_per_process": args.seed_per_process, "fresh_compile_cache": args.fresh_compile_cache, "machine": machine_facts(),
-              "results": {}}
+              "seed_per_process": args.seed_per_process, "fresh_compile_cache": args.fresh_compile_cache,
+              "machine": machine_facts(), "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         if args.fresh_compile_cache:
             os.environ[CACHE_ENV_VAR] = str(Path(tmp) / "compile-cache")
@@ -148,12 +148,11 @@ def main() -> None:
                                                                    args.num_seeds)
                 print(f"{name:>16}: returns {r['returns']}, process seconds "
                       f"{[round(run['process_seconds'], 1) for run in r['runs']]}", flush=True)
-                write_result(record, args.out, f"learning-{args.label}")
-                continue
-            record["results"][name] = r = run_case(command, CASES[name], Path(tmp) / name, args.num_seeds)
-            print(f"{name:>16}: mean {r['mean']:.4g}  IQM {r['iqm']:.4g}  95% CI [{r['ci95'][0]:.4g}, "
-                  f"{r['ci95'][1]:.4g}]  solved by {r['seeds_solved']} seeds, median step {r['median_solved_step']}  "
-                  f"({r['process_seconds']:.0f} s)", flush=True)
+            else:
+                record["results"][name] = r = run_case(command, CASES[name], Path(tmp) / name, args.num_seeds)
+                print(f"{name:>16}: mean {r['mean']:.4g}  IQM {r['iqm']:.4g}  95% CI [{r['ci95'][0]:.4g}, "
+                      f"{r['ci95'][1]:.4g}]  solved by {r['seeds_solved']} seeds, median step "
+                      f"{r['median_solved_step']}  ({r['process_seconds']:.0f} s)", flush=True)
             write_result(record, args.out, f"learning-{args.label}")  # after every case, so a long run keeps its parts
 
 

@@ -219,7 +219,8 @@ class NoisyDense(nn.Module):
         noise_out = signed_sqrt(jax.random.normal(key_out, (self.features,)))
         # The noisy weights are built (inputs x features elementwise) and applied in one product: applying the
         # factors instead, x @ kernel + ((x * noise_in) @ sigma_kernel) * noise_out, costs a second product forward
-        # and two more backward, 1.9x the time of an MLP 128-128's update at batch 128 on a CPU core against 1.3x.
+        # and two more backward: 3 noisy 128x128 layers at batch 128, forward and backward, took 2.5x the time of
+        # plain dense layers on a CPU core that way, 1.3x this way.
         return x @ (kernel + sigma_kernel * jnp.outer(noise_in, noise_out)) + (bias + sigma_bias * noise_out)
 
 
