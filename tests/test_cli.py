@@ -158,7 +158,7 @@ def test_existing_run_is_never_overwritten(tmp_path):
 def test_cartpole_preset_solves(tmp_path):
     """The README's training command: the 1-environment CleanRL-default preset reaches 475 greedy."""
     out = tmp_path / "cartpole"
-    result = jaxdqn("train", "--preset", "cartpole", "--out", str(out))
+    result = jaxdqn("train", "--preset", "cartpole", "--out", str(out), optimized=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sps" in result.stdout and "return(100)" in result.stdout
     config = json.loads((out / "config.json").read_text())

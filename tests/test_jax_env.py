@@ -107,7 +107,7 @@ def test_gymnax_cartpole_preset_trains_to_475_from_the_command_line(tmp_path):
     """PureJaxRL's work (10 environments) on gymnax's CartPole; 9 of 10 seeds reach 475 in
     benchmarks/results/learning-gymnax-*.json, seed 0 among them."""
     result = jaxdqn("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 10,
-                    "--out", tmp_path / "run")
+                    "--out", tmp_path / "run", optimized=True)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -122,7 +122,7 @@ def test_dqn_learns_minatar_breakout_with_the_minatar_cnn_and_evaluate_plays_it(
     checkpointed NumPy parameters)."""
     run = tmp_path / "breakout"
     result = jaxdqn("train", "--env-id", "gymnax/Breakout-MinAtar", "--total-steps", 30_000, "--learning-starts",
-                    5_000, "--log-interval", 10_000, "--eval-episodes", 20, "--out", run)
+                    5_000, "--log-interval", 10_000, "--eval-episodes", 20, "--out", run, optimized=True)
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((run / "config.json").read_text())
     assert config["settings"]["network"]["torso"] == "minatar_cnn"

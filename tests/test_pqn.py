@@ -136,7 +136,7 @@ def test_pqn_cartpole_preset_learns_and_resumes_exactly(tmp_path):
     one compiled program through the compile cache) stopped halfway resumes exactly to the arrays of one that never
     stopped."""
     out = tmp_path / "pqn"
-    result = jaxdqn("train", "--preset", "pqn-cartpole", "--seed", 1, "--out", out)
+    result = jaxdqn("train", "--preset", "pqn-cartpole", "--seed", 1, "--out", out, optimized=True)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval_return_mean"][0] >= 475, summary

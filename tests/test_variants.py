@@ -108,7 +108,7 @@ def test_variant_preset_learns_cartpole_from_the_command_line(tmp_path, preset, 
     at the 100-episode mean of 475 that counts as solved."""
     out = tmp_path / preset
     result = jaxdqn("train", "--preset", preset, "--seed", seed, "--stop-when-solved", stop_when_solved,
-                    *fewer_iterations, "--out", out)
+                    *fewer_iterations, "--out", out, optimized=True)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
