@@ -55,7 +55,8 @@ class NoStep:
 CORRIDOR = f"{__name__}:Corridor"
 SMALL = dict(env_id=CORRIDOR, num_envs=4, total_steps=6_000, learning_starts=500, buffer_size=2_000, batch_size=32,
              train_frequency=4, target_update_period=100, log_interval=1_000, epsilon_decay_steps=2_000,
-             hidden_sizes=(32,), learning_rate=2e-3, gamma=0.9, solved_return=None, stop_when_solved=False, eval_episodes=4)
+             hidden_sizes=(32,), learning_rate=2e-3, gamma=0.9, solved_return=None, stop_when_solved=False,
+             eval_episodes=4)
 
 
 def test_a_user_jax_environment_is_a_backend_with_its_spec():

@@ -132,9 +132,9 @@ def test_a_replay_flag_given_to_pqn_on_the_command_line_is_one_line(tmp_path):
 def test_pqn_cartpole_preset_learns_and_resumes_exactly(tmp_path):
     """The preset (CleanRL's pqn.py settings) reaches a greedy 475 at seed 1 (6 of 10 seeds end at 500 and all 10
     reach a 100-episode mean of 475: benchmarks/results/learning-pqn-adam-products-*.json; a greedy evaluation of
-    PQN swings between runs, and seed 0 alone ended at 106.6 since Adam's bias corrections became products). Then a short run on gymnax's CartPole (the three processes share
-    one compiled program through the compile cache) stopped halfway resumes exactly to the arrays of one that never
-    stopped."""
+    PQN swings between runs, and seed 0 alone ended at 106.6 since Adam's bias corrections became products). Then a
+    short run on gymnax's CartPole (the three processes share one compiled program through the compile cache)
+    stopped halfway resumes exactly to the arrays of one that never stopped."""
     out = tmp_path / "pqn"
     result = jaxdqn("train", "--preset", "pqn-cartpole", "--seed", 1, "--out", out, optimized=True)
     assert result.returncode == 0, result.stderr[-2000:]
