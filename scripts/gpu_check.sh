@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The runs only a GPU can show, each command under 10 minutes and all of them under 40 minutes of device
 # time. Each writes a result file naming the device into benchmarks/results (or OUT_DIR). Needs jaxdqn with
-# its GPU and gymnax extras (pip install -e ".[cuda,gymnax]"); PureJaxRL's rows need PUREJAXRL_PYTHON, an
+# its GPU and gymnax extras (pip install -e ".[cuda,gymnax]"; on a machine with JAX but no package index,
+# scripts/gpu_packages.sh here and scripts/gpu_run.sh there); PureJaxRL's rows need PUREJAXRL_PYTHON, an
 # interpreter with PureJaxRL's dependencies (see benchmarks/peers.py), and PUREJAXRL_ANCHORS, its checkout.
 #
 # Usage: scripts/gpu_check.sh [SECTION ...]   (default: every section, in this order)
