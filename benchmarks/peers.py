@@ -6,13 +6,17 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 
 - `purejaxrl`: PureJaxRL's unmodified `dqn.py` through the anchors' runner (`run_purejaxrl_dqn.py`, which
   compiles, runs, and runs again); its `run_s` is the first run, its process wall leaves out the second run;
+- `purejaxrl-1thread`: the same runner with XLA's CPU thread pool sized for one core, as `--cpu-threads 1` sizes
+  jaxdqn's (a bootstrap holds the process to one core while JAX's backend starts, then lets it go; the runner
+  and `dqn.py` are unchanged);
 - `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
   `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns);
+  `jaxdqn-envpool-overlap-1thread` with `--cpu-threads 1` as well (its compile finds the overlap case's cache);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-unrolled`
   as `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=unrolled` (the random-number hash without a loop in the training
   loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs and its first pair
-  compiles).
+  compiles); `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`.
 
 jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
 writes; not the final evaluation, which PureJaxRL does not do). The process wall is the whole command
@@ -46,27 +50,48 @@ DEFAULT_ANCHORS = REPO.parent / "shared" / "anchors"
 JAXDQN_CASES = {
     "jaxdqn-envpool": ["--preset", "cartpole", "--num-envs", "10"],
     "jaxdqn-envpool-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
+    "jaxdqn-envpool-overlap-1thread": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap", "--cpu-threads",
+                                       "1"],
     "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm-threefry-unrolled": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
                                           "gymnax/CartPole-v1"],
+    "jaxdqn-jax-warm-1thread": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1",
+                                "--cpu-threads", "1"],
 }
 CASE_ENVIRONMENT = {"jaxdqn-jax-warm-threefry-unrolled": {"JAXDQN_CPU_THREEFRY": "unrolled"}}
 """Environment variables of a case: `-threefry-unrolled` opts in to the random-number hash without a loop in the
 training loop (`jaxdqn.core.threefry`)."""
-CASES = ["purejaxrl", *JAXDQN_CASES]
+PUREJAXRL_CASES = ["purejaxrl", "purejaxrl-1thread"]
+CASES = [*PUREJAXRL_CASES, *JAXDQN_CASES]
+ONE_THREAD_BOOTSTRAP = """
+import os, runpy, sys
+allowed = os.sched_getaffinity(0)
+os.sched_setaffinity(0, {min(allowed)})
+import jax
+jax.devices()
+os.sched_setaffinity(0, allowed)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+"""Runs a script with XLA's CPU thread pool sized for one core, as `jaxdqn.run.distributed.limit_cpu_threads(1)`
+does (PureJaxRL's environment has no jaxdqn)."""
 
 
-def run_purejaxrl(anchors: Path, python: str, num_seeds: int) -> dict:
-    """One PureJaxRL process: compile, run and return figures parsed from the runner's lines."""
+def run_purejaxrl(anchors: Path, python: str, num_seeds: int, one_thread: bool = False) -> dict:
+    """One PureJaxRL process (`one_thread`: XLA's CPU pool sized for one core): compile, run and return figures
+    parsed from the runner's lines."""
     start = time.perf_counter()
-    result = subprocess.run([python, str(anchors / "run_purejaxrl_dqn.py"), str(num_seeds)], capture_output=True,
-                            text=True, check=True, env={**os.environ, "PUREJAXRL_DIR": str(anchors / "purejaxrl")})
+    bootstrap = ["-c", ONE_THREAD_BOOTSTRAP] if one_thread else []
+    result = subprocess.run([python, *bootstrap, str(anchors / "run_purejaxrl_dqn.py"), str(num_seeds)],
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, "PUREJAXRL_DIR": str(anchors / "purejaxrl")})
     wall = time.perf_counter() - start
     line = next(line for line in result.stdout.splitlines() if line.startswith("purejaxrl_dqn "))
     fields = dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", line))
     run2 = float(fields["run2_s"])
-    return {"command": f"{Path(python).name} run_purejaxrl_dqn.py {num_seeds}",
+    return {"command": f"{Path(python).name} {'-c ONE_THREAD_BOOTSTRAP ' if one_thread else ''}run_purejaxrl_dqn.py "
+                       f"{num_seeds}",
             "compile_s": float(fields["compile_s"]), "run_s": float(fields["run1_s"]), "second_run_s": run2,
             "process_wall_s": wall - run2, "final_return": json.loads(fields["final_return_last1000updates_per_seed"])}
 
@@ -105,15 +130,15 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
     anchors = Path(args.purejaxrl)
-    if "purejaxrl" in args.cases and not (anchors / "run_purejaxrl_dqn.py").exists():
+    if set(PUREJAXRL_CASES) & set(args.cases) and not (anchors / "run_purejaxrl_dqn.py").exists():
         parser.error(f"--purejaxrl: no run_purejaxrl_dqn.py in {anchors}")
     runs: dict[str, list[dict]] = {case: [] for case in args.cases}
     with tempfile.TemporaryDirectory() as tmp:
         for pair in range(args.pairs):
             cache = Path(tmp) / f"cache-{pair}"  # cold for this pair's first JAX-backend run, warm for the next
             for case in args.cases:
-                if case == "purejaxrl":
-                    figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds)
+                if case in PUREJAXRL_CASES:
+                    figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds, case != "purejaxrl")
                 else:
                     # a case with variables of its own keeps its cache over the pairs (warm from its second pair)
                     own_cache = Path(tmp) / f"cache-{case}" if case in CASE_ENVIRONMENT else cache
@@ -127,7 +152,7 @@ def main() -> None:
     ratios = {}
     if "purejaxrl" in medians:
         base = medians["purejaxrl"]
-        for case in JAXDQN_CASES:
+        for case in CASES[1:]:
             if case in medians:
                 ratios[case] = {key: medians[case][key] / base[key] for key in ("run_s", "process_wall_s")}
                 print(f"{case}: run {ratios[case]['run_s']:.2f}x, process {ratios[case]['process_wall_s']:.2f}x "

@@ -66,6 +66,9 @@ Run options (besides the config fields below):
                   seconds to wait for the coordinator and the other processes (default 60)
   --cpu-devices N split the CPU into N devices, over which --devices shards the seeds: each device trains its
                   share on a thread of its own, so up to one per core helps (default: one device)
+  --cpu-threads N XLA's CPU thread pool sized for N cores (default: every core). 1 runs a small network's loop
+                  faster (its many small ops lose more to handing work between threads than they gain), a large
+                  one's slower, and compiles without a warm cache slower; at least --cpu-devices
 
 Every config field below can be overridden; values are environment steps per seed unless stated. Integers
 may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:
@@ -100,6 +103,7 @@ def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--process-id", default=None)
     parser.add_argument("--coordinator-timeout", default="60")
     parser.add_argument("--cpu-devices", default=None)
+    parser.add_argument("--cpu-threads", default=None)
     return parser.parse_known_args(argv)
 
 
@@ -107,7 +111,7 @@ def join_processes(run_options: argparse.Namespace) -> None:
     """Split the CPU into `--cpu-devices` devices, and join the run's other processes when there are several
     (`run.distributed`), before anything uses JAX's backend; CliError (one line) for bad options or a coordinator
     that does not answer in time."""
-    from jaxdqn.run.distributed import DistributedError, initialize, processes_from, split_cpu
+    from jaxdqn.run.distributed import DistributedError, initialize, limit_cpu_threads, processes_from, split_cpu
 
     def optional_int(text, name):
         try:
@@ -118,6 +122,10 @@ def join_processes(run_options: argparse.Namespace) -> None:
     cpu_devices = optional_int(run_options.cpu_devices, "cpu-devices")
     if cpu_devices is not None and cpu_devices < 1:
         raise CliError(f"--cpu-devices: must be an integer >= 1 (got {cpu_devices})")
+    cpu_threads = optional_int(run_options.cpu_threads, "cpu-threads")
+    if cpu_threads is not None and cpu_threads < max(cpu_devices or 1, 1):
+        raise CliError(f"--cpu-threads: must be an integer >= 1 and >= --cpu-devices ({cpu_devices or 1}): each CPU "
+                       f"device needs a thread of its own (got {cpu_threads})")
     if cpu_devices is not None:
         split_cpu(cpu_devices)
     try:
@@ -127,6 +135,8 @@ def join_processes(run_options: argparse.Namespace) -> None:
                                   optional_int(run_options.coordinator_timeout, "coordinator-timeout")))
     except DistributedError as error:
         raise CliError(str(error)) from None
+    if cpu_threads is not None:
+        limit_cpu_threads(cpu_threads)  # after joining: JAX's distributed runtime must come before its backends
 
 
 def _fail_once(message: str) -> int:

@@ -1,11 +1,13 @@
 """The `jaxdqn` command as a user types it (subprocesses), including a real CartPole learning run."""
 
 import json
+import os
 import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import JAXDQN, jaxdqn, jaxdqn_refused
+from tests.conftest import JAXDQN, jaxdqn, jaxdqn_refused, subprocess_env
 
 
 def test_presets_lists_one_short_line_each_and_shows_one_in_full():
@@ -77,6 +79,9 @@ BAD_INPUT = [
     (["--seed", "99999999999"], "seed: must be at most 2147483647 (int32)"),
     (["--seed", "-1"], "seed: must be an integer >= 0 (got -1)"),
     (["--cpu-devices", "0"], "--cpu-devices: must be an integer >= 1 (got 0)"),
+    (["--cpu-threads", "0"], "--cpu-threads: must be an integer >= 1 and >= --cpu-devices (1)"),
+    (["--cpu-threads", "1", "--cpu-devices", "2"], "--cpu-threads: must be an integer >= 1 and >= --cpu-devices (2): "
+                                                   "each CPU device needs a thread of its own (got 1)"),
     (["--torso", "nature_cnn"], "torso: nature_cnn needs image observations shaped (frames, height, width) of at "
                                 "least 36x36, but CartPole-v1 has shape (4,); allowed here: mlp"),
     # the same words as from Python (make_config(loss="Huber"))
@@ -111,11 +116,12 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path):
 
 def test_the_largest_seed_trains_and_evaluates(tmp_path):
     """Environment seeds are hashed from the run seed, so every int32 seed works, evaluation included; integers
-    may be written as 2e3 or 1_000, and a boolean flag alone means True (--no-FLAG False)."""
+    may be written as 2e3 or 1_000, and a boolean flag alone means True (--no-FLAG False); --cpu-threads 1 runs
+    the same way (its effect on XLA's thread pool: test_cpu_threads_size_xlas_pool)."""
     out = tmp_path / "run"
     result = jaxdqn("train", "--seed", "2147483647", "--total-steps", "2e3", "--learning-starts", "500",
                     "--log-interval", "1_000", "--eval-episodes", "2", "--dueling", "--no-checkpoint-replay",
-                    "--out", str(out))
+                    "--cpu-threads", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(json.loads((out / "summary.json").read_text())["eval_return_mean"]) == 1
     config = json.loads((out / "config.json").read_text())
@@ -194,3 +200,28 @@ def test_solved_message_and_stop_when_solved(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 5000
     assert 100 * 8 <= summary["solved_step"][0] <= 5000  # needs 100 episodes of at least 8 steps
+
+
+CPU_POOL_PROBE = """
+import os, sys
+from jaxdqn.run.distributed import limit_cpu_threads
+allowed = os.sched_getaffinity(0)
+applied = limit_cpu_threads(int(sys.argv[1]))
+import jax, jax.numpy as jnp
+jax.jit(lambda x: x @ x)(jnp.ones((256, 256))).block_until_ready()
+names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+print(applied, names.count("tf_XLAEigen"), os.sched_getaffinity(0) == allowed, limit_cpu_threads(1))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not os.path.isdir("/proc/self/task"),
+                    reason="needs Linux and at least 2 cores")
+def test_cpu_threads_size_xlas_pool():
+    """--cpu-threads N: XLA's CPU pool gets N threads (its threads are named tf_XLAEigen), the calling thread is
+    let go to every core afterwards, and once the backend has started the limit is refused (False)."""
+    cores = len(os.sched_getaffinity(0))
+    for count, expected in [(1, "True 1 True False"), (cores, f"False {cores} True False")]:
+        result = subprocess.run([sys.executable, "-c", CPU_POOL_PROBE, str(count)], capture_output=True, text=True,
+                                env=subprocess_env())
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split("\n")[-2] == expected, result.stdout

@@ -118,6 +118,26 @@ def split_cpu(count: int | None = None) -> int | None:
     return count
 
 
+def limit_cpu_threads(count: int) -> bool:
+    """Start JAX's backends with XLA's CPU thread pool sized for `count` cores: the pool takes its size from the
+    cores this process may run on when the backend starts, so the calling thread is held to its first `count`
+    allowed cores while it starts, and let go afterwards (the pool's threads stay on those cores; threads created
+    later, EnvPool's included, are not held). False, and nothing changed, when JAX's backend had already started
+    in this process or `count` is not below the cores allowed."""
+    import jax
+    from jax._src import xla_bridge
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if count >= len(allowed) or xla_bridge.backends_are_initialized():
+        return False
+    os.sched_setaffinity(0, allowed[:count])
+    try:
+        jax.devices()
+    finally:
+        os.sched_setaffinity(0, allowed)
+    return True
+
+
 def is_main() -> bool:
     """True in process 0 (the one that writes and prints), and in a single-process run."""
     import jax
