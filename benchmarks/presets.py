@@ -2,7 +2,8 @@
 
 Suites:
 - cartpole: the `cartpole` preset at 1 and 10 environments, 1 and 4 seeds (4 also sharded over the CPU split
-  into 2 devices, `--cpu-devices 2`: 2 seeds on each core);
+  into 2 devices, `--cpu-devices 2`: 2 seeds on each core; and at 10 environments, 1 and 4 seeds with XLA's CPU
+  thread pool sized for one core, `--cpu-threads 1`);
 - lunarlander: the `lunarlander` and `lunarlander-per` presets: wall time, SPS, step at which the
   100-episode mean first reached 200, greedy evaluation;
 - atari: the `breakout` preset (its 2^14 prioritized replay, 8 envs, 1 update of batch 32 per 4 agent
@@ -38,6 +39,8 @@ SUITES = {
         "1env-4seeds-2devices": ["--preset", "cartpole", "--num-envs", "1", "--num-seeds", "4", "--cpu-devices", "2"],
         "10env-1seed-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
         "1env-1seed-overlap": ["--preset", "cartpole", "--num-envs", "1", "--env-overlap"],
+        "10env-1seed-1thread": ["--preset", "cartpole", "--num-envs", "10", "--cpu-threads", "1"],
+        "10env-4seeds-1thread": ["--preset", "cartpole", "--num-envs", "10", "--num-seeds", "4", "--cpu-threads", "1"],
     },
     "lunarlander": {
         "lunarlander": ["--preset", "lunarlander"],
