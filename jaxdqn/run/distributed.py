@@ -128,7 +128,8 @@ def limit_cpu_threads(count: int) -> bool:
     from jax._src import xla_bridge
 
     allowed = sorted(os.sched_getaffinity(0))
-    if count >= len(allowed) or xla_bridge.backends_are_initialized():
+    started = getattr(xla_bridge, "backends_are_initialized", lambda: False)  # private: absent, assume not started
+    if count >= len(allowed) or started():
         return False
     os.sched_setaffinity(0, allowed[:count])
     try:
