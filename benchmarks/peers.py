@@ -11,7 +11,8 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
   and `dqn.py` are unchanged);
 - `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
   `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns);
-  `jaxdqn-envpool-overlap-1thread` with `--cpu-threads 1` as well (its compile finds the overlap case's cache);
+  `jaxdqn-envpool-overlap-1thread` with `--cpu-threads 1` as well (EnvPool's programs miss the compilation
+  cache across processes, `jaxdqn.compile_cache`, so it compiles again, on one thread);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-unrolled`
   as `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=unrolled` (the random-number hash without a loop in the training
@@ -138,7 +139,8 @@ def main() -> None:
             cache = Path(tmp) / f"cache-{pair}"  # cold for this pair's first JAX-backend run, warm for the next
             for case in args.cases:
                 if case in PUREJAXRL_CASES:
-                    figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds, case != "purejaxrl")
+                    figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds,
+                                            one_thread=case == "purejaxrl-1thread")
                 else:
                     # a case with variables of its own keeps its cache over the pairs (warm from its second pair)
                     own_cache = Path(tmp) / f"cache-{case}" if case in CASE_ENVIRONMENT else cache

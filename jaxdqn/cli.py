@@ -123,7 +123,7 @@ def join_processes(run_options: argparse.Namespace) -> None:
     if cpu_devices is not None and cpu_devices < 1:
         raise CliError(f"--cpu-devices: must be an integer >= 1 (got {cpu_devices})")
     cpu_threads = optional_int(run_options.cpu_threads, "cpu-threads")
-    if cpu_threads is not None and cpu_threads < max(cpu_devices or 1, 1):
+    if cpu_threads is not None and cpu_threads < (cpu_devices or 1):
         raise CliError(f"--cpu-threads: must be an integer >= 1 and >= --cpu-devices ({cpu_devices or 1}): each CPU "
                        f"device needs a thread of its own (got {cpu_threads})")
     if cpu_devices is not None:
