@@ -8,13 +8,25 @@ The directory is `$JAXDQN_COMPILE_CACHE` if set (`off` turns the cache off), els
 Programs that contain EnvPool's XLA step do not hit the cache across processes: EnvPool embeds its pool's
 address in the program, so each process compiles a different one. Programs of the JAX environment backend
 (gymnax, user JAX environments) do.
+
+JAX's cache still traces and lowers a program before it can look it up (about a second for the training loop).
+`compile_program` skips that for programs whose every input a key can name: it keeps a copy exported with
+`jax.export` in the folder `programs` of the cache directory, and a later process with the same key loads it.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
 import os
+import pickle
+import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 CACHE_ENV_VAR = "JAXDQN_COMPILE_CACHE"
 OFF = "off"
@@ -55,3 +67,119 @@ def enable_compile_cache() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return directory
+
+
+PROGRAMS = "programs"
+"""The folder of `cache_dir()` that holds exported programs (see `compile_program`)."""
+PROGRAM_FORMAT = 1
+KEY_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "ml_dtypes", "gymnax")
+
+
+@functools.cache
+def _source_digest() -> str:
+    """A hash of jaxdqn's own source files: an exported program is only as current as the code that traced it."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def program_key(name: str, settings, args) -> str:
+    """The key under which `compile_program` stores the program `name` built from `settings` (JSON-able: every
+    value the program was built from, for jaxdqn a run's configs) for arguments like `args`. It hashes them
+    with what else decides a traced program: the arguments' shapes, dtypes and placements, jaxdqn's source
+    files, the versions of Python and of JAX and the libraries it traces through, JAX's settings, the
+    `XLA_*`, `JAX_*` and `JAXDQN_*` environment variables and the devices."""
+    import jax
+
+    leaves, tree = jax.tree.flatten(args)
+    parts = {
+        "name": name, "settings": settings, "format": PROGRAM_FORMAT,
+        "args": [str(tree)] + [[str(jax.typeof(leaf)), str(getattr(leaf, "sharding", None))] for leaf in leaves],
+        "jaxdqn": _source_digest(), "python": sys.version,
+        "versions": {package: _version(package) for package in KEY_PACKAGES},
+        "jax_config": sorted((name, repr(value)) for name, value in jax.config.values.items()),
+        "environ": sorted((k, v) for k, v in os.environ.items() if k.startswith(("XLA_", "JAX_", "JAXDQN_"))),
+        "devices": [[device.platform, device.device_kind, device.id] for device in jax.devices()],
+        "processes": [jax.process_count(), jax.process_index()],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def program_path(key: str | None) -> Path | None:
+    """Where `compile_program` keeps the program stored under `key`, or None (no key, or the cache is off)."""
+    directory = cache_dir()
+    return directory / PROGRAMS / f"{key}.jaxexport" if key is not None and directory is not None else None
+
+
+def _load_program(path: Path):
+    """(Exported, output tree) stored at `path`, or None when there is none or it cannot be read (a miss)."""
+    from jax import export
+
+    try:
+        stored = pickle.loads(path.read_bytes())
+        if stored.get("format") != PROGRAM_FORMAT:
+            return None
+        return export.deserialize(bytearray(stored["exported"])), stored["out_tree"]
+    except Exception:  # none yet, or a file cut short or written by another version: as if it were not there
+        return None
+
+
+def _save_program(path: Path, exported, out_tree) -> None:
+    """Store an exported program at `path` (written whole, then renamed into place); a failure only means
+    tracing again next time."""
+    try:
+        data = pickle.dumps({"format": PROGRAM_FORMAT, "exported": bytes(exported.serialize()), "out_tree": out_tree})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except Exception:
+        return
+
+
+def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_argnums: tuple = ()) -> Callable:
+    """`fn` compiled for `args` (as `jax.jit(fn, donate_argnums=...).lower(*args).compile()`), called as `fn` is.
+
+    With a `key` (`program_key`) and the cache on, the program goes through a copy exported with `jax.export`
+    and stored under the key: a later process asking for the same key deserializes it instead of tracing and
+    lowering `fn` again, and JAX's persistent cache serves the compiled executable. A missing or unreadable copy
+    is a miss: `fn` is traced, exported and stored. The caller vouches that the key holds everything the
+    program depends on (see `program_key`)."""
+    import jax
+    from jax import export
+
+    path = program_path(key)
+    if path is None or importlib.util.find_spec("flatbuffers") is None:  # jax.export serializes with flatbuffers
+        return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+    leaves, in_tree = jax.tree.flatten(args)
+    owners = [i for i, arg in enumerate(args) for _ in jax.tree.leaves(arg)]
+    donated = tuple(leaf for leaf, owner in enumerate(owners) if owner in donate_argnums)
+    loaded = _load_program(path)
+    if loaded is None:
+        out_trees = []
+
+        def flat_fn(*flat_args):
+            flat_out, out_tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat_args)))
+            out_trees.append(out_tree)
+            return flat_out
+
+        exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
+        # run what a later process will load (a deserialized program returns strongly typed arrays)
+        loaded = export.deserialize(exported.serialize()), out_trees[0]
+        _save_program(path, *loaded)
+    exported, out_tree = loaded
+    compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
+
+    def call(*call_args):
+        return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))
+
+    return call

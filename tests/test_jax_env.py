@@ -2,13 +2,14 @@
 device inside the compiled loop, trained through the real `jaxdqn` command and `run_training`."""
 
 import json
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn.compile_cache import cache_dir
+from jaxdqn.compile_cache import CACHE_ENV_VAR, cache_dir, compile_program, program_key, program_path
 from jaxdqn.config.build import make_config
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.envs import JaxBackend, JaxEnv, backend_name, env_seeds, env_spec, make_env
@@ -175,6 +176,70 @@ def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert loop_entries() == written
     assert "Persistent compilation cache hit for 'jit_run_chunk'" in second.stderr  # JAX's own log line
+
+
+def test_a_gymnax_runs_programs_are_exported_once_and_a_second_run_does_not_trace_them(tmp_path):
+    """A gymnax run stores its loop's start and chunk in the program cache (`compile_program`); a second run of the
+    same config loads both without tracing them (JAX logs each trace) and writes nothing new; both runs learn
+    exactly what a run with the cache off does."""
+    cache = tmp_path / "cache"
+    args = ("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 5, "--total-steps",
+            2_000, "--learning-starts", 500, "--log-interval", 1_000, "--eval-episodes", 2)
+
+    def run(name, cache_setting):
+        result = jaxdqn(*args, "--out", tmp_path / name, env={"JAXDQN_COMPILE_CACHE": cache_setting,
+                                                               "JAX_LOG_COMPILES": "1"})
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stderr
+
+    def programs():
+        return {path.name: path.stat().st_mtime_ns for path in (cache / "programs").iterdir()}
+
+    def untimed(name):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("wall_seconds", "sps")}
+                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert "Finished tracing flat_fn" in run("first", str(cache))  # the start and the chunk, traced to export them
+    stored = programs()
+    assert len(stored) == 2 and all(name.endswith(".jaxexport") for name in stored)
+    assert "Finished tracing flat_fn" not in run("second", str(cache))
+    assert programs() == stored
+    run("off", "off")
+    assert untimed("first") == untimed("second") == untimed("off") and len(untimed("off")) == 2
+
+
+def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing(monkeypatch, tmp_path):
+    """The stored copy is what runs: a second call under the same key never traces the function it is given; a
+    copy that cannot be read is traced again and replaced. Keys tell settings and argument shapes apart."""
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
+
+    def step(state, scale):
+        return Pair(state.first * scale + 1, state.second + 1), {"total": state.first.sum()}
+
+    def not_traced(state, scale):
+        raise AssertionError("traced although its program is stored")
+
+    def args():
+        return Pair(jnp.arange(3.0), jnp.int32(2)), jnp.float32(2.0)
+
+    expected = jax.jit(step)(*args())
+    key = program_key("step", {"setting": 1}, args())
+    for fn in (step, not_traced):
+        new_state, out = compile_program(fn, args(), key, donate_argnums=(0,))(*args())
+        assert isinstance(new_state, Pair)
+        jax.tree.map(np.testing.assert_array_equal, (new_state, out), expected)
+    stored = program_path(key)
+    assert [path.name for path in stored.parent.iterdir()] == [stored.name]
+    stored.write_bytes(b"not a program")
+    jax.tree.map(np.testing.assert_array_equal, compile_program(step, args(), key)(*args()), expected)
+    compile_program(not_traced, args(), key)  # the broken copy was replaced by a good one
+    assert program_key("step", {"setting": 2}, args()) != key
+    assert program_key("step", {"setting": 1}, (Pair(jnp.arange(4.0), jnp.int32(2)), jnp.float32(2.0))) != key
+
+
+class Pair(NamedTuple):
+    first: jax.Array
+    second: jax.Array
 
 
 def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypatch, tmp_path):

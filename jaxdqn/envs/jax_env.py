@@ -223,6 +223,9 @@ class JaxBackend:
 
         keys, reset_keys = _split(keys)
         obs, env_state = jax.vmap(self._env.reset)(reset_keys)
+        # strongly typed (gymnax's `time = 0` is weakly typed): a state read back through an exported program
+        # (`compile_program`) is, so the loop sees one type either way
+        env_state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), env_state)
         return PoolState(env_state, keys, jnp.zeros(self.num_envs, bool)), obs.astype(self.spec.obs_dtype)
 
     def reset(self):

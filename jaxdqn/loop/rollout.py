@@ -22,6 +22,7 @@ its episode statistics are kept whole on every device from the shares' steps gat
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import chex
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents.base import AgentFns, Step
+from jaxdqn.compile_cache import compile_program
 from jaxdqn.config.schema import ConfigError, Plan, plan
 from jaxdqn.config.validate import agent_devices
 from jaxdqn.core.optim import DEVICE_AXIS
@@ -69,7 +71,7 @@ class Rollout(NamedTuple):
     plan: Plan
     num_agents: int
     init: Callable
-    start: Callable  # start(key) -> init(key), compiled so that the persistent compile cache serves every process
+    start: Callable  # start(key, program_key=None) -> init(key), compiled (see `compile_program` for program_key)
     run_chunk: Callable
     report: Callable  # report(agents, env_steps) -> dict of (A,) arrays, jitted
     cut_episodes: Callable  # cut_episodes(state) -> state, jitted (see make_rollout)
@@ -207,10 +209,9 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     # The seeds, hyperparameters and the pool's reset state go in as arguments, not as constants of the program,
     # so that the persistent compile cache serves other seeds and settings, and EnvPool runs at all: the state of
     # an EnvPool pool holds the address of this process's pool.
-    init_compiled = jax.jit(init_from)
-
-    def start(key) -> LoopState:
-        return init_compiled(key, seed_indices, agent_hypers, env_state0, first_obs)
+    def start(key, program_key: Callable = lambda name, args: None) -> LoopState:
+        args = (key, seed_indices, agent_hypers, env_state0, first_obs)
+        return compile_program(init_from, args, program_key("init", args))(*args)
 
     def choose(agents, obs, keys, iteration):
         # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
@@ -273,11 +274,14 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
 
     # learn, with the mesh axis that a data-parallel learner averages over bound (by a vmap of size 1)
     bound_learn = jax.vmap(learn, in_axes=(None, None, None), axis_size=1, axis_name=DEVICE_AXIS)
-    metric_shapes = jax.eval_shape(bound_learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
-                                   jax.ShapeDtypeStruct((slots, 2), jnp.uint32), jnp.int32(0))[1]
+
+    @functools.cache
+    def metric_shapes():  # traced when first asked for: a chunk loaded from the program cache never asks
+        return jax.eval_shape(bound_learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
+                              jax.ShapeDtypeStruct((slots, 2), jnp.uint32), jnp.int32(0))[1]
 
     def zero_metrics():
-        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[2:]), s.dtype), metric_shapes)
+        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[2:]), s.dtype), metric_shapes())
 
     def run_chunk(state: LoopState, n_periods, learn_after):
         output = ChunkOutput(zero_metrics(), jnp.zeros((), jnp.int32),
@@ -303,7 +307,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
 
         state_specs = loop_specs(jax.eval_shape(init, jax.random.PRNGKey(0)))
         per_agent = replicated if shards > 1 else (lambda _: PartitionSpec(DEVICE_AXIS))
-        output_specs = ChunkOutput(jax.tree.map(per_agent, metric_shapes), PartitionSpec(),
+        output_specs = ChunkOutput(jax.tree.map(per_agent, metric_shapes()), PartitionSpec(),
                                    PartitionSpec(None, DEVICE_AXIS), jax.tree.map(per_agent, empty_episode_log(1, 1)))
         # the iteration counter and the count of learning periods are computed alike on every device
         run_chunk = jax.shard_map(run_chunk, mesh=mesh, in_specs=(state_specs, PartitionSpec(), PartitionSpec()),

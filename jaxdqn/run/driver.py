@@ -3,6 +3,7 @@ recorder, checkpoints, signals, the final evaluation and summary.json."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -12,13 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdqn.agents import resolve_agent
+from jaxdqn.agents import AGENTS, resolve_agent
 from jaxdqn.config.schema import plan as plan_of
 from jaxdqn.config.schema import to_dict, with_derived
-from jaxdqn.compile_cache import enable_compile_cache
+from jaxdqn.compile_cache import compile_program, enable_compile_cache, program_key
 from jaxdqn.config.validate import agent_devices, validate
 from jaxdqn.core import threefry
-from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
+from jaxdqn.envs import GYMNASIUM_NOTE, GYMNAX_PREFIX, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
 from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout, pool_order, stacked_axis
@@ -170,6 +171,19 @@ class Group(NamedTuple):
                 for i, (label, config) in enumerate(zip(self.labels, self.configs))]
 
 
+def run_program_key(cfg, group: Group | None, rollout: Rollout, progress: Progress, name: str, args) -> str | None:
+    """The key of the run's program `name` (its loop's start or chunk) for `args` in the program cache
+    (`compile_program`), or None where the program depends on more than jaxdqn's code and the configs can say:
+    EnvPool's and Gymnasium's programs (they hold this process's pool), user agents and environments given by
+    import path (their code is not hashed), and runs over several devices or processes."""
+    if not (cfg.env.env_id.startswith(GYMNAX_PREFIX) and cfg.agent in AGENTS and rollout.devices == 1
+            and jax.process_count() == 1):
+        return None
+    configs = group.configs if group is not None else (cfg,)
+    return program_key(name, {"configs": [to_dict(c) for c in configs],
+                              "pool_start_step": progress.pool_start_step}, args)
+
+
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
                  progress_bar: bool = False, exact_resume: bool = False, overwrite: bool = False,
                  group: Group | None = None) -> dict:
@@ -209,12 +223,13 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
     try:
         compile_start = time.perf_counter()
-        state = rollout.place(rollout.start(key) if resume_from is None
+        key_of = functools.partial(run_program_key, cfg, group, rollout, progress)
+        state = rollout.place(rollout.start(key, key_of) if resume_from is None
                               else resume_state(rollout, resume_from, key, exact_resume))
+        chunk_args = (state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after))
         with threefry.unrolled():  # its random numbers are drawn at every step (see jaxdqn.core.threefry)
-            lowered = jax.jit(rollout.run_chunk, donate_argnums=0).lower(
-                state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after))
-        chunk = lowered.compile()
+            chunk = compile_program(rollout.run_chunk, chunk_args, key_of("chunk", chunk_args),
+                                    donate_argnums=(0,))
         compile_seconds = time.perf_counter() - compile_start
         params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(rollout.whole_agents(agents))))
         start_steps = progress.env_steps
