@@ -178,17 +178,17 @@ def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
     assert "Persistent compilation cache hit for 'jit_run_chunk'" in second.stderr  # JAX's own log line
 
 
-def test_a_gymnax_runs_programs_are_exported_once_and_a_second_run_does_not_trace_them(tmp_path):
-    """A gymnax run stores its loop's start and chunk in the program cache (`compile_program`); a second run of the
-    same config loads both without tracing them (JAX logs each trace) and writes nothing new; both runs learn
-    exactly what a run with the cache off does."""
+def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trace_them(tmp_path):
+    """A gymnax run stores its loop's start and chunk in the program cache (`compile_program`); a run of the same
+    config with another seed loads both without tracing them (JAX logs each trace) and writes nothing new, and
+    learns exactly what that seed learns with the cache off."""
     cache = tmp_path / "cache"
     args = ("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 5, "--total-steps",
             2_000, "--learning-starts", 500, "--log-interval", 1_000, "--eval-episodes", 2)
 
-    def run(name, cache_setting):
-        result = jaxdqn(*args, "--out", tmp_path / name, env={"JAXDQN_COMPILE_CACHE": cache_setting,
-                                                               "JAX_LOG_COMPILES": "1"})
+    def run(name, seed, cache_setting):
+        result = jaxdqn(*args, "--seed", seed, "--out", tmp_path / name,
+                        env={"JAXDQN_COMPILE_CACHE": cache_setting, "JAX_LOG_COMPILES": "1"})
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stderr
 
@@ -199,13 +199,14 @@ def test_a_gymnax_runs_programs_are_exported_once_and_a_second_run_does_not_trac
         return [{k: v for k, v in json.loads(line).items() if k not in ("wall_seconds", "sps")}
                 for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
-    assert "Finished tracing flat_fn" in run("first", str(cache))  # the start and the chunk, traced to export them
+    assert "Finished tracing flat_fn" in run("seed0", 0, str(cache))  # the start and the chunk, traced to export
     stored = programs()
     assert len(stored) == 2 and all(name.endswith(".jaxexport") for name in stored)
-    assert "Finished tracing flat_fn" not in run("second", str(cache))
+    assert "Finished tracing flat_fn" not in run("seed1", 1, str(cache))
     assert programs() == stored
-    run("off", "off")
-    assert untimed("first") == untimed("second") == untimed("off") and len(untimed("off")) == 2
+    run("seed1-off", 1, "off")
+    assert untimed("seed1") == untimed("seed1-off") and len(untimed("seed1")) == 2
+    assert untimed("seed0") != untimed("seed1")  # the seed reached the loaded programs
 
 
 def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing(monkeypatch, tmp_path):

@@ -175,12 +175,19 @@ def run_program_key(cfg, group: Group | None, rollout: Rollout, progress: Progre
     """The key of the run's program `name` (its loop's start or chunk) for `args` in the program cache
     (`compile_program`), or None where the program depends on more than jaxdqn's code and the configs can say:
     EnvPool's and Gymnasium's programs (they hold this process's pool), user agents and environments given by
-    import path (their code is not hashed), and runs over several devices or processes."""
+    import path (their code is not hashed), and runs over several devices or processes. The seed is left out:
+    it reaches the programs as data (the keys and the pool's reset state), so every seed shares them."""
     if not (cfg.env.env_id.startswith(GYMNAX_PREFIX) and cfg.agent in AGENTS and rollout.devices == 1
             and jax.process_count() == 1):
         return None
+
+    def settings(config):
+        values = to_dict(config)
+        values["loop"] = {k: v for k, v in values["loop"].items() if k != "seed"}
+        return values
+
     configs = group.configs if group is not None else (cfg,)
-    return program_key(name, {"configs": [to_dict(c) for c in configs],
+    return program_key(name, {"configs": [settings(c) for c in configs],
                               "pool_start_step": progress.pool_start_step}, args)
 
 
