@@ -209,6 +209,13 @@ def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trac
     assert untimed("seed0") != untimed("seed1")  # the seed reached the loaded programs
 
 
+class Pair(NamedTuple):
+    """A pytree node type of the test's own: the stored program hands back its outputs in the caller's types."""
+
+    first: jax.Array
+    second: jax.Array
+
+
 def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing(monkeypatch, tmp_path):
     """The stored copy is what runs: a second call under the same key never traces the function it is given; a
     copy that cannot be read is traced again and replaced. Keys tell settings and argument shapes apart."""
@@ -236,11 +243,6 @@ def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing
     compile_program(not_traced, args(), key)  # the broken copy was replaced by a good one
     assert program_key("step", {"setting": 2}, args()) != key
     assert program_key("step", {"setting": 1}, (Pair(jnp.arange(4.0), jnp.int32(2)), jnp.float32(2.0))) != key
-
-
-class Pair(NamedTuple):
-    first: jax.Array
-    second: jax.Array
 
 
 def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypatch, tmp_path):
