@@ -152,7 +152,8 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     With a `key` (`program_key`) and the cache on, the program goes through a copy exported with `jax.export`
     and stored under the key: a later process asking for the same key deserializes it instead of tracing and
     lowering `fn` again, and JAX's persistent cache serves the compiled executable. A missing or unreadable copy
-    is a miss: `fn` is traced, exported and stored. The caller vouches that the key holds everything the
+    is a miss: `fn` is traced, exported and stored (a program `jax.export` refuses compiles without the cache's
+    copy). The caller vouches that the key holds everything the
     program depends on (see `program_key`)."""
     import jax
     from jax import export
@@ -172,9 +173,12 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
             out_trees.append(out_tree)
             return flat_out
 
-        exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
-        # run what a later process will load (a deserialized program returns strongly typed arrays)
-        loaded = export.deserialize(exported.serialize()), out_trees[0]
+        try:
+            exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
+            # run what a later process will load (a deserialized program returns strongly typed arrays)
+            loaded = export.deserialize(exported.serialize()), out_trees[0]
+        except Exception:  # what jax.export refuses (a custom call it does not vouch for) compiles as it would
+            return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
         _save_program(path, *loaded)
     exported, out_tree = loaded
     compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()

@@ -218,7 +218,8 @@ class Pair(NamedTuple):
 
 def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing(monkeypatch, tmp_path):
     """The stored copy is what runs: a second call under the same key never traces the function it is given; a
-    copy that cannot be read is traced again and replaced. Keys tell settings and argument shapes apart."""
+    copy that cannot be read is traced again and replaced. Keys tell settings and argument shapes apart. A
+    program that jax.export refuses compiles as it would without the cache."""
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
 
     def step(state, scale):
@@ -243,6 +244,13 @@ def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing
     compile_program(not_traced, args(), key)  # the broken copy was replaced by a good one
     assert program_key("step", {"setting": 2}, args()) != key
     assert program_key("step", {"setting": 1}, (Pair(jnp.arange(4.0), jnp.int32(2)), jnp.float32(2.0))) != key
+
+    def host_side(state, scale):  # a host callback: jax.export refuses it, so it compiles without a stored copy
+        return jax.pure_callback(lambda x: np.asarray(x) * 2, jax.ShapeDtypeStruct((3,), jnp.float32), state.first)
+
+    refused = program_key("host_side", {}, args())
+    np.testing.assert_array_equal(compile_program(host_side, args(), refused)(*args()), [0.0, 2.0, 4.0])
+    assert not program_path(refused).exists()
 
 
 def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypatch, tmp_path):
