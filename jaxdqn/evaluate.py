@@ -18,13 +18,15 @@ import numpy as np
 
 from jaxdqn.agents import resolve_agent
 from jaxdqn.compile_cache import enable_compile_cache
-from jaxdqn.envs import EVAL_STREAM, env_seeds, env_spec, make_env
+from jaxdqn.envs import EVAL_STREAM, backend_name, env_seeds, env_spec, make_env
 from jaxdqn.files import check_output_path
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 """Video formats `evaluate_policy` writes, chosen by the file's extension."""
 
 DEFAULT_VIDEO_FPS = 30
+EVAL_STEPS_PER_CALL = 1_000
+"""Steps a JAX environment's evaluation plays in one compiled call (`stop` is asked between calls)."""
 """Frames per second of a video of an environment whose own rate is unknown (one frame per step)."""
 
 
@@ -94,7 +96,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     mp4 has length + 1 frames
     (a gif can have fewer: identical consecutive frames are merged, keeping the timing). An environment
     that cannot render raises EvaluationError before any file is written. `stop() -> True`, asked after every
-    step, ends the evaluation early (`complete` False). `seed_indices` gives each agent's seed index (a sweep's
+    step (with a JAX environment, every `EVAL_STEPS_PER_CALL` steps: they run as one compiled loop), ends the
+    evaluation early (`complete` False). `seed_indices` gives each agent's seed index (a sweep's
     agents: see `AgentAxis`); default 0, 1, ... in order.
     """
     if episodes < 1:
@@ -110,17 +113,29 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
                    render=video is not None, repeat_action_probability=cfg.env.repeat_action_probability)
     pool_size = num_agents * episodes
     act = jax.vmap(fns.evaluate_act, in_axes=(0, 0, 0, None))
+    # a JAX environment plays many steps per call; others one, so that each step can be rendered or EnvPool's
+    # pool (whose programs are compiled in every process) is stepped by the smallest program
+    steps_per_call = EVAL_STEPS_PER_CALL if backend_name(cfg.env.env_id) == "jax" and video is None else 1
+
+    def play_step(carry):
+        env_state, obs, key, returns, lengths, finished, steps = carry
+        key, act_key = jax.random.split(key)
+        actions = act(params, obs.reshape(num_agents, episodes, *spec.obs_shape),
+                      jax.random.split(act_key, num_agents), cfg.loop.eval_epsilon)
+        env_state, out = env.step(env_state, actions.reshape(pool_size))
+        return (env_state, out.obs, key, returns + jnp.where(finished, 0.0, out.game_reward),
+                lengths + ~finished, finished | out.game_over, steps + 1)
+
+    def playing(carry):
+        return (carry[-1] < steps_per_call) & ~carry[5].all()
 
     @jax.jit
-    def play(env_state, obs, key):
-        keys = jax.random.split(key, num_agents)
-        actions = act(params, obs.reshape(num_agents, episodes, *spec.obs_shape), keys, cfg.loop.eval_epsilon)
-        return env.step(env_state, actions.reshape(pool_size))
+    def play(*state):
+        """`steps_per_call` steps of the pool (fewer once every episode is over)."""
+        if steps_per_call == 1:
+            return play_step((*state, jnp.int32(0)))[:-1]
+        return jax.lax.while_loop(playing, play_step, (*state, jnp.int32(0)))[:-1]
 
-    key = jax.random.PRNGKey(seed)
-    returns = np.zeros(pool_size, np.float64)
-    lengths = np.zeros(pool_size, np.int64)
-    finished = np.zeros(pool_size, bool)
     writer = None
     try:
         env_state, obs = env.reset()
@@ -132,18 +147,18 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
             fps = env.render_fps or DEFAULT_VIDEO_FPS
             writer = _VideoWriter(video, fps)
             writer.append(first_frame)
+        state = (env_state, jnp.asarray(obs), jax.random.PRNGKey(seed), jnp.zeros(pool_size, jnp.float32),
+                 jnp.zeros(pool_size, jnp.int32), jnp.zeros(pool_size, bool))
+        finished = np.zeros(pool_size, bool)
         while not finished.all():
             if stop is not None and stop():
                 break
-            key, act_key = jax.random.split(key)
-            env_state, out = play(env_state, jnp.asarray(obs), act_key)
-            obs = out.obs
-            returns += np.where(finished, 0.0, np.asarray(out.game_reward))
-            lengths += ~finished
-            if writer is not None and not finished[0]:
-                # EnvPool resets on the step after an episode ends, so this still shows its last state.
+            recording = writer is not None and not finished[0]
+            state = play(*state)
+            if recording:  # EnvPool resets on the step after an episode ends, so this still shows its last state.
                 writer.append(env.render())
-            finished |= np.asarray(out.game_over)
+            finished = np.asarray(state[5])
+        returns, lengths = np.asarray(state[3], np.float64), np.asarray(state[4], np.int64)
         if writer is not None:
             writer.close()
     except OSError as error:  # the video could not be written (a full disk, a file-size limit)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdqn import evaluate
 from jaxdqn.compile_cache import CACHE_ENV_VAR, cache_dir, compile_program, program_key, program_path
 from jaxdqn.config.build import make_config
 from jaxdqn.config.schema import ConfigError
@@ -102,6 +103,26 @@ def test_truncation_and_termination_reach_the_replay_as_for_envpool():
     after_end = (time == TIME_LIMIT) | (cell == LENGTH)  # the auto-reset step: not a transition
     np.testing.assert_array_equal(real, ~after_end)
     assert (next_time[~real] == 0).all()
+
+
+def test_a_jax_environments_evaluation_plays_many_steps_per_call_as_it_would_one_at_a_time(monkeypatch):
+    """A JAX environment's evaluation runs `EVAL_STEPS_PER_CALL` steps as one compiled loop: the same episodes
+    as one step per call, and `stop` is asked between calls."""
+    cfg = make_config(**dict(SMALL, eval_epsilon=0.5))  # episodes of 5 to 12 steps
+    rollout = build_rollout(cfg)
+    policy = rollout.fns.policy(rollout.start(jax.random.PRNGKey(0)).agents)
+    results = {}
+    for steps_per_call in (5, 1):
+        monkeypatch.setattr(evaluate, "EVAL_STEPS_PER_CALL", steps_per_call)
+        results[steps_per_call] = evaluate.evaluate_policy(cfg, policy, 6, seed=1)
+    assert results[5].complete and results[1].complete
+    np.testing.assert_array_equal(results[5].returns, results[1].returns)
+    np.testing.assert_array_equal(results[5].lengths, results[1].lengths)
+    assert len(set(results[5].lengths.ravel().tolist())) > 1 and results[5].lengths.max() > 5
+    monkeypatch.setattr(evaluate, "EVAL_STEPS_PER_CALL", 5)
+    asked = []
+    stopped = evaluate.evaluate_policy(cfg, policy, 6, seed=1, stop=lambda: asked.append(1) or len(asked) > 1)
+    assert not stopped.complete and len(asked) == 2 and stopped.lengths.max() == 5
 
 
 @pytest.mark.long
