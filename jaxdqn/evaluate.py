@@ -25,9 +25,9 @@ VIDEO_EXTENSIONS = (".mp4", ".gif")
 """Video formats `evaluate_policy` writes, chosen by the file's extension."""
 
 DEFAULT_VIDEO_FPS = 30
+"""Frames per second of a video of an environment whose own rate is unknown (one frame per step)."""
 EVAL_STEPS_PER_CALL = 1_000
 """Steps a JAX environment's evaluation plays in one compiled call (`stop` is asked between calls)."""
-"""Frames per second of a video of an environment whose own rate is unknown (one frame per step)."""
 
 
 class EvaluationError(ValueError):
