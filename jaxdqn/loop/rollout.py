@@ -71,7 +71,7 @@ class Rollout(NamedTuple):
     plan: Plan
     num_agents: int
     init: Callable
-    start: Callable  # start(key, program_key=None) -> init(key), compiled (see `compile_program` for program_key)
+    start: Callable  # start(key, program_key) -> init(key), compiled; program_key(name, args) keys `compile_program`
     run_chunk: Callable
     report: Callable  # report(agents, env_steps) -> dict of (A,) arrays, jitted
     cut_episodes: Callable  # cut_episodes(state) -> state, jitted (see make_rollout)
