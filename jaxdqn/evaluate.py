@@ -118,23 +118,26 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
     steps_per_call = EVAL_STEPS_PER_CALL if backend_name(cfg.env.env_id) == "jax" and video is None else 1
 
     def play_step(carry):
-        env_state, obs, key, returns, lengths, finished, steps = carry
+        agent_params, env_state, obs, key, returns, lengths, finished, steps = carry
         key, act_key = jax.random.split(key)
-        actions = act(params, obs.reshape(num_agents, episodes, *spec.obs_shape),
+        actions = act(agent_params, obs.reshape(num_agents, episodes, *spec.obs_shape),
                       jax.random.split(act_key, num_agents), cfg.loop.eval_epsilon)
         env_state, out = env.step(env_state, actions.reshape(pool_size))
-        return (env_state, out.obs, key, returns + jnp.where(finished, 0.0, out.game_reward),
+        return (agent_params, env_state, out.obs, key, returns + jnp.where(finished, 0.0, out.game_reward),
                 lengths + ~finished, finished | out.game_over, steps + 1)
 
     def playing(carry):
-        return (carry[-1] < steps_per_call) & ~carry[5].all()
+        return (carry[-1] < steps_per_call) & ~carry[6].all()
 
+    # The parameters are an argument, not constants of the program: the same program for every run of these
+    # shapes, which JAX's persistent cache then serves (and a large network is not folded into the program).
     @jax.jit
-    def play(*state):
+    def play(agent_params, *state):
         """`steps_per_call` steps of the pool (fewer once every episode is over)."""
+        carry = (agent_params, *state, jnp.int32(0))
         if steps_per_call == 1:
-            return play_step((*state, jnp.int32(0)))[:-1]
-        return jax.lax.while_loop(playing, play_step, (*state, jnp.int32(0)))[:-1]
+            return play_step(carry)[1:-1]
+        return jax.lax.while_loop(playing, play_step, carry)[1:-1]
 
     writer = None
     try:
@@ -154,7 +157,7 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
             if stop is not None and stop():
                 break
             recording = writer is not None and not finished[0]
-            state = play(*state)
+            state = play(params, *state)
             if recording:  # EnvPool resets on the step after an episode ends, so this still shows its last state.
                 writer.append(env.render())
             finished = np.asarray(state[5])

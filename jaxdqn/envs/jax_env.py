@@ -217,10 +217,11 @@ class JaxBackend:
                        max_episode_steps=int(getattr(env, "max_episode_steps", 0) or 0),
                        reward_threshold=None if threshold is None else float(threshold))
 
-    def _reset_pool(self, keys):
+    def _reset_pool(self, seeds, resets):
         import jax
         import jax.numpy as jnp
 
+        keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.PRNGKey(seed), resets))(seeds)
         keys, reset_keys = _split(keys)
         obs, env_state = jax.vmap(self._env.reset)(reset_keys)
         # strongly typed (gymnax's `time = 0` is weakly typed): a state read back through an exported program
@@ -231,11 +232,9 @@ class JaxBackend:
     def reset(self):
         """(env_state, obs) right after a full reset: the first starts each environment's seeded stream, later
         ones start fresh streams of the same seeds."""
-        import jax
-
-        keys = jax.vmap(lambda seed: jax.random.fold_in(jax.random.PRNGKey(seed), self._resets))(self._seeds)
+        resets = np.uint32(self._resets)  # an argument: one program for every reset (keys made inside it)
         self._resets += 1
-        return self._reset(keys)
+        return self._reset(self._seeds, resets)
 
     def step(self, env_state: PoolState, actions):
         """Step every environment (vmapped), resetting those whose episode ended on the previous step."""

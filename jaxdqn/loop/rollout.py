@@ -220,8 +220,15 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     def send(env_state, actions):
         return env.send(env_state, actions.reshape(local * slot_envs))
 
-    def whole(x):  # (local, N / D) -> (local, N): every share's environments of each agent, on every device
-        return jax.lax.all_gather(x, DEVICE_AXIS, axis=1, tiled=True) if shards > 1 else x
+    def whole(reward, real, over):
+        """(local, N / D) -> (local, N): every share's environments of each agent, on every device. One
+        collective for the three (as float32: exact for the flags), not one each: across processes every
+        collective is a round trip."""
+        if shards == 1:
+            return reward, real, over
+        gathered = jax.lax.all_gather(jnp.stack([reward, real.astype(reward.dtype), over.astype(reward.dtype)]),
+                                      DEVICE_AXIS, axis=2, tiled=True)
+        return gathered[0], gathered[1].astype(bool), gathered[2].astype(bool)
 
     def iterate(carry, _):
         state, action_log, first_iteration, learn_after, pending, end_iteration = carry
@@ -245,7 +252,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         step = Step(state.obs, actions, reward, terminated, truncated, next_obs, real)
         agents = observe(state.agents, step, env_steps, env_steps >= learn_after)
         # reported episodes are whole games with raw rewards, not the clipped, life-by-life training signal
-        stats, ends = update_episode_stats(state.stats, whole(game_reward), whole(real), whole(game_over & real),
+        stats, ends = update_episode_stats(state.stats, *whole(game_reward, real, game_over & real),
                                            env_steps + num_envs, solved_return)
         state = LoopState(agents, env_state, next_obs, (terminated | truncated) & real, stats, state.keys,
                           state.iteration + 1)
