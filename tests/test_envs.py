@@ -187,3 +187,36 @@ def test_gymnasium_backend_seeds_its_first_reset_and_steps_discrete_observations
     assert (out.reward == -1).sum() > 0 and out.reward.dtype == np.float32
     pool.close()
     again.close()
+
+
+IMPORTS_OF_AN_ENVPOOL_RUN = """
+import json, sys
+import numpy as np
+from jaxdqn.config.validate import checked_env_spec
+from jaxdqn.envs import make_env
+from jaxdqn.envs.envpool import JUMANJI_RENDERERS
+spec = checked_env_spec("CartPole-v1")
+before = {name.rsplit(".", 1)[1]: type(sys.modules.get(name)).__name__ for name in JUMANJI_RENDERERS}
+pyplot = "matplotlib.pyplot" in sys.modules
+env = make_env("CartPole-v1", [0, 1])
+env_state, obs = env.reset()
+env_state, out = env.step(env_state, np.zeros(2, np.int32))
+env.close()
+state_class = sys.modules[JUMANJI_RENDERERS[0]].Game2048State.__name__
+print(json.dumps({"before": before, "pyplot": pyplot, "obs": list(np.asarray(out.obs).shape), "read": state_class,
+                  "after": type(sys.modules[JUMANJI_RENDERERS[0]]).__name__}))
+"""
+
+
+def test_envpool_is_imported_with_jumanjis_renderers_as_stand_ins():
+    """EnvPool's import loads Jumanji's renderers and Matplotlib (about 0.6 s of every EnvPool process): they are
+    stand-ins until read, and a pool steps as before; reading from one imports the real module."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", IMPORTS_OF_AN_ENVPOOL_RUN], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"before": dict.fromkeys(("logic", "packing", "routing", "swarms"), "DeferredModule"),
+                      "pyplot": False, "obs": [2, 4], "read": "Game2048State", "after": "module"}

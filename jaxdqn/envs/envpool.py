@@ -7,12 +7,14 @@ pool steps through a host callback around its Python `step` instead (`host_step=
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import numpy as np
 
 from jaxdqn.envs.base import (HOST_STEP_STATE, EnvSpec, StepResult, as_seed_list, make_host_step,
                               registered_render_fps, spec_from_spaces)
+from jaxdqn.importing import defer_imports
 
 ATARI_PREPROCESSING = dict(img_height=84, img_width=84, gray_scale=True, frame_skip=4, stack_num=4, noop_max=30,
                           use_fire_reset=True)
@@ -29,9 +31,17 @@ BOX2D_RENDER_FPS = 50.0
 to be imported, which EnvPool does not."""
 
 
+JUMANJI_RENDERERS = tuple(f"envpool.jumanji._official_render.{name}"
+                          for name in ("logic", "packing", "routing", "swarms"))
+"""Jumanji's renderers, which `import envpool` loads (with Matplotlib: about 0.6 s of its 1.5 s) and which only
+rendering a Jumanji environment uses."""
+
+
 def _envpool():
     # gymnasium warns about float64 bounds being cast when EnvPool builds its spaces; harmless.
     warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+    if "envpool" not in sys.modules:
+        defer_imports(JUMANJI_RENDERERS)
     import envpool
 
     return envpool

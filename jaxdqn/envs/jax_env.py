@@ -13,16 +13,13 @@ exact resume replays it like any other backend's. The backend auto-resets like E
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import sys
-import types
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from jaxdqn.envs.base import EnvSpec, StepResult, UnsupportedEnv, as_seed_list, jax_dtype
-from jaxdqn.importing import load_object
+from jaxdqn.importing import defer_imports, load_object
 
 GYMNAX_PREFIX = "gymnax/"
 
@@ -84,37 +81,6 @@ def _gymnax():
     except ImportError:
         raise UnsupportedEnv("needs gymnax, which is not installed: pip install 'jaxdqn[gymnax]'") from None
     return gymnax
-
-
-class DeferredModule(types.ModuleType):
-    """Stands in `sys.modules` for a module not yet imported: `import name` binds it at no cost, and the first
-    attribute read from it imports the real module (which then takes its place in `sys.modules`) and is
-    forwarded to it, as is every later one."""
-
-    def __init__(self, spec):
-        super().__init__(spec.name)
-        self.__spec__ = spec
-
-    def __getattr__(self, attribute):
-        name = self.__spec__.name
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        return getattr(importlib.import_module(name), attribute)
-
-
-def defer_imports(names) -> None:
-    """Put a `DeferredModule` in `sys.modules` for each module of `names` that is installed and not yet imported.
-    (`importlib.util.LazyLoader` does not serve here: a second `import` of a lazy module reads its `__spec__`,
-    which loads it.)"""
-    for name in names:
-        if name in sys.modules:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except ImportError:
-            continue
-        if spec is not None:
-            sys.modules[name] = DeferredModule(spec)
 
 
 def gymnax_discrete_ids() -> list[str]:
