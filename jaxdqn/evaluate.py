@@ -150,8 +150,8 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
             fps = env.render_fps or DEFAULT_VIDEO_FPS
             writer = _VideoWriter(video, fps)
             writer.append(first_frame)
-        state = (env_state, jnp.asarray(obs), jax.random.PRNGKey(seed), jnp.zeros(pool_size, jnp.float32),
-                 jnp.zeros(pool_size, jnp.int32), jnp.zeros(pool_size, bool))
+        state = (env_state, np.asarray(obs), jax.random.PRNGKey(seed), np.zeros(pool_size, np.float32),
+                 np.zeros(pool_size, np.int32), np.zeros(pool_size, bool))  # numpy: no program compiled for them
         finished = np.zeros(pool_size, bool)
         while not finished.all():
             if stop is not None and stop():

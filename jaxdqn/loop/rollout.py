@@ -102,7 +102,8 @@ def seeds_axis(hyperparameters, num_seeds: int) -> AgentAxis:
 
 def stacked_axis(hyperparameters: list, num_seeds: int) -> AgentAxis:
     """The agents of a sweep group: `num_seeds` seeds of each set of hyperparameters in turn (configuration-major)."""
-    stacked = jax.tree.map(lambda *values: jnp.stack([jnp.asarray(v) for v in values for _ in range(num_seeds)]),
+    # numpy, not jax.numpy: built on the host, without compiling a program for each stack
+    stacked = jax.tree.map(lambda *values: np.stack([np.asarray(v) for v in values for _ in range(num_seeds)]),
                            *hyperparameters)
     return AgentAxis(stacked, tuple(seed for _ in hyperparameters for seed in range(num_seeds)))
 
@@ -175,13 +176,13 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
                                                                              lambda index: x[index]),
                             jax.device_get(state), shardings)
 
-    seed_indices, agent_hypers = jnp.asarray(agents.seed_indices, jnp.int32), agents.hyperparameters
+    seed_indices, agent_hypers = np.asarray(agents.seed_indices, np.int32), agents.hyperparameters
     spec = env.spec
     slot_axis, local_axis = (slots, slot_envs), (local, slot_envs)
     action_log_length = the_plan.log_periods * the_plan.iters_per_period
     action_dtype = action_log_dtype(spec.num_actions)
     env_state0, obs0 = env.reset()
-    first_obs = jnp.asarray(obs0).reshape(*slot_axis, *spec.obs_shape)
+    first_obs = np.asarray(obs0).reshape(*slot_axis, *spec.obs_shape)
     solved_return = cfg.loop.solved_return
     overlap = cfg.env.env_overlap
     if overlap and not env.can_overlap:  # EnvPool built without its CUDA op, found only once the pool exists
