@@ -12,7 +12,8 @@ FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
 RUN = ["--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", "4", "--train-frequency", "4",
        "--num-seeds", "8", "--learning-starts", "500", "--buffer-size", "1000", "--batch-size", "32",
-       "--log-interval", "1000", "--checkpoint-interval", "1000", "--schedule-steps", "4000", "--eval-episodes", "2"]
+       "--log-interval", "500", "--checkpoint-interval", "500", "--schedule-steps", "4000", "--eval-episodes", "2"]
+TOTAL = 2000  # steps of a run: 4 log points and checkpoints, the last 1,500 steps learning
 
 
 def assert_same_run(run, reference):
@@ -29,24 +30,24 @@ def test_eight_seeds_over_devices_and_processes_are_the_eight_seeds_of_one_devic
     (launched, --exact) to the same arrays, and resuming it with one process is refused.
     (A sharded run within one process: test_envpool_pools_per_device_... and test_bench_devices_... below.)"""
     single, launched, half = (tmp_path / name for name in ("single", "launched", "half"))
-    result = jaxdqn("train", *RUN, "--total-steps", 4000, "--out", single)
+    result = jaxdqn("train", *RUN, "--total-steps", TOTAL, "--out", single)
     assert result.returncode == 0, result.stderr[-2000:]
     two_processes = ["launch", "--processes", 2, "--", "train"]
-    result = jaxdqn(*two_processes, *RUN, "--total-steps", 4000, "--replay-in-every-checkpoint", "True", "--out",
+    result = jaxdqn(*two_processes, *RUN, "--total-steps", TOTAL, "--replay-in-every-checkpoint", "True", "--out",
                     launched, env={"XLA_FLAGS": TWO_DEVICES})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("8 agents sharded over 4 devices (2 on each)") == 1 and result.stderr == ""
-    assert result.stdout.count("done: 4000 steps x 8 seed(s)") == 1
+    assert result.stdout.count(f"done: {TOTAL} steps x 8 seed(s)") == 1
     assert json.loads((launched / "summary.json").read_text())["devices"] == 4
     assert len((launched / "metrics.jsonl").read_text().splitlines()) == 4
     assert_same_run(launched, single)
 
-    stopped_at_half(launched, half)
-    refused = jaxdqn("train", "--resume", half, "--total-steps", 4000, "--exact")
+    stopped_at_half(launched, half, TOTAL, 500)
+    refused = jaxdqn("train", "--resume", half, "--total-steps", TOTAL, "--exact")
     assert refused.returncode == 2 and refused.stderr == (
-        f"jaxdqn: error: --resume: checkpoint {half}/checkpoints/step_000000002000 was saved by 2 process(es) and "
+        f"jaxdqn: error: --resume: checkpoint {half}/checkpoints/step_000000001000 was saved by 2 process(es) and "
         "this run has 1; resume it with as many (jaxdqn launch --processes 2 -- train --resume ...)\n")
-    result = jaxdqn(*two_processes, "--resume", half, "--total-steps", 4000, "--exact", env={"XLA_FLAGS": TWO_DEVICES})
+    result = jaxdqn(*two_processes, "--resume", half, "--total-steps", TOTAL, "--exact", env={"XLA_FLAGS": TWO_DEVICES})
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((half / "metrics.jsonl").read_text().splitlines()) == 4
     assert_same_run(half, launched)
@@ -79,7 +80,7 @@ def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
     XLA_FLAGS) and on the devices of 2
     processes (jaxdqn launch), each building its own device's pool; stopped halfway, both resume --exact (the
     logged actions replayed through the pools of every device, or of the process's own) to the same arrays."""
-    args = [*RUN, "--env-id", "CartPole-v1", "--num-seeds", "4", "--total-steps", 4000,
+    args = [*RUN, "--env-id", "CartPole-v1", "--num-seeds", "4", "--total-steps", TOTAL,
             "--replay-in-every-checkpoint", "True"]
     for overlap in ("False", "True"):
         single, sharded = tmp_path / f"single-{overlap}", tmp_path / f"sharded-{overlap}"
@@ -100,8 +101,8 @@ def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
     assert_same_run(launched, single)
     for run, command, env in ((sharded, ["train"], {"XLA_FLAGS": TWO_DEVICES}), (launched, two_processes, None)):
         half = tmp_path / f"half-{run.name}"
-        stopped_at_half(run, half)
-        result = jaxdqn(*command, "--resume", half, "--total-steps", 4000, "--exact", env=env)
+        stopped_at_half(run, half, TOTAL, 500)
+        result = jaxdqn(*command, "--resume", half, "--total-steps", TOTAL, "--exact", env=env)
         assert result.returncode == 0, result.stderr[-2000:]
         assert_same_run(half, run)
 
