@@ -11,19 +11,31 @@ Layers, each importing only the ones above it in this list:
 - `jaxdqn.plot`, `jaxdqn.bench`, `jaxdqn.cli`: figures, throughput, the command.
 """
 
-from jaxdqn.core import threefry
+import gc
 
-threefry.install()  # before any program is lowered: with JAXDQN_CPU_THREEFRY=unrolled (see the module)
+# Importing JAX, Flax and jaxdqn makes some 130,000 objects that live as long as the process, and little garbage:
+# the collections their growth would set off, and every later full one, would walk them again (0.1-0.2 s each,
+# about 0.5 s of a short run). So they are made with the collector off, then frozen (kept out of collections).
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    from jaxdqn.core import threefry
 
-from jaxdqn.agents import AGENTS, resolve_agent
-from jaxdqn.config.build import make_config
-from jaxdqn.config.presets import PRESETS, get_preset
-from jaxdqn.config.schema import Config, ConfigError, plan, replace
-from jaxdqn.config.validate import validate
-from jaxdqn.core.replay import make_replay
-from jaxdqn.evaluate import evaluate_policy
-from jaxdqn.run.checkpoint import CheckpointError, load_latest, restore_params
-from jaxdqn.run.driver import TrainingStopped, build_rollout, run_training
+    threefry.install()  # before any program is lowered: with JAXDQN_CPU_THREEFRY=unrolled (see the module)
+
+    from jaxdqn.agents import AGENTS, resolve_agent
+    from jaxdqn.config.build import make_config
+    from jaxdqn.config.presets import PRESETS, get_preset
+    from jaxdqn.config.schema import Config, ConfigError, plan, replace
+    from jaxdqn.config.validate import validate
+    from jaxdqn.core.replay import make_replay
+    from jaxdqn.evaluate import evaluate_policy
+    from jaxdqn.run.checkpoint import CheckpointError, load_latest, restore_params
+    from jaxdqn.run.driver import TrainingStopped, build_rollout, run_training
+finally:
+    if _collecting:
+        gc.freeze()
+        gc.enable()
 
 __all__ = [
     "AGENTS", "PRESETS", "CheckpointError", "Config", "ConfigError", "TrainingStopped", "build_rollout",

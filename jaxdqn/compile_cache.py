@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from jaxdqn.importing import defer_imports
+
 CACHE_ENV_VAR = "JAXDQN_COMPILE_CACHE"
 OFF = "off"
 MIN_COMPILE_SECONDS = 0.2
@@ -181,6 +183,9 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
             return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
         _save_program(path, *loaded)
     exported, out_tree = loaded
+    # lowering a loaded program readies JAX's LAPACK kernels on CPU, which take their BLAS from
+    # scipy.linalg.cython_blas: with scipy.linalg an open stand-in, that module loads alone (0.02 s, not 0.2 s)
+    defer_imports(["scipy.linalg"], open_packages=True)
     compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
 
     def call(*call_args):

@@ -24,11 +24,14 @@ def load_object(path: str):
 class DeferredModule(types.ModuleType):
     """Stands in `sys.modules` for a module not yet imported: `import name` binds it at no cost, and the first
     attribute read from it imports the real module (which then takes its place in `sys.modules`) and is
-    forwarded to it, as is every later one."""
+    forwarded to it, as is every later one. An `open_package` stand-in has the package's `__path__`: a module
+    of the package imports alone, without the package's own `__init__`."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, open_package: bool = False):
         super().__init__(spec.name)
         self.__spec__ = spec
+        if open_package and spec.submodule_search_locations is not None:
+            self.__path__ = list(spec.submodule_search_locations)
 
     def __getattr__(self, attribute):
         name = self.__spec__.name
@@ -37,10 +40,11 @@ class DeferredModule(types.ModuleType):
         return getattr(importlib.import_module(name), attribute)
 
 
-def defer_imports(names) -> None:
-    """Put a `DeferredModule` in `sys.modules` for each module of `names` that is installed and not yet imported.
-    Its parent packages are not imported to find it. (`importlib.util.LazyLoader` does not serve here: a second
-    `import` of a lazy module reads its `__spec__`, which loads it.)"""
+def defer_imports(names, open_packages: bool = False) -> None:
+    """Put a `DeferredModule` in `sys.modules` for each module of `names` that is installed and not yet imported
+    (`open_packages`: see `DeferredModule`). Its parent packages are not imported to find it.
+    (`importlib.util.LazyLoader` does not serve here: a second `import` of a lazy module reads its `__spec__`,
+    which loads it.)"""
     for name in names:
         if name in sys.modules:
             continue
@@ -49,7 +53,7 @@ def defer_imports(names) -> None:
         except ImportError:
             continue
         if spec is not None:
-            sys.modules[name] = DeferredModule(spec)
+            sys.modules[name] = DeferredModule(spec, open_packages)
 
 
 def _find_spec(name: str):
