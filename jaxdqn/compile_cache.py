@@ -116,6 +116,30 @@ def program_key(name: str, settings, args) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
 
 
+def config_settings(configs) -> list | None:
+    """The settings (for `program_key`) of a program built by jaxdqn's code from `configs` alone: each config's
+    fields but the seed, which reaches the programs as data (keys, the pool's reset state), so every seed shares
+    them. None where more than that decides the program: EnvPool's and Gymnasium's programs (they hold this
+    process's pool), agents and environments given by import path (their code is not hashed), several
+    processes."""
+    import jax
+
+    from jaxdqn.agents import AGENTS
+    from jaxdqn.config.schema import to_dict
+    from jaxdqn.envs.jax_env import GYMNAX_PREFIX
+
+    if not all(c.env.env_id.startswith(GYMNAX_PREFIX) and c.agent in AGENTS for c in configs):
+        return None
+    if jax.process_count() > 1:
+        return None
+    settings = []
+    for config in configs:
+        values = to_dict(config)
+        values["loop"] = {k: v for k, v in values["loop"].items() if k != "seed"}
+        settings.append(values)
+    return settings
+
+
 def program_path(key: str | None) -> Path | None:
     """Where `compile_program` keeps the program stored under `key`, or None (no key, or the cache is off)."""
     directory = cache_dir()

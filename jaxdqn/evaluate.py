@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents import resolve_agent
-from jaxdqn.compile_cache import enable_compile_cache
+from jaxdqn.compile_cache import compile_program, config_settings, enable_compile_cache, program_key
 from jaxdqn.envs import EVAL_STREAM, backend_name, env_seeds, env_spec, make_env
 from jaxdqn.files import check_output_path
 
@@ -130,8 +130,7 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
         return (carry[-1] < steps_per_call) & ~carry[6].all()
 
     # The parameters are an argument, not constants of the program: the same program for every run of these
-    # shapes, which JAX's persistent cache then serves (and a large network is not folded into the program).
-    @jax.jit
+    # shapes, which the program cache then serves (and a large network is not folded into the program).
     def play(agent_params, *state):
         """`steps_per_call` steps of the pool (fewer once every episode is over)."""
         carry = (agent_params, *state, jnp.int32(0))
@@ -153,6 +152,10 @@ def evaluate_policy(cfg, params, episodes: int, seed: int | None = None,
         state = (env_state, np.asarray(obs), jax.random.PRNGKey(seed), np.zeros(pool_size, np.float32),
                  np.zeros(pool_size, np.int32), np.zeros(pool_size, bool))  # numpy: no program compiled for them
         finished = np.zeros(pool_size, bool)
+        settings = config_settings((cfg,))
+        args = (params, *state)
+        play = compile_program(play, args, settings and program_key("play", {"configs": settings,
+                                                                             "steps_per_call": steps_per_call}, args))
         while not finished.all():
             if stop is not None and stop():
                 break

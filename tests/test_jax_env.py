@@ -200,9 +200,10 @@ def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
 
 
 def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trace_them(tmp_path):
-    """A gymnax run stores its loop's start and chunk in the program cache (`compile_program`); a run of the same
-    config with another seed loads both without tracing them (JAX logs each trace) and writes nothing new, and
-    learns exactly what that seed learns with the cache off."""
+    """A gymnax run stores its programs in the program cache (`compile_program`): its pool's reset, its loop's
+    start and chunk, and its evaluation's reset and play; a run of the same config with another seed loads them
+    without tracing them (JAX logs each trace) and writes nothing new, and learns and evaluates exactly what
+    that seed does with the cache off."""
     cache = tmp_path / "cache"
     args = ("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 5, "--total-steps",
             2_000, "--learning-starts", 500, "--log-interval", 1_000, "--eval-episodes", 2)
@@ -220,13 +221,18 @@ def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trac
         return [{k: v for k, v in json.loads(line).items() if k not in ("wall_seconds", "sps")}
                 for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
-    assert "Finished tracing flat_fn" in run("seed0", 0, str(cache))  # the start and the chunk, traced to export
+    def evaluation(name):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        return summary["eval_return_mean"], summary["eval_return_std"]
+
+    assert "Finished tracing flat_fn" in run("seed0", 0, str(cache))  # each program, traced to export
     stored = programs()
-    assert len(stored) == 2 and all(name.endswith(".jaxexport") for name in stored)
+    assert len(stored) == 5 and all(name.endswith(".jaxexport") for name in stored)
     assert "Finished tracing flat_fn" not in run("seed1", 1, str(cache))
     assert programs() == stored
     run("seed1-off", 1, "off")
     assert untimed("seed1") == untimed("seed1-off") and len(untimed("seed1")) == 2
+    assert evaluation("seed1") == evaluation("seed1-off")
     assert untimed("seed0") != untimed("seed1")  # the seed reached the loaded programs
 
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from jaxdqn.compile_cache import compile_program, program_key
 from jaxdqn.envs.base import EnvSpec, StepResult, UnsupportedEnv, as_seed_list, jax_dtype
 from jaxdqn.importing import defer_imports, load_object
 
@@ -145,14 +146,12 @@ class JaxBackend:
 
     def __init__(self, env_id: str, seeds, num_threads: int = 0, episodic_life: bool = False,
                  reward_clip: bool = False, render: bool = False, repeat_action_probability: float = 0.0):
-        import jax
-
         self._seeds = np.asarray(as_seed_list(seeds), np.uint32)
         self.num_envs = len(self._seeds)
         self._env = load_jax_env(env_id)
         self.spec = self.env_spec(env_id, self._env)
         self._resets = 0
-        self._reset = jax.jit(self._reset_pool)
+        self._reset = None
 
     @staticmethod
     def has(env_id: str) -> bool:
@@ -200,6 +199,11 @@ class JaxBackend:
         ones start fresh streams of the same seeds."""
         resets = np.uint32(self._resets)  # an argument: one program for every reset (keys made inside it)
         self._resets += 1
+        if self._reset is None:  # a gymnax pool's reset is stored in the program cache (its id names its code)
+            args = (self._seeds, resets)
+            self._reset = compile_program(self._reset_pool, args, program_key("reset", {"env_id": self.spec.env_id},
+                                                                              args)
+                                          if self.spec.env_id.startswith(GYMNAX_PREFIX) else None)
         return self._reset(self._seeds, resets)
 
     def step(self, env_state: PoolState, actions):

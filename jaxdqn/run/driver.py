@@ -13,13 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdqn.agents import AGENTS, resolve_agent
+from jaxdqn.agents import resolve_agent
 from jaxdqn.config.schema import plan as plan_of
 from jaxdqn.config.schema import to_dict, with_derived
-from jaxdqn.compile_cache import compile_program, enable_compile_cache, program_key
+from jaxdqn.compile_cache import compile_program, config_settings, enable_compile_cache, program_key
 from jaxdqn.config.validate import agent_devices, validate
 from jaxdqn.core import threefry
-from jaxdqn.envs import GYMNASIUM_NOTE, GYMNAX_PREFIX, backend_name, env_seeds, env_spec, make_env, training_stream
+from jaxdqn.envs import GYMNASIUM_NOTE, backend_name, env_seeds, env_spec, make_env, training_stream
 from jaxdqn.evaluate import evaluate_policy
 from jaxdqn.loop.episodes import recent_means
 from jaxdqn.loop.rollout import LoopState, Rollout, make_rollout, pool_order, stacked_axis
@@ -173,22 +173,12 @@ class Group(NamedTuple):
 
 def run_program_key(cfg, group: Group | None, rollout: Rollout, progress: Progress, name: str, args) -> str | None:
     """The key of the run's program `name` (its loop's start or chunk) for `args` in the program cache
-    (`compile_program`), or None where the program depends on more than jaxdqn's code and the configs can say:
-    EnvPool's and Gymnasium's programs (they hold this process's pool), user agents and environments given by
-    import path (their code is not hashed), and runs over several devices or processes. The seed is left out:
-    it reaches the programs as data (the keys and the pool's reset state), so every seed shares them."""
-    if not (cfg.env.env_id.startswith(GYMNAX_PREFIX) and cfg.agent in AGENTS and rollout.devices == 1
-            and jax.process_count() == 1):
+    (`compile_program`), or None where the program depends on more than jaxdqn's code and the configs can say
+    (see `config_settings`) or the run spans several devices."""
+    settings = config_settings(group.configs if group is not None else (cfg,))
+    if settings is None or rollout.devices > 1:
         return None
-
-    def settings(config):
-        values = to_dict(config)
-        values["loop"] = {k: v for k, v in values["loop"].items() if k != "seed"}
-        return values
-
-    configs = group.configs if group is not None else (cfg,)
-    return program_key(name, {"configs": [settings(c) for c in configs],
-                              "pool_start_step": progress.pool_start_step}, args)
+    return program_key(name, {"configs": settings, "pool_start_step": progress.pool_start_step}, args)
 
 
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
