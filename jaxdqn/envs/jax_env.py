@@ -201,9 +201,9 @@ class JaxBackend:
         self._resets += 1
         if self._reset is None:  # a gymnax pool's reset is stored in the program cache (its id names its code)
             args = (self._seeds, resets)
-            self._reset = compile_program(self._reset_pool, args, program_key("reset", {"env_id": self.spec.env_id},
-                                                                              args)
-                                          if self.spec.env_id.startswith(GYMNAX_PREFIX) else None)
+            gymnax = self.spec.env_id.startswith(GYMNAX_PREFIX)
+            key = program_key("reset", {"env_id": self.spec.env_id}, args) if gymnax else None
+            self._reset = compile_program(self._reset_pool, args, key)
         return self._reset(self._seeds, resets)
 
     def step(self, env_state: PoolState, actions):
