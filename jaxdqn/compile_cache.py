@@ -11,11 +11,13 @@ address in the program, so each process compiles a different one. Programs of th
 
 JAX's cache still traces and lowers a program before it can look it up (about a second for the training loop).
 `compile_program` skips that for programs whose every input a key can name: it keeps a copy exported with
-`jax.export` in the folder `programs` of the cache directory, and a later process with the same key loads it.
+`jax.export` in the folder `programs` of the cache directory, and a later process with the same key loads it,
+with the programs that came after it last time loaded ahead on other threads.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import importlib.metadata
@@ -24,9 +26,10 @@ import json
 import os
 import pickle
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from jaxdqn.importing import defer_imports
 
@@ -73,7 +76,9 @@ def enable_compile_cache() -> Path | None:
 
 PROGRAMS = "programs"
 """The folder of `cache_dir()` that holds exported programs (see `compile_program`)."""
-PROGRAM_FORMAT = 1
+PROGRAM_FORMAT = 2
+SUCCESSOR_SUFFIX = ".next"
+"""Beside a stored program, the name of the program this process family asked for next (see `_load_ahead`)."""
 KEY_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "ml_dtypes", "gymnax")
 
 
@@ -147,29 +152,137 @@ def program_path(key: str | None) -> Path | None:
 
 
 def _load_program(path: Path):
-    """(Exported, output tree) stored at `path`, or None when there is none or it cannot be read (a miss)."""
+    """(Exported, output tree, donated leaves) stored at `path`, or None when there is none or it cannot be read
+    (a miss)."""
     from jax import export
 
     try:
         stored = pickle.loads(path.read_bytes())
         if stored.get("format") != PROGRAM_FORMAT:
             return None
-        return export.deserialize(bytearray(stored["exported"])), stored["out_tree"]
+        return export.deserialize(bytearray(stored["exported"])), stored["out_tree"], tuple(stored["donated"])
     except Exception:  # none yet, or a file cut short or written by another version: as if it were not there
         return None
 
 
-def _save_program(path: Path, exported, out_tree) -> None:
-    """Store an exported program at `path` (written whole, then renamed into place); a failure only means
-    tracing again next time."""
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole (a partial file renamed into place); a failure only costs a later process
+    time."""
     try:
-        data = pickle.dumps({"format": PROGRAM_FORMAT, "exported": bytes(exported.serialize()), "out_tree": out_tree})
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         partial.write_bytes(data)
         os.replace(partial, path)
     except Exception:
         return
+
+
+def _save_program(path: Path, exported, out_tree, donated: tuple) -> None:
+    """Store an exported program at `path`; a failure only means tracing again next time."""
+    try:
+        data = pickle.dumps({"format": PROGRAM_FORMAT, "exported": bytes(exported.serialize()),
+                             "out_tree": out_tree, "donated": donated})
+    except Exception:
+        return
+    _write_whole(path, data)
+
+
+def _compile_exported(exported, donated: tuple, device):
+    """The executable of a loaded program for arguments on `device` (numpy arrays or arrays placed there): compiled
+    from the program's own argument shapes, so that a call made with its arguments at hand and one made ahead of
+    them (`_load_ahead`) are the same program to JAX's persistent cache."""
+    import jax
+
+    placed = jax.sharding.SingleDeviceSharding(device)
+    args = [jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=placed)
+            for aval in exported.in_avals]
+    return jax.jit(exported.call, donate_argnums=donated).lower(*args).compile()
+
+
+def _on_device(leaves: list, device) -> bool:
+    """Whether the arguments `leaves` are numpy values or arrays on `device`, and new arrays go to `device`."""
+    import jax
+
+    default = jax.config.jax_default_device
+    return (default is None or default == device) and all(
+        not isinstance(leaf, jax.Array) or leaf.sharding.device_set == {device} for leaf in leaves)
+
+
+class _Ahead(NamedTuple):
+    """A stored program loaded and compiled ahead of its call, for arguments on `device`, donating the leaves
+    `donated`."""
+
+    compiled: Callable
+    out_tree: object
+    device: object
+    donated: tuple
+
+
+_ahead: dict = {}
+"""Path of a stored program -> Future of its `_Ahead` (None where it could not be loaded)."""
+_last_program: list = [None]
+"""The path of the program this process asked `compile_program` for last."""
+
+
+def _load_one_ahead(path: Path) -> _Ahead | None:
+    """Load and compile the program stored at `path` for arguments on the default device, as its caller will."""
+    import jax
+
+    loaded = _load_program(path)
+    if loaded is None:
+        return None
+    exported, out_tree, donated = loaded
+    device = jax.devices()[0]
+    return _Ahead(_compile_exported(exported, donated, device), out_tree, device, donated)
+
+
+def _load_ahead(path: Path, limit: int = 8) -> None:
+    """Start loading, on threads of their own, the programs that followed the one at `path` the last time a
+    process asked for it (the chain of `SUCCESSOR_SUFFIX` files, up to `limit`): most of loading a program is XLA
+    reading its executable back, which lets go of Python's lock, so a run's loop loads while its start is loaded
+    and run. The threads are not daemons: a process that ends early waits for them rather than tear XLA down
+    under them."""
+    chain = []
+    while len(chain) < limit:
+        try:
+            path = path.with_name(path.with_suffix(SUCCESSOR_SUFFIX).read_text().strip())
+        except OSError:
+            break
+        if path in chain or path in _ahead or not path.exists():
+            break
+        chain.append(path)
+
+    def load(path, future):
+        try:
+            future.set_result(_load_one_ahead(path))
+        except Exception:  # the caller loads it itself
+            future.set_result(None)
+
+    for path in chain:  # a thread each: their reads from XLA's cache overlap too
+        _ahead[path] = concurrent.futures.Future()
+        threading.Thread(target=load, args=(path, _ahead[path]), name="jaxdqn-load-ahead").start()
+
+
+def _taken_ahead(path: Path, leaves: list, donated: tuple) -> _Ahead | None:
+    """The program at `path` if it was loaded ahead for arguments placed as `leaves` are, donating `donated`; else
+    None."""
+    future = _ahead.pop(path, None)
+    ahead = future.result() if future is not None else None
+    return ahead if ahead is not None and ahead.donated == donated and _on_device(leaves, ahead.device) else None
+
+
+def _note_successor(path: Path) -> None:
+    """Record beside the program this process asked for last that `path` came next, for `_load_ahead`."""
+    previous, _last_program[0] = _last_program[0], path
+    if previous is None or previous == path or previous.parent != path.parent:
+        return
+    marker = previous.with_suffix(SUCCESSOR_SUFFIX)
+    try:
+        if marker.read_text() == path.name:
+            return
+    except OSError:
+        pass
+    _write_whole(marker, path.name.encode())
 
 
 def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_argnums: tuple = ()) -> Callable:
@@ -179,8 +292,11 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     and stored under the key: a later process asking for the same key deserializes it instead of tracing and
     lowering `fn` again, and JAX's persistent cache serves the compiled executable. A missing or unreadable copy
     is a miss: `fn` is traced, exported and stored (a program `jax.export` refuses compiles without the cache's
-    copy). The caller vouches that the key holds everything the
-    program depends on (see `program_key`)."""
+    copy). The caller vouches that the key holds everything the program depends on (see `program_key`).
+
+    Each stored program also records which stored program the process asked for next; a later process asking for
+    it starts loading that chain on other threads (`_load_ahead`), and takes a program from there when its turn
+    comes and its arguments are placed as expected."""
     import jax
     from jax import export
 
@@ -190,27 +306,35 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     leaves, in_tree = jax.tree.flatten(args)
     owners = [i for i, arg in enumerate(args) for _ in jax.tree.leaves(arg)]
     donated = tuple(leaf for leaf, owner in enumerate(owners) if owner in donate_argnums)
-    loaded = _load_program(path)
-    if loaded is None:
-        out_trees = []
-
-        def flat_fn(*flat_args):
-            flat_out, out_tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat_args)))
-            out_trees.append(out_tree)
-            return flat_out
-
-        try:
-            exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
-            # run what a later process will load (a deserialized program returns strongly typed arrays)
-            loaded = export.deserialize(exported.serialize()), out_trees[0]
-        except Exception:  # what jax.export refuses (a custom call it does not vouch for) compiles as it would
-            return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
-        _save_program(path, *loaded)
-    exported, out_tree = loaded
     # lowering a loaded program readies JAX's LAPACK kernels on CPU, which take their BLAS from
     # scipy.linalg.cython_blas: with scipy.linalg an open stand-in, that module loads alone (0.02 s, not 0.2 s)
     defer_imports(["scipy.linalg"], open_packages=True)
-    compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
+    _note_successor(path)
+    ahead = _taken_ahead(path, leaves, donated)
+    _load_ahead(path)
+    if ahead is not None:
+        compiled, out_tree = ahead.compiled, ahead.out_tree
+    else:
+        loaded = _load_program(path)
+        if loaded is None:
+            out_trees = []
+
+            def flat_fn(*flat_args):
+                flat_out, out_tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat_args)))
+                out_trees.append(out_tree)
+                return flat_out
+
+            try:
+                exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
+                # run what a later process will load (a deserialized program returns strongly typed arrays)
+                loaded = export.deserialize(exported.serialize()), out_trees[0], donated
+            except Exception:  # what jax.export refuses (a custom call it does not vouch for) compiles as it would
+                return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+            _save_program(path, *loaded)
+        exported, out_tree, _ = loaded
+        device = jax.devices()[0]
+        compiled = (_compile_exported(exported, donated, device) if _on_device(leaves, device)
+                    else jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile())
 
     def call(*call_args):
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))

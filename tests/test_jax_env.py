@@ -2,6 +2,9 @@
 device inside the compiled loop, trained through the real `jaxdqn` command and `run_training`."""
 
 import json
+import os
+import subprocess
+import sys
 from typing import NamedTuple
 
 import jax
@@ -201,9 +204,9 @@ def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
 
 def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trace_them(tmp_path):
     """A gymnax run stores its programs in the program cache (`compile_program`): its pool's reset, its loop's
-    start and chunk, and its evaluation's reset and play; a run of the same config with another seed loads them
-    without tracing them (JAX logs each trace) and writes nothing new, and learns and evaluates exactly what
-    that seed does with the cache off."""
+    start and chunk, and its evaluation's reset and play, each with the one asked for next; a run of the same
+    config with another seed loads them without tracing them (JAX logs each trace) and writes nothing new, and
+    learns and evaluates exactly what that seed does with the cache off."""
     cache = tmp_path / "cache"
     args = ("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 5, "--total-steps",
             2_000, "--learning-starts", 500, "--log-interval", 1_000, "--eval-episodes", 2)
@@ -217,6 +220,15 @@ def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trac
     def programs():
         return {path.name: path.stat().st_mtime_ns for path in (cache / "programs").iterdir()}
 
+    def chain():  # each program's successor, from the first program asked for
+        successors = {path.stem: path.read_text().removesuffix(".jaxexport") for path in
+                      (cache / "programs").glob("*.next")}
+        (first,) = set(successors) - set(successors.values())
+        order = [first]
+        while order[-1] in successors:
+            order.append(successors[order[-1]])
+        return order
+
     def untimed(name):
         return [{k: v for k, v in json.loads(line).items() if k not in ("wall_seconds", "sps")}
                 for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
@@ -227,7 +239,8 @@ def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trac
 
     assert "Finished tracing flat_fn" in run("seed0", 0, str(cache))  # each program, traced to export
     stored = programs()
-    assert len(stored) == 5 and all(name.endswith(".jaxexport") for name in stored)
+    assert sorted(chain()) == sorted(name.removesuffix(".jaxexport") for name in stored if name.endswith(".jaxexport"))
+    assert len(stored) == 5 + 4 and all(name.endswith((".jaxexport", ".next")) for name in stored)
     assert "Finished tracing flat_fn" not in run("seed1", 1, str(cache))
     assert programs() == stored
     run("seed1-off", 1, "off")
@@ -278,6 +291,54 @@ def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing
     refused = program_key("host_side", {}, args())
     np.testing.assert_array_equal(compile_program(host_side, args(), refused)(*args()), [0.0, 2.0, 4.0])
     assert not program_path(refused).exists()
+
+
+LOAD_AHEAD = """
+import json, sys
+import jax.numpy as jnp
+from jaxdqn import compile_cache
+from jaxdqn.compile_cache import compile_program, program_key
+
+traced = []
+
+def double(x):
+    traced.append("double")
+    return x * 2
+
+def total(x, y):
+    traced.append("total")
+    return {"sum": x + y}
+
+first_args, second_args = (jnp.arange(3.0),), (jnp.arange(3.0), jnp.float32(1.0))
+first = compile_program(double, first_args, program_key("double", {}, first_args))(*first_args)
+ahead = sorted(path.name for path in compile_cache._ahead)
+second = compile_program(total, second_args, program_key("total", {}, second_args), donate_argnums=(0,))(*second_args)
+print(json.dumps({"traced": traced, "ahead": ahead, "left": len(compile_cache._ahead), "first": first.tolist(),
+                  "second": second["sum"].tolist()}))
+"""
+
+
+def test_the_program_that_came_next_is_loaded_ahead_and_a_broken_one_is_traced_again(tmp_path):
+    """A process that asks for a stored program starts loading the one that followed it last time (recorded beside
+    it) on another thread, and runs that one when asked for it, untraced; a copy that cannot be read is traced
+    again when asked for. Each run in a fresh process, as a user's runs are."""
+    def process():
+        result = subprocess.run([sys.executable, "-c", LOAD_AHEAD], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, CACHE_ENV_VAR: str(tmp_path)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    expected = {"first": [0.0, 2.0, 4.0], "second": [1.0, 2.0, 3.0], "left": 0}
+    assert process() == {**expected, "traced": ["double", "total"], "ahead": []}
+    programs = tmp_path / "programs"
+    stored = sorted(path.name for path in programs.glob("*.jaxexport"))
+    (successor,) = programs.glob("*.next")
+    second_name = successor.read_text()
+    assert len(stored) == 2 and second_name in stored and successor.with_suffix(".jaxexport").name in stored
+    assert process() == {**expected, "traced": [], "ahead": [second_name]}
+    (programs / second_name).write_bytes(b"not a program")
+    assert process() == {**expected, "traced": ["total"], "ahead": [second_name]}
+    assert process() == {**expected, "traced": [], "ahead": [second_name]}  # the broken copy was replaced
 
 
 def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypatch, tmp_path):
