@@ -16,8 +16,9 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-unrolled`
   as `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=unrolled` (the random-number hash without a loop in the training
-  loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs and its first pair
-  compiles); `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`.
+  loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs); `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`, and
+  `jaxdqn-jax-warm-1thread-threefry-unrolled` with both. A warm case whose cache no run has filled yet (run
+  without its cold case before it, or with variables of its own) runs once untimed first.
 
 jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
 writes; not the final evaluation, which PureJaxRL does not do). The process wall is the whole command
@@ -59,8 +60,10 @@ JAXDQN_CASES = {
                                           "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm-1thread": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1",
                                 "--cpu-threads", "1"],
+    "jaxdqn-jax-warm-1thread-threefry-unrolled": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
+                                                  "gymnax/CartPole-v1", "--cpu-threads", "1"],
 }
-CASE_ENVIRONMENT = {"jaxdqn-jax-warm-threefry-unrolled": {"JAXDQN_CPU_THREEFRY": "unrolled"}}
+CASE_ENVIRONMENT = {case: {"JAXDQN_CPU_THREEFRY": "unrolled"} for case in JAXDQN_CASES if case.endswith("-unrolled")}
 """Environment variables of a case: `-threefry-unrolled` opts in to the random-number hash without a loop in the
 training loop (`jaxdqn.core.threefry`)."""
 PUREJAXRL_CASES = ["purejaxrl", "purejaxrl-1thread"]
@@ -134,6 +137,7 @@ def main() -> None:
     if set(PUREJAXRL_CASES) & set(args.cases) and not (anchors / "run_purejaxrl_dqn.py").exists():
         parser.error(f"--purejaxrl: no run_purejaxrl_dqn.py in {anchors}")
     runs: dict[str, list[dict]] = {case: [] for case in args.cases}
+    filled = set()  # the compile caches a run has filled
     with tempfile.TemporaryDirectory() as tmp:
         for pair in range(args.pairs):
             cache = Path(tmp) / f"cache-{pair}"  # cold for this pair's first JAX-backend run, warm for the next
@@ -142,10 +146,14 @@ def main() -> None:
                     figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds,
                                             one_thread=case == "purejaxrl-1thread")
                 else:
-                    # a case with variables of its own keeps its cache over the pairs (warm from its second pair)
+                    # a case with variables of its own keeps its cache over the pairs
                     own_cache = Path(tmp) / f"cache-{case}" if case in CASE_ENVIRONMENT else cache
+                    if "-warm" in case and own_cache not in filled:  # one untimed run fills it first
+                        run_jaxdqn(JAXDQN_CASES[case], args.num_seeds, Path(tmp), own_cache,
+                                   CASE_ENVIRONMENT.get(case))
                     figures = run_jaxdqn(JAXDQN_CASES[case], args.num_seeds, Path(tmp), own_cache,
                                          CASE_ENVIRONMENT.get(case))
+                    filled.add(own_cache)
                 runs[case].append(figures)
                 print(f"pair {pair} {case:>16}: compile {figures['compile_s']:5.2f} s, run {figures['run_s']:6.2f} s, "
                       f"process {figures['process_wall_s']:6.2f} s, return {figures['final_return']}", flush=True)
