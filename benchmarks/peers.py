@@ -16,7 +16,8 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-unrolled`
   as `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=unrolled` (the random-number hash without a loop in the training
-  loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs); `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`, and
+  loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs);
+  `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`, and
   `jaxdqn-jax-warm-1thread-threefry-unrolled` with both. A warm case whose cache no run has filled yet (run
   without its cold case before it, or with variables of its own) runs once untimed first.
 
