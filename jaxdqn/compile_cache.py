@@ -232,7 +232,7 @@ def _load_one_ahead(path: Path) -> _Ahead | None:
     if loaded is None:
         return None
     exported, out_tree, donated = loaded
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # JAX's default: with several processes, jax.devices()[0] is process 0's
     return _Ahead(_compile_exported(exported, donated, device), out_tree, device, donated)
 
 
@@ -332,7 +332,7 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
                 return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
             _save_program(path, *loaded)
         exported, out_tree, _ = loaded
-        device = jax.devices()[0]
+        device = jax.local_devices()[0]
         compiled = (_compile_exported(exported, donated, device) if _on_device(leaves, device)
                     else jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile())
 

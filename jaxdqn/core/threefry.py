@@ -16,10 +16,10 @@ lowering). A whole run with it was once not the run without it (the Rainbow Cart
 302.8 instead of >= 475 in the suite, for a cause not found); on 2026-11-29 that no longer happened: Rainbow
 CartPole runs were bit for bit the runs without it (EnvPool, 10 environments, 100,000 steps: every logged
 metric and the final checkpoint's arrays; gymnax, the suite's seed: the same losses up to solved at step
-210,900), and the whole suite passed with it set but for the test of this opt-in itself and one multi-process
-run whose processes timed out waiting for each other (gloo's 30 s). It stays an opt-in, off by default, until
-those longer compiles (the Rainbow chunk: 19.6 s instead of 12.8 s, one cold run each) are weighed against its
-speed: unset, JAX's own lowering is left in place and runs are as before.
+210,900), and the whole suite passed with it set but for the test of this opt-in itself and a multi-process
+test that failed without it too (a fault of the program cache's loading ahead, fixed). It stays an opt-in, off
+by default, until its longer compiles (the Rainbow chunk: 19.6 s instead of 12.8 s, one cold run each) are
+weighed against its speed: unset, JAX's own lowering is left in place and runs are as before.
 """
 
 from __future__ import annotations
