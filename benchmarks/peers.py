@@ -14,12 +14,13 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
   `jaxdqn-envpool-overlap-1thread` with `--cpu-threads 1` as well (EnvPool's programs miss the compilation
   cache across processes, `jaxdqn.compile_cache`, so it compiles again, on one thread);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
-  compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-unrolled`
-  as `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=unrolled` (the random-number hash without a loop in the training
-  loop, an opt-in; its programs differ, so it keeps a cache of its own over the pairs);
+  compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
+  `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=loop` (JAX's own random-number hash, a loop, in the training loop
+  instead of jaxdqn's straight-line one; its programs differ, so it keeps a cache of its own over the pairs);
   `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`, and
-  `jaxdqn-jax-warm-1thread-threefry-unrolled` with both. A warm case whose cache no run has filled yet (run
-  without its cold case before it, or with variables of its own) runs once untimed first.
+  `jaxdqn-jax-warm-1thread-threefry-loop` with both. A warm case whose cache no run has filled yet (run
+  without its cold case before it, or with variables of its own) runs once untimed first. (Until 2026-11-29 the
+  loop was the default and the cases were `-threefry-unrolled`, with `JAXDQN_CPU_THREEFRY=unrolled`.)
 
 jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
 writes; not the final evaluation, which PureJaxRL does not do). The process wall is the whole command
@@ -57,16 +58,15 @@ JAXDQN_CASES = {
                                        "1"],
     "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
-    "jaxdqn-jax-warm-threefry-unrolled": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
-                                          "gymnax/CartPole-v1"],
+    "jaxdqn-jax-warm-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm-1thread": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1",
                                 "--cpu-threads", "1"],
-    "jaxdqn-jax-warm-1thread-threefry-unrolled": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
-                                                  "gymnax/CartPole-v1", "--cpu-threads", "1"],
+    "jaxdqn-jax-warm-1thread-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
+                                              "gymnax/CartPole-v1", "--cpu-threads", "1"],
 }
-CASE_ENVIRONMENT = {case: {"JAXDQN_CPU_THREEFRY": "unrolled"} for case in JAXDQN_CASES if case.endswith("-unrolled")}
-"""Environment variables of a case: `-threefry-unrolled` opts in to the random-number hash without a loop in the
-training loop (`jaxdqn.core.threefry`)."""
+CASE_ENVIRONMENT = {case: {"JAXDQN_CPU_THREEFRY": "loop"} for case in JAXDQN_CASES if case.endswith("-threefry-loop")}
+"""Environment variables of a case: `-threefry-loop` keeps JAX's random-number hash, a loop, in the training loop
+(`jaxdqn.core.threefry`)."""
 PUREJAXRL_CASES = ["purejaxrl", "purejaxrl-1thread"]
 CASES = [*PUREJAXRL_CASES, *JAXDQN_CASES]
 ONE_THREAD_BOOTSTRAP = """

@@ -21,7 +21,7 @@ gc.disable()
 try:
     from jaxdqn.core import threefry
 
-    threefry.install()  # before any program is lowered: with JAXDQN_CPU_THREEFRY=unrolled (see the module)
+    threefry.install()  # before any program is lowered (JAXDQN_CPU_THREEFRY=loop keeps JAX's own; see the module)
 
     from jaxdqn.agents import AGENTS, resolve_agent
     from jaxdqn.config.build import make_config

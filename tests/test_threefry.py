@@ -1,5 +1,5 @@
-"""The Threefry-2x32 hash jaxdqn lowers on CPU when opted in (`JAXDQN_CPU_THREEFRY=unrolled`): the published
-answers, JAX's own random numbers bit for bit, and no loop in programs lowered for the training loop."""
+"""The Threefry-2x32 hash jaxdqn lowers on CPU (`JAXDQN_CPU_THREEFRY=loop` keeps JAX's): the published answers, JAX's
+own random numbers bit for bit, and no loop in programs lowered for the training loop but a noisy network's."""
 
 import json
 import os
@@ -32,7 +32,8 @@ def draws(key):
             "normal": jax.vmap(lambda k: jax.random.normal(k, (3, 5)))(jax.random.split(key, 4)),
             "split": jax.random.split(b, 5)}
 
-with threefry.unrolled() if sys.argv[1] == "unrolled" else contextlib.nullcontext():
+modes = {"unrolled": threefry.unrolled(), "disabled": threefry.unrolled(False), "default": contextlib.nullcontext()}
+with modes[sys.argv[1]]:
     lowered = jax.jit(draws).lower(jax.random.PRNGKey(11))
 text = lowered.compile().as_text()
 out = {name: jax.device_get(x).tolist() for name, x in lowered.compile()(jax.random.PRNGKey(11)).items()}
@@ -41,9 +42,11 @@ print(json.dumps({"loops": text.count(" while("), "draws": out}))
 
 
 def draws(mode: str, **environment) -> dict:
-    """The random draws of one program and its count of while loops, from a fresh process."""
+    """The random draws of one program and its count of while loops, from a fresh process (`environment` added to
+    this one's, without JAXDQN_CPU_THREEFRY unless it is given)."""
+    inherited = {k: v for k, v in os.environ.items() if k != threefry.ENV_VAR}
     result = subprocess.run([sys.executable, "-c", DRAWS, mode], capture_output=True, text=True, check=True,
-                            env={**os.environ, **environment})
+                            env={**inherited, **environment})
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -55,17 +58,30 @@ def test_threefry_gives_the_published_answers(unroll):
         assert [int(w) for w in words] == list(expected)
 
 
-def test_the_opt_in_draws_jax_random_numbers_without_a_loop_in_training_loop_programs():
-    jax_own = draws("unrolled")  # not opted in: JAX's lowering (a loop of five trips) even inside unrolled()
-    looped, straight = (draws(mode, JAXDQN_CPU_THREEFRY="unrolled") for mode in ("default", "unrolled"))
-    assert jax_own["loops"] > 0 and looped["loops"] > 0
+def test_training_loop_programs_draw_jax_random_numbers_without_a_loop():
+    jax_own = draws("unrolled", JAXDQN_CPU_THREEFRY="loop")  # JAX's lowering (a loop of five trips) even in unrolled()
+    looped, disabled, straight = (draws(mode) for mode in ("default", "disabled", "unrolled"))
+    assert jax_own["loops"] > 0 and looped["loops"] > 0 and disabled["loops"] > 0
     assert straight["loops"] == 0
-    assert looped["draws"] == jax_own["draws"]
+    assert looped["draws"] == jax_own["draws"] == disabled["draws"]
     assert straight["draws"] == jax_own["draws"]
 
 
-def test_jax_lowering_stays_unless_opted_in(monkeypatch):
-    monkeypatch.delenv(threefry.ENV_VAR, raising=False)
-    assert threefry.install() is False
+def test_jax_lowering_stays_when_asked(monkeypatch):
     monkeypatch.setenv(threefry.ENV_VAR, "loop")
     assert threefry.install() is False
+    monkeypatch.delenv(threefry.ENV_VAR)
+    assert threefry.install() is True
+
+
+def test_only_a_noisy_network_keeps_the_loop_in_the_training_loop():
+    """Noisy layers draw their noise in every forward pass of the update: unrolled, the Rainbow chunk compiles about
+    half again as long for a run a few percent faster, so the driver lowers it with JAX's loop."""
+    from jaxdqn.config.build import make_config
+    from jaxdqn.run.driver import has_noisy_layers
+
+    noisy = {preset: has_noisy_layers(make_config(preset))
+             for preset in ("cartpole", "c51-cartpole", "rainbow-cartpole", "pqn-cartpole", "frozenlake")}
+    assert noisy == {"cartpole": False, "c51-cartpole": False, "rainbow-cartpole": True, "pqn-cartpole": False,
+                     "frozenlake": False}
+    assert has_noisy_layers(make_config("cartpole", noisy=True, epsilon_schedule="constant", epsilon_start=0.0))

@@ -78,7 +78,8 @@ def _spread(values: list[float]) -> dict:
 
 def time_compiled(fn, args: tuple, repeats: int) -> tuple[dict, float]:
     """Run the jitted `fn(*args)` once to compile (timed), then `repeats` more; seconds per call. The program is
-    lowered as the training loop's chunk is (`threefry.unrolled`)."""
+    lowered as the training loop's chunk is (`threefry.unrolled`; `jaxdqn train` keeps JAX's loop for noisy
+    networks, see `jaxdqn.run.driver.has_noisy_layers`)."""
     jitted = jax.jit(fn)
     start = time.perf_counter()
     with threefry.unrolled():

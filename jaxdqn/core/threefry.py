@@ -7,19 +7,20 @@ every trip of such a loop runs its ops as separate small kernels (thunks): in th
 acting, the environments and the replay draw random numbers at every step, the loops cost about a third of an
 acting iteration (gymnax CartPole, 10 environments: 36.0 -> 21.9 us an iteration).
 
-With `JAXDQN_CPU_THREEFRY=unrolled` set, `install()` (run when jaxdqn is imported) lowers the hash on CPU with
-`threefry2x32`: unrolled while a program is lowered inside `with unrolled():` (the training loop's chunk, whose
-random calls run at every step) and as a loop of five trips elsewhere, as JAX does (unrolled everywhere, an
-agent's `init`, whose vmapped parameter initialisers chain many hashes, took 5 s to compile instead of 1.6 s).
-The hash's words are bit for bit JAX's (tested against the published test vectors and against JAX's
-lowering). A whole run with it was once not the run without it (the Rainbow CartPole preset ended at a greedy
-302.8 instead of >= 475 in the suite, for a cause not found); on 2026-11-29 that no longer happened: Rainbow
-CartPole runs were bit for bit the runs without it (EnvPool, 10 environments, 100,000 steps: every logged
-metric and the final checkpoint's arrays; gymnax, the suite's seed: the same losses up to solved at step
-210,900), and the whole suite passed with it set but for the test of this opt-in itself and a multi-process
-test that failed without it too (a fault of the program cache's loading ahead, fixed). It stays an opt-in, off
-by default, until its longer compiles (the Rainbow chunk: 19.6 s instead of 12.8 s, one cold run each) are
-weighed against its speed: unset, JAX's own lowering is left in place and runs are as before.
+`install()` (run when jaxdqn is imported) lowers the hash on CPU with `threefry2x32`: unrolled while a program
+is lowered inside `with unrolled():` (the training loop's chunk, whose random calls run at every step) and as a
+loop of five trips elsewhere, as JAX does (unrolled everywhere, an agent's `init`, whose vmapped parameter
+initialisers chain many hashes, took 5 s to compile instead of 1.6 s). `JAXDQN_CPU_THREEFRY=loop` leaves JAX's
+own lowering in place. The hash's words are bit for bit JAX's (tested against the published test vectors and
+against JAX's lowering), so a run is the same run either way, only faster: on 2026-11-29 Rainbow CartPole runs
+were bit for bit the runs without it (EnvPool, 10 environments, 100,000 steps: every logged metric and the final
+checkpoint's arrays; gymnax, the suite's seed: the same losses up to solved at step 210,900), and the whole suite
+passed with it set, but for the test of the opt-in itself and one test that failed without it too. (It was an opt-in until then: the Rainbow CartPole preset had once ended at a greedy 302.8
+instead of >= 475 with it, for a cause not found, and that did not happen again.)
+
+The training loop of a config with noisy layers is lowered with JAX's loop all the same: its noise is drawn in
+every forward pass of the update, and unrolled, the Rainbow chunk compiled in 21 s instead of 14 s (cold, two
+runs each) for a run about 4% faster.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 ENV_VAR = "JAXDQN_CPU_THREEFRY"
+LOOP = "loop"
+"""The value of `ENV_VAR` that keeps JAX's own lowering."""
 ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 """The rotation amounts of Threefry-2x32's rounds, for odd and even groups of four."""
 KEY_PARITY = np.uint32(0x1BD11BDA)
@@ -80,9 +83,10 @@ def threefry2x32(key0, key1, count0, count1, unroll: bool = True):
 
 
 @contextlib.contextmanager
-def unrolled():
-    """Programs lowered inside this block hash their random numbers with straight-line code on CPU."""
-    token = _unroll.set(True)
+def unrolled(enabled: bool = True):
+    """Programs lowered inside this block hash their random numbers with straight-line code on CPU (with `enabled`;
+    otherwise as a loop, as elsewhere)."""
+    token = _unroll.set(enabled)
     try:
         yield
     finally:
@@ -90,11 +94,10 @@ def unrolled():
 
 
 def install() -> bool:
-    """With `$JAXDQN_CPU_THREEFRY` set to `unrolled`, lower `jax.random`'s Threefry hash on CPU with
-    `threefry2x32` (once per process), unrolled inside `unrolled()`; otherwise False, JAX's own lowering left in
-    place."""
+    """Lower `jax.random`'s Threefry hash on CPU with `threefry2x32` (once per process), unrolled inside
+    `unrolled()`; False, JAX's own lowering left in place, when `$JAXDQN_CPU_THREEFRY` is `loop`."""
     global _installed
-    if os.environ.get(ENV_VAR, "").strip().lower() != "unrolled":
+    if os.environ.get(ENV_VAR, "").strip().lower() == LOOP:
         return False
     if not _installed:
         from jax.extend.random import threefry2x32_p

@@ -171,6 +171,11 @@ class Group(NamedTuple):
                 for i, (label, config) in enumerate(zip(self.labels, self.configs))]
 
 
+def has_noisy_layers(cfg) -> bool:
+    """Whether `cfg`'s network has noisy layers (whose noise is drawn in every forward pass of an update)."""
+    return bool(getattr(getattr(cfg.settings, "network", None), "noisy", False))
+
+
 def run_program_key(cfg, group: Group | None, rollout: Rollout, progress: Progress, name: str, args) -> str | None:
     """The key of the run's program `name` (its loop's start or chunk) for `args` in the program cache
     (`compile_program`), or None where the program depends on more than jaxdqn's code and the configs can say
@@ -224,7 +229,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         state = rollout.place(rollout.start(key, key_of) if resume_from is None
                               else resume_state(rollout, resume_from, key, exact_resume))
         chunk_args = (state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after))
-        with threefry.unrolled():  # its random numbers are drawn at every step (see jaxdqn.core.threefry)
+        # its random numbers are drawn at every step, unrolled but for noisy layers' (see jaxdqn.core.threefry)
+        with threefry.unrolled(not any(has_noisy_layers(c) for c in (group.configs if group else (cfg,)))):
             chunk = compile_program(rollout.run_chunk, chunk_args, key_of("chunk", chunk_args),
                                     donate_argnums=(0,))
         compile_seconds = time.perf_counter() - compile_start
