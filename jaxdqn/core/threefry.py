@@ -15,8 +15,9 @@ own lowering in place. The hash's words are bit for bit JAX's (tested against th
 against JAX's lowering), so a run is the same run either way, only faster: on 2026-11-29 Rainbow CartPole runs
 were bit for bit the runs without it (EnvPool, 10 environments, 100,000 steps: every logged metric and the final
 checkpoint's arrays; gymnax, the suite's seed: the same losses up to solved at step 210,900), and the whole suite
-passed with it set, but for the test of the opt-in itself and one test that failed without it too. (It was an opt-in until then: the Rainbow CartPole preset had once ended at a greedy 302.8
-instead of >= 475 with it, for a cause not found, and that did not happen again.)
+passed with it set, but for the test of the opt-in itself and one test that failed without it too. (It was an
+opt-in until then: the Rainbow CartPole preset had once ended at a greedy 302.8 instead of >= 475 with it, for a
+cause not found, and that did not happen again.)
 
 The training loop of a config with noisy layers is lowered with JAX's loop all the same: its noise is drawn in
 every forward pass of the update, and unrolled, the Rainbow chunk compiled in 21 s instead of 14 s (cold, two
