@@ -20,6 +20,7 @@ from jaxdqn.config.build import config_from_dict, make_config, with_intent
 from jaxdqn.config.presets import PRESET_DOCS, PRESET_TITLES, PRESETS, get_preset
 from jaxdqn.config.schema import ConfigError
 from jaxdqn.config.validate import validate
+from jaxdqn.envs import backend_name
 from jaxdqn.files import unwritable_reason
 from jaxdqn.run.recorder import holds_run
 
@@ -65,10 +66,13 @@ Run options (besides the config fields below):
   --coordinator-timeout S
                   seconds to wait for the coordinator and the other processes (default 60)
   --cpu-devices N split the CPU into N devices, over which --devices shards the seeds: each device trains its
-                  share on a thread of its own, so up to one per core helps (default: one device)
-  --cpu-threads N XLA's CPU thread pool sized for N cores (default: every core). 1 runs a small network's loop
-                  faster (its many small ops lose more to handing work between threads than they gain), a large
-                  one's slower, and compiles without a warm cache slower; at least --cpu-devices
+                  share on a thread of its own, so up to one per core helps (default, in one process: as many
+                  devices as divide the seeds, at most one per core and at least 2 seeds on each; else one)
+  --cpu-threads N XLA's CPU thread pool sized for N cores (default: every core; 1 for one device stepping
+                  EnvPool overlapped with an MLP's learning, --env-overlap, so EnvPool steps on the other cores).
+                  1 runs a small network's loop faster (its many small ops lose more to handing work between
+                  threads than they gain), a large one's slower, and compiles without a warm cache slower; at
+                  least --cpu-devices
 
 Every config field below can be overridden; values are environment steps per seed unless stated. Integers
 may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:
@@ -107,11 +111,14 @@ def _split_run_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def join_processes(run_options: argparse.Namespace) -> None:
+def join_processes(run_options: argparse.Namespace, cfg=None):
     """Split the CPU into `--cpu-devices` devices, and join the run's other processes when there are several
     (`run.distributed`), before anything uses JAX's backend; CliError (one line) for bad options or a coordinator
-    that does not answer in time."""
-    from jaxdqn.run.distributed import DistributedError, initialize, limit_cpu_threads, processes_from, split_cpu
+    that does not answer in time. With `cfg` (the run's config, when it parsed) a single process takes the
+    CPU layout that `run.distributed.automatic_cpu_layout` picks for what the flags leave open; returns that
+    automatic part (`CpuLayout`, empty when there is none)."""
+    from jaxdqn.run.distributed import (CpuLayout, DistributedError, automatic_cpu_layout, initialize,
+                                        limit_cpu_threads, processes_from, split_cpu)
 
     def optional_int(text, name):
         try:
@@ -126,17 +133,35 @@ def join_processes(run_options: argparse.Namespace) -> None:
     if cpu_threads is not None and cpu_threads < (cpu_devices or 1):
         raise CliError(f"--cpu-threads: must be an integer >= 1 and >= --cpu-devices ({cpu_devices or 1}): each CPU "
                        f"device needs a thread of its own (got {cpu_threads})")
-    if cpu_devices is not None:
-        split_cpu(cpu_devices)
     try:
-        initialize(processes_from(run_options.coordinator_address,
-                                  optional_int(run_options.num_processes, "num-processes"),
-                                  optional_int(run_options.process_id, "process-id"),
-                                  optional_int(run_options.coordinator_timeout, "coordinator-timeout")))
+        processes = processes_from(run_options.coordinator_address,
+                                   optional_int(run_options.num_processes, "num-processes"),
+                                   optional_int(run_options.process_id, "process-id"),
+                                   optional_int(run_options.coordinator_timeout, "coordinator-timeout"))
     except DistributedError as error:
         raise CliError(str(error)) from None
-    if cpu_threads is not None:
-        limit_cpu_threads(cpu_threads)  # after joining: JAX's distributed runtime must come before its backends
+    automatic = CpuLayout()
+    if cfg is not None and cpu_devices is None and not processes.many:
+        automatic = automatic_cpu_layout(cfg, len(os.sched_getaffinity(0)), cpu_threads)
+        cpu_devices, cpu_threads = automatic.devices, cpu_threads or automatic.threads
+    if cpu_devices is not None and split_cpu(cpu_devices) is None:
+        automatic = automatic._replace(devices=None)  # XLA_FLAGS chose, or the backend had started
+    try:
+        initialize(processes)
+    except DistributedError as error:
+        raise CliError(str(error)) from None
+    if cpu_threads is not None and not limit_cpu_threads(cpu_threads):
+        automatic = automatic._replace(threads=None)  # after joining: JAX's distributed runtime must come first
+    return automatic
+
+
+def _parsed_quietly(parse):
+    """`parse()`'s config, or None when it fails: the CPU layout is chosen from the config before JAX's backend
+    starts, and a config that does not parse is reported later, where it always is."""
+    try:
+        return parse()
+    except (ConfigError, CliError, ValueError, TypeError, OSError, SystemExit):
+        return None
 
 
 def _fail_once(message: str) -> int:
@@ -146,11 +171,12 @@ def _fail_once(message: str) -> int:
     return _fail(message) if is_main() else 2
 
 
-def parse_train_args(argv: list[str]):
+def parse_train_args(argv: list[str], backend_may_start: bool = True):
     """Return (config, preset name, output directory or None) from `jaxdqn train` arguments.
 
     The flags are the Config's leaf fields with the chosen agent's settings section; raises ConfigError or
-    CliError with a one-line message.
+    CliError with a one-line message. With `backend_may_start` False, a JAX environment (gymnax, an import path)
+    is not loaded to complete the config from its spec (`with_intent`): loading one may start JAX's backend.
     """
     import tyro
 
@@ -167,7 +193,10 @@ def parse_train_args(argv: list[str]):
                        description=TRAIN_DESCRIPTION, registry=_literal_registry(),
                        config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagConversionOff))
     given = {arg[2:].split("=")[0].replace("-", "_") for arg in field_args if arg.startswith("--")}
-    return with_intent(preset, schema.checked(cfg), given), run_options.preset, run_options.out
+    cfg = schema.checked(cfg)
+    if backend_may_start or backend_name(cfg.env.env_id) != "jax":
+        cfg = with_intent(preset, cfg, given)
+    return cfg, run_options.preset, run_options.out
 
 
 def _refuse_other_agents_fields(field_args: list[str], cfg) -> None:
@@ -349,8 +378,20 @@ def parse_resume_args(run_dir: str, field_args: list[str]):
     return cfg, checkpoint, known.exact
 
 
-def resume_command(run_dir: str, field_args: list[str]) -> int:
-    """`jaxdqn train --resume DIR`: check the run and its checkpoint, then continue it exactly."""
+def _layout_note(automatic) -> str:
+    """What the header line says of the CPU layout chosen for the run (`join_processes`), '' for none."""
+    notes = []
+    if automatic.devices:
+        notes.append(f"the CPU split into {automatic.devices} devices, a core each (--cpu-devices 1 for one)")
+    if automatic.threads:
+        notes.append(f"XLA's CPU pool on {automatic.threads} thread, EnvPool stepping on the other cores "
+                     "(--cpu-threads to choose)")
+    return "".join(f"; {note}" for note in notes)
+
+
+def resume_command(run_dir: str, field_args: list[str], automatic) -> int:
+    """`jaxdqn train --resume DIR`: check the run and its checkpoint, then continue it exactly; `automatic` is
+    the CPU layout chosen for it (`join_processes`)."""
     from jaxdqn.run.checkpoint import CheckpointError
 
     from jaxdqn.run.distributed import is_main
@@ -363,7 +404,8 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
 
     if is_main():
         print(f"jaxdqn train: resuming {run_dir} ({cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x "
-              f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}", flush=True)
+              f"{cfg.env.num_envs} env(s)) from step {checkpoint.env_steps} to {cfg.loop.total_steps}"
+              f"{_layout_note(automatic)}", flush=True)
     try:
         run_training(cfg, run_dir, log=lambda line: print(line, flush=True), resume_from=checkpoint,
                      progress_bar=sys.stdout.isatty(), exact_resume=exact)
@@ -379,8 +421,14 @@ def resume_command(run_dir: str, field_args: list[str]) -> int:
 def train_command(argv: list[str]) -> int:
     """`jaxdqn train`: validate everything, then train and write the run directory."""
     run_options, field_args = _split_run_options(argv)
+    if run_options.resume is not None:
+        early = _parsed_quietly(lambda: config_from_dict(json.loads(
+            (Path(run_options.resume) / "config.json").read_text())))
+    else:
+        early = None if {"-h", "--help"} & set(argv) else _parsed_quietly(
+            lambda: parse_train_args(argv, backend_may_start=False)[0])
     try:
-        join_processes(run_options)
+        automatic = join_processes(run_options, early)
     except CliError as error:
         return _fail(str(error))
     from jaxdqn.run.distributed import is_main
@@ -389,7 +437,7 @@ def train_command(argv: list[str]) -> int:
         if "--preset" in argv or run_options.out is not None or run_options.overwrite:
             return _fail("--resume: --preset, --out and --overwrite cannot be combined with --resume (the run's "
                          "own config.json and directory are used)")
-        return resume_command(run_options.resume, field_args)
+        return resume_command(run_options.resume, field_args, automatic)
     try:
         cfg, preset, out = parse_train_args(argv)
         validate(cfg)
@@ -405,7 +453,7 @@ def train_command(argv: list[str]) -> int:
 
     if is_main():
         print(f"jaxdqn train: preset {preset}, {cfg.env.env_id}, {cfg.loop.num_seeds} seed(s) x {cfg.env.num_envs} "
-              f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}", flush=True)
+              f"env(s), {cfg.loop.total_steps} steps per seed -> {out_path}{_layout_note(automatic)}", flush=True)
     try:
         run_training(cfg, out_path, log=lambda line: print(line, flush=True), progress_bar=sys.stdout.isatty(),
                      overwrite=run_options.overwrite)

@@ -3,9 +3,12 @@
 resume sharded, one set of outputs, and one-line refusals."""
 
 import json
+import os
 
 import pytest
 
+from jaxdqn.config.build import make_config
+from jaxdqn.run.distributed import CpuLayout, automatic_cpu_layout
 from tests.conftest import assert_same_arrays, jaxdqn, jaxdqn_refused, stopped_at_half
 
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -30,7 +33,7 @@ def test_eight_seeds_over_devices_and_processes_are_the_eight_seeds_of_one_devic
     (launched, --exact) to the same arrays, and resuming it with one process is refused.
     (A sharded run within one process: test_envpool_pools_per_device_... and test_bench_devices_... below.)"""
     single, launched, half = (tmp_path / name for name in ("single", "launched", "half"))
-    result = jaxdqn("train", *RUN, "--total-steps", TOTAL, "--out", single)
+    result = jaxdqn("train", *RUN, "--total-steps", TOTAL, "--cpu-devices", 1, "--out", single)
     assert result.returncode == 0, result.stderr[-2000:]
     two_processes = ["launch", "--processes", 2, "--", "train"]
     result = jaxdqn(*two_processes, *RUN, "--total-steps", TOTAL, "--replay-in-every-checkpoint", "True", "--out",
@@ -84,7 +87,7 @@ def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
             "--replay-in-every-checkpoint", "True"]
     for overlap in ("False", "True"):
         single, sharded = tmp_path / f"single-{overlap}", tmp_path / f"sharded-{overlap}"
-        result = jaxdqn("train", *args, "--env-overlap", overlap, "--out", single)
+        result = jaxdqn("train", *args, "--env-overlap", overlap, "--cpu-devices", 1, "--out", single)
         assert result.returncode == 0, result.stderr[-2000:]
         two_devices = ["--cpu-devices", 2] if overlap == "False" else []  # the flag, or XLA's own
         result = jaxdqn("train", *args, "--env-overlap", overlap, *two_devices, "--out", sharded,
@@ -105,6 +108,69 @@ def test_envpool_pools_per_device_train_the_agents_of_one_pool(tmp_path):
         result = jaxdqn(*command, "--resume", half, "--total-steps", TOTAL, "--exact", env=env)
         assert result.returncode == 0, result.stderr[-2000:]
         assert_same_run(half, run)
+
+
+LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
+    ("cartpole", {"num_seeds": 4}, 2, None, CpuLayout(devices=2)),
+    ("cartpole", {"num_seeds": 4}, 16, None, CpuLayout(devices=2)),  # at least 2 agents on each
+    ("cartpole", {"num_seeds": 16}, 16, None, CpuLayout(devices=8)),
+    ("cartpole", {"num_seeds": 2}, 2, None, CpuLayout()),
+    ("cartpole", {"num_seeds": 6, "env_id": "gymnax/CartPole-v1"}, 4, None, CpuLayout(devices=3)),
+    ("cartpole", {"num_seeds": 4}, 16, 2, CpuLayout(devices=2)),  # each device needs a thread
+    ("cartpole", {"num_seeds": 3}, 2, None, CpuLayout()),  # 2 does not divide 3
+    ("cartpole", {"num_seeds": 4, "devices": 1}, 2, None, CpuLayout()),
+    ("cartpole", {"num_seeds": 4, "data_parallel": 2}, 2, None, CpuLayout()),
+    ("frozenlake", {"num_seeds": 4, "env_id": "Taxi-v4"}, 2, None, CpuLayout()),  # one Gymnasium pool
+    ("cartpole", {"env_overlap": True}, 2, None, CpuLayout(threads=1)),
+    ("cartpole", {"env_overlap": True, "num_seeds": 3}, 2, None, CpuLayout(threads=1)),
+    ("cartpole", {"env_overlap": True, "num_seeds": 2}, 2, None, CpuLayout(threads=1)),
+    ("cartpole", {"env_overlap": True, "num_seeds": 4}, 2, None, CpuLayout(devices=2)),
+    ("cartpole", {"env_overlap": True}, 2, 2, CpuLayout()),
+    ("cartpole", {"env_overlap": True}, 1, None, CpuLayout()),
+    ("breakout", {"env_overlap": True}, 2, None, CpuLayout()),  # the Nature CNN gains from every core
+    ("cartpole", {"env_overlap": True, "env_id": "gymnax/CartPole-v1"}, 2, None, CpuLayout()),
+]
+
+
+@pytest.mark.parametrize("preset, fields, cores, threads, layout", LAYOUTS)
+def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, threads, layout, monkeypatch):
+    """Several agents split the CPU into as many devices as divide them, at most one per core (and per thread
+    given) and at least 2 agents on each; one device stepping EnvPool overlapped with an MLP's learning gets one XLA thread."""
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    if preset == "frozenlake":  # Taxi is tabular
+        fields = {**fields, "agent": "tabular"}
+    cfg = make_config(preset, **fields)
+    assert automatic_cpu_layout(cfg, cores, threads) == layout
+    monkeypatch.setenv("XLA_FLAGS", TWO_DEVICES)
+    assert automatic_cpu_layout(cfg, cores, threads) == CpuLayout()  # XLA's flag chose the devices
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")  # JAX's backend may start on an accelerator: no thread limit
+    assert automatic_cpu_layout(cfg, cores, threads) == layout._replace(threads=None)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_four_seeds_split_the_cpu_into_two_devices_and_train_the_agents_of_one(tmp_path):
+    """`jaxdqn train --num-seeds 4` on a JAX environment runs on two CPU devices, two seeds each, and says so in its
+    first line; it trains the agents of `--cpu-devices 1` bit for bit. One seed overlapping EnvPool with an
+    MLP's learning says XLA's pool has one thread."""
+    args = [*RUN, "--num-seeds", 4, "--total-steps", TOTAL]
+    split, one = tmp_path / "split", tmp_path / "one"
+    result = jaxdqn("train", *args, "--out", split)
+    assert result.returncode == 0, result.stderr[-2000:]
+    header = result.stdout.splitlines()[0]
+    assert header.endswith(f"-> {split}; the CPU split into 2 devices, a core each (--cpu-devices 1 for one)")
+    assert "4 agents sharded over 2 devices (2 on each)" in result.stdout
+    result = jaxdqn("train", *args, "--cpu-devices", 1, "--out", one)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].endswith(f"-> {one}") and "sharded over" not in result.stdout
+    assert_same_run(split, one)
+    overlapped = tmp_path / "overlapped"
+    result = jaxdqn("train", *RUN, "--env-id", "CartPole-v1", "--num-seeds", 1, "--total-steps", 1000,
+                    "--env-overlap", "--out", overlapped, env={"JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].endswith(f"-> {overlapped}; XLA's CPU pool on 1 thread, EnvPool stepping "
+                                                  "on the other cores (--cpu-threads to choose)")
 
 
 def test_bench_devices_measures_each_device_count_and_labels_simulated_devices(tmp_path):

@@ -118,6 +118,61 @@ def split_cpu(count: int | None = None) -> int | None:
     return count
 
 
+class CpuLayout(NamedTuple):
+    """How `jaxdqn train` starts JAX's CPU backend: `devices` CPU devices and an XLA pool of `threads` threads
+    (None: JAX's default, one device and a thread per core)."""
+
+    devices: int | None = None
+    threads: int | None = None
+
+
+def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> CpuLayout:
+    """The layout a single-process run of `cfg` gets when --cpu-devices is not given (and --cpu-threads not, for
+    the thread count), on a machine with `cores` cores:
+
+    - several agents of a JAX or EnvPool environment, sharded as --devices would shard them (not given, no
+      data_parallel): the CPU split into as many devices as divide the agents, at most one per core (and at most
+      `threads_given`) and at least 2 agents on each. One device keeps about one core busy with the agents' small
+      updates; each device runs its share on a thread of its own. XLA compiles an agent axis of 1 differently
+      (its float sums round differently), so with 2 to 15 agents on each device the agents are bit for bit
+      those of one device (from 16 XLA:CPU vectorises over the agent axis, see the README).
+    - one device stepping EnvPool overlapped with learning (env_overlap) for an MLP: XLA's pool held to one core,
+      so that EnvPool's threads step on the others while the update runs, instead of the two taking turns on
+      every core. Not where JAX may find a GPU or TPU (its backend would start on that one core too).
+
+    Nothing automatic when XLA_FLAGS sets the CPU's device count.
+    """
+    from jaxdqn.envs import backend_name
+
+    if FORCED_CPU_DEVICES in os.environ.get("XLA_FLAGS", ""):
+        return CpuLayout()  # XLA_FLAGS chose the devices
+    backend = backend_name(cfg.env.env_id)
+    devices = None
+    agents, loop = cfg.loop.num_seeds, cfg.loop
+    if agents > 1 and loop.devices is None and loop.data_parallel == 1 and backend in ("jax", "envpool"):
+        most = min(cores, agents // 2, threads_given or cores)
+        devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
+    network = getattr(cfg.settings, "network", None)
+    threads = None
+    if (threads_given is None and (devices or 1) == 1 and cores > 1 and backend == "envpool" and cfg.env.env_overlap
+            and getattr(network, "torso", "mlp") == "mlp" and not _may_have_accelerator()):
+        threads = 1
+    return CpuLayout(devices if devices and devices > 1 else None, threads)
+
+
+def _may_have_accelerator() -> bool:
+    """Whether JAX may start a GPU or TPU backend here: JAX_PLATFORMS names one, or (JAX_PLATFORMS unset) a plugin
+    or libtpu is installed."""
+    import importlib.metadata
+    import importlib.util
+
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return set(platforms.split(",")) != {"cpu"}
+    return bool(importlib.metadata.entry_points(group="jax_plugins")) or any(
+        importlib.util.find_spec(name) is not None for name in ("jax_plugins", "libtpu"))
+
+
 def limit_cpu_threads(count: int) -> bool:
     """Start JAX's backends with XLA's CPU thread pool sized for `count` cores: the pool takes its size from the
     cores this process may run on when the backend starts, so the calling thread is held to its first `count`
