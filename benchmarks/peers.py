@@ -10,9 +10,10 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
   jaxdqn's (a bootstrap holds the process to one core while JAX's backend starts, then lets it go; the runner
   and `dqn.py` are unchanged);
 - `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
-  `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns);
-  `jaxdqn-envpool-overlap-1thread` with `--cpu-threads 1` as well (EnvPool's programs miss the compilation
-  cache across processes, `jaxdqn.compile_cache`, so it compiles again, on one thread);
+  `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns; XLA's CPU pool
+  then has one thread by default, and EnvPool's programs miss the compilation cache across processes,
+  `jaxdqn.compile_cache`, so it compiles again, on one thread); `jaxdqn-envpool-overlap-allthreads` with a
+  thread per core, `--cpu-threads N` (`-1thread` until 2026-11-29, when one thread became the default);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
   `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=loop` (JAX's own random-number hash, a loop, in the training loop
@@ -54,8 +55,8 @@ DEFAULT_ANCHORS = REPO.parent / "shared" / "anchors"
 JAXDQN_CASES = {
     "jaxdqn-envpool": ["--preset", "cartpole", "--num-envs", "10"],
     "jaxdqn-envpool-overlap": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap"],
-    "jaxdqn-envpool-overlap-1thread": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap", "--cpu-threads",
-                                       "1"],
+    "jaxdqn-envpool-overlap-allthreads": ["--preset", "cartpole", "--num-envs", "10", "--env-overlap",
+                                          "--cpu-threads", str(len(os.sched_getaffinity(0)))],
     "jaxdqn-jax-cold": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],

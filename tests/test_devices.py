@@ -152,10 +152,11 @@ def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, thre
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
 def test_four_seeds_split_the_cpu_into_two_devices_and_train_the_agents_of_one(tmp_path):
     """`jaxdqn train --num-seeds 4` on a JAX environment runs on two CPU devices, two seeds each, and says so in its
-    first line; it trains the agents of `--cpu-devices 1` bit for bit. One seed overlapping EnvPool with an
+    first line; it trains the agents of `--cpu-devices 1` bit for bit, and resumes a run of `--cpu-devices 1` to
+    its arrays (--exact). One seed overlapping EnvPool with an
     MLP's learning says XLA's pool has one thread."""
-    args = [*RUN, "--num-seeds", 4, "--total-steps", TOTAL]
-    split, one = tmp_path / "split", tmp_path / "one"
+    args = [*RUN, "--num-seeds", 4, "--total-steps", TOTAL, "--replay-in-every-checkpoint", "True"]
+    split, one, half = tmp_path / "split", tmp_path / "one", tmp_path / "half"
     result = jaxdqn("train", *args, "--out", split)
     assert result.returncode == 0, result.stderr[-2000:]
     header = result.stdout.splitlines()[0]
@@ -165,6 +166,11 @@ def test_four_seeds_split_the_cpu_into_two_devices_and_train_the_agents_of_one(t
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[0].endswith(f"-> {one}") and "sharded over" not in result.stdout
     assert_same_run(split, one)
+    stopped_at_half(one, half, TOTAL, 500)  # a one-device run resumes on the split CPU, exactly
+    result = jaxdqn("train", "--resume", half, "--total-steps", TOTAL, "--exact")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].endswith("; the CPU split into 2 devices, a core each (--cpu-devices 1 for one)")
+    assert_same_run(half, one)
     overlapped = tmp_path / "overlapped"
     result = jaxdqn("train", *RUN, "--env-id", "CartPole-v1", "--num-seeds", 1, "--total-steps", 1000,
                     "--env-overlap", "--out", overlapped, env={"JAX_PLATFORMS": "cpu"})
