@@ -232,6 +232,8 @@ def _load_one_ahead(path: Path) -> _Ahead | None:
     if loaded is None:
         return None
     exported, out_tree, donated = loaded
+    if exported.nr_devices != 1:  # a program over several devices is compiled for its arguments' shardings
+        return None
     device = jax.local_devices()[0]  # JAX's default: with several processes, jax.devices()[0] is process 0's
     return _Ahead(_compile_exported(exported, donated, device), out_tree, device, donated)
 

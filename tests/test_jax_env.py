@@ -202,14 +202,16 @@ def test_a_second_run_loads_its_compiled_programs_from_the_cache(tmp_path):
     assert "Persistent compilation cache hit for 'jit_run_chunk'" in second.stderr  # JAX's own log line
 
 
-def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trace_them(tmp_path):
+@pytest.mark.parametrize("layout", [(), ("--num-seeds", 4, "--cpu-devices", 2)], ids=["one-device", "two-devices"])
+def test_a_gymnax_runs_programs_are_exported_once_and_another_seed_does_not_trace_them(tmp_path, layout):
     """A gymnax run stores its programs in the program cache (`compile_program`): its pool's reset, its loop's
     start and chunk, and its evaluation's reset and play, each with the one asked for next; a run of the same
     config with another seed loads them without tracing them (JAX logs each trace) and writes nothing new, and
-    learns and evaluates exactly what that seed does with the cache off."""
+    learns and evaluates exactly what that seed does with the cache off. So does a run of 4 seeds sharded over
+    2 CPU devices (its loop's programs span both)."""
     cache = tmp_path / "cache"
     args = ("train", "--preset", "cartpole", "--env-id", "gymnax/CartPole-v1", "--num-envs", 5, "--total-steps",
-            2_000, "--learning-starts", 500, "--log-interval", 1_000, "--eval-episodes", 2)
+            2_000, "--learning-starts", 500, "--log-interval", 1_000, "--eval-episodes", 2, *layout)
 
     def run(name, seed, cache_setting):
         result = jaxdqn(*args, "--seed", seed, "--out", tmp_path / name,

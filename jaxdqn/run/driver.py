@@ -179,11 +179,12 @@ def has_noisy_layers(cfg) -> bool:
 def run_program_key(cfg, group: Group | None, rollout: Rollout, progress: Progress, name: str, args) -> str | None:
     """The key of the run's program `name` (its loop's start or chunk) for `args` in the program cache
     (`compile_program`), or None where the program depends on more than jaxdqn's code and the configs can say
-    (see `config_settings`) or the run spans several devices."""
+    (see `config_settings`). A run over several devices of one process is keyed by its device count too."""
     settings = config_settings(group.configs if group is not None else (cfg,))
-    if settings is None or rollout.devices > 1:
+    if settings is None:
         return None
-    return program_key(name, {"configs": settings, "pool_start_step": progress.pool_start_step}, args)
+    return program_key(name, {"configs": settings, "pool_start_step": progress.pool_start_step,
+                              "devices": rollout.devices}, args)
 
 
 def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_from: Checkpoint | None = None,
