@@ -168,10 +168,11 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         if mesh is None:
             return state
         shardings = jax.tree.map(lambda spec: jax.sharding.NamedSharding(mesh, spec), loop_specs(state))
-        if jax.process_count() == 1:
+        if jax.process_count() == 1 and mesh.devices.flat[0].platform != "cpu":
             return jax.device_put(state, shardings)
         # every process holds the whole state and places its own devices' shares; the shares of other processes'
-        # EnvPool pools are stand-ins (envs.DevicePools), so the processes' whole states differ there
+        # EnvPool pools are stand-ins (envs.DevicePools), so the processes' whole states differ there. On a CPU the
+        # host's copy costs nothing, where device_put from one device compiles a slicing program per leaf shape
         return jax.tree.map(lambda x, sharding: jax.make_array_from_callback(np.shape(x), sharding,
                                                                              lambda index: x[index]),
                             jax.device_get(state), shardings)
