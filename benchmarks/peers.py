@@ -18,7 +18,8 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
   `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=loop` (JAX's own random-number hash, a loop, in the training loop
   instead of jaxdqn's straight-line one; its programs differ, so it keeps a cache of its own over the pairs);
-  `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1`, and
+  `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1` (since 2026-11-29 the default for one
+  agent of a JAX environment), `jaxdqn-jax-warm-allthreads` with a thread per core, and
   `jaxdqn-jax-warm-1thread-threefry-loop` with both. A warm case whose cache no run has filled yet (run
   without its cold case before it, or with variables of its own) runs once untimed first. (Until 2026-11-29 the
   loop was the default and the cases were `-threefry-unrolled`, with `JAXDQN_CPU_THREEFRY=unrolled`.)
@@ -62,6 +63,8 @@ JAXDQN_CASES = {
     "jaxdqn-jax-warm-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1"],
     "jaxdqn-jax-warm-1thread": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1",
                                 "--cpu-threads", "1"],
+    "jaxdqn-jax-warm-allthreads": ["--preset", "cartpole", "--num-envs", "10", "--env-id", "gymnax/CartPole-v1",
+                                   "--cpu-threads", str(len(os.sched_getaffinity(0)))],
     "jaxdqn-jax-warm-1thread-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
                                               "gymnax/CartPole-v1", "--cpu-threads", "1"],
 }

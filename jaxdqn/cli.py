@@ -68,8 +68,9 @@ Run options (besides the config fields below):
   --cpu-devices N split the CPU into N devices, over which --devices shards the seeds: each device trains its
                   share on a thread of its own, so up to one per core helps (default, in one process: as many
                   devices as divide the seeds, at most one per core and at least 2 seeds on each; else one)
-  --cpu-threads N XLA's CPU thread pool sized for N cores (default: every core; 1 for one device stepping
-                  EnvPool overlapped with an MLP's learning, --env-overlap, so EnvPool steps on the other cores).
+  --cpu-threads N XLA's CPU thread pool sized for N cores (default: every core; in one process, 1 for an MLP's
+                  loop on one device that steps EnvPool overlapped with learning, --env-overlap, so EnvPool steps
+                  on the other cores, or that trains one agent of a JAX environment).
                   1 runs a small network's loop faster (its many small ops lose more to handing work between
                   threads than they gain), a large one's slower, and compiles without a warm cache slower; at
                   least --cpu-devices
@@ -384,8 +385,8 @@ def _layout_note(automatic) -> str:
     if automatic.devices:
         notes.append(f"the CPU split into {automatic.devices} devices, a core each (--cpu-devices 1 for one)")
     if automatic.threads:
-        notes.append(f"XLA's CPU pool on {automatic.threads} thread, EnvPool stepping on the other cores "
-                     "(--cpu-threads to choose)")
+        notes.append(f"XLA's CPU pool on {automatic.threads} thread, for a small network's loop (--cpu-threads to "
+                     "choose)")
     return "".join(f"; {note}" for note in notes)
 
 

@@ -128,14 +128,19 @@ LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
     ("cartpole", {"env_overlap": True}, 2, 2, CpuLayout()),
     ("cartpole", {"env_overlap": True}, 1, None, CpuLayout()),
     ("breakout", {"env_overlap": True}, 2, None, CpuLayout()),  # the Nature CNN gains from every core
-    ("cartpole", {"env_overlap": True, "env_id": "gymnax/CartPole-v1"}, 2, None, CpuLayout()),
+    ("cartpole", {"env_id": "gymnax/CartPole-v1"}, 2, None, CpuLayout(threads=1)),  # one agent of a JAX env
+    ("cartpole", {"env_id": "gymnax/CartPole-v1", "num_seeds": 3}, 2, None, CpuLayout()),
+    ("cartpole", {"env_id": "gymnax/CartPole-v1"}, 2, 2, CpuLayout()),
+    ("cartpole", {"env_id": "gymnax/Breakout-MinAtar", "torso": "minatar_cnn"}, 2, None, CpuLayout()),  # a CNN
+    ("cartpole", {}, 2, None, CpuLayout()),  # EnvPool without the overlap
 ]
 
 
 @pytest.mark.parametrize("preset, fields, cores, threads, layout", LAYOUTS)
 def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, threads, layout, monkeypatch):
     """Several agents split the CPU into as many devices as divide them, at most one per core (and per thread
-    given) and at least 2 agents on each; one device stepping EnvPool overlapped with an MLP's learning gets one XLA thread."""
+    given) and at least 2 agents on each; an MLP's loop on one device stepping EnvPool overlapped with learning, or
+    training one agent of a JAX environment, gets one XLA thread."""
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     if preset == "frozenlake":  # Taxi is tabular
@@ -175,8 +180,8 @@ def test_four_seeds_split_the_cpu_into_two_devices_and_train_the_agents_of_one(t
     result = jaxdqn("train", *RUN, "--env-id", "CartPole-v1", "--num-seeds", 1, "--total-steps", 1000,
                     "--env-overlap", "--out", overlapped, env={"JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines()[0].endswith(f"-> {overlapped}; XLA's CPU pool on 1 thread, EnvPool stepping "
-                                                  "on the other cores (--cpu-threads to choose)")
+    assert result.stdout.splitlines()[0].endswith(f"-> {overlapped}; XLA's CPU pool on 1 thread, for a small "
+                                                  "network's loop (--cpu-threads to choose)")
 
 
 def test_bench_devices_measures_each_device_count_and_labels_simulated_devices(tmp_path):

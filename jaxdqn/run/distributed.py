@@ -136,9 +136,11 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
       updates; each device runs its share on a thread of its own. XLA compiles an agent axis of 1 differently
       (its float sums round differently), so with 2 to 15 agents on each device the agents are bit for bit
       those of one device (from 16 XLA:CPU vectorises over the agent axis, see the README).
-    - one device stepping EnvPool overlapped with learning (env_overlap) for an MLP: XLA's pool held to one core,
-      so that EnvPool's threads step on the others while the update runs, instead of the two taking turns on
-      every core. Not where JAX may find a GPU or TPU (its backend would start on that one core too).
+    - an MLP's loop on one device, stepping EnvPool overlapped with learning (env_overlap), or one agent of a JAX
+      environment: XLA's pool held to one core. EnvPool's threads then step on the other cores while the update
+      runs, instead of the two taking turns on every core; and a small network's loop of many small ops runs
+      faster on one thread than handing them between threads (its cold compile is slower: a warm one, from the
+      program cache, is not). Not where JAX may find a GPU or TPU (its backend would start on that one core).
 
     Nothing automatic when XLA_FLAGS sets the CPU's device count.
     """
@@ -152,10 +154,11 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
     if agents > 1 and loop.devices is None and loop.data_parallel == 1 and backend in ("jax", "envpool"):
         most = min(cores, agents // 2, threads_given or cores)
         devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
-    network = getattr(cfg.settings, "network", None)
+    small_network = getattr(getattr(cfg.settings, "network", None), "torso", "mlp") == "mlp"
+    one_thread = (backend == "envpool" and cfg.env.env_overlap) or (backend == "jax" and agents == 1)
     threads = None
-    if (threads_given is None and (devices or 1) == 1 and cores > 1 and backend == "envpool" and cfg.env.env_overlap
-            and getattr(network, "torso", "mlp") == "mlp" and not _may_have_accelerator()):
+    if (threads_given is None and (devices or 1) == 1 and cores > 1 and small_network and one_thread
+            and not _may_have_accelerator()):
         threads = 1
     return CpuLayout(devices if devices and devices > 1 else None, threads)
 
