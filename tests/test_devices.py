@@ -158,8 +158,7 @@ def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, thre
 def test_four_seeds_split_the_cpu_into_two_devices_and_train_the_agents_of_one(tmp_path):
     """`jaxdqn train --num-seeds 4` on a JAX environment runs on two CPU devices, two seeds each, and says so in its
     first line; it trains the agents of `--cpu-devices 1` bit for bit, and resumes a run of `--cpu-devices 1` to
-    its arrays (--exact). One seed overlapping EnvPool with an
-    MLP's learning says XLA's pool has one thread."""
+    its arrays (--exact). One seed overlapping EnvPool with an MLP's learning says XLA's pool has one thread."""
     args = [*RUN, "--num-seeds", 4, "--total-steps", TOTAL, "--replay-in-every-checkpoint", "True"]
     split, one, half = tmp_path / "split", tmp_path / "one", tmp_path / "half"
     result = jaxdqn("train", *args, "--out", split)

@@ -150,18 +150,16 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
     if FORCED_CPU_DEVICES in os.environ.get("XLA_FLAGS", ""):
         return CpuLayout()  # XLA_FLAGS chose the devices
     backend = backend_name(cfg.env.env_id)
-    devices = None
     agents, loop = cfg.loop.num_seeds, cfg.loop
-    if agents > 1 and loop.devices is None and loop.data_parallel == 1 and backend in ("jax", "envpool"):
+    devices = 1
+    if loop.devices is None and loop.data_parallel == 1 and backend in ("jax", "envpool"):
         most = min(cores, agents // 2, threads_given or cores)
         devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
     small_network = getattr(getattr(cfg.settings, "network", None), "torso", "mlp") == "mlp"
     one_thread = (backend == "envpool" and cfg.env.env_overlap) or (backend == "jax" and agents == 1)
-    threads = None
-    if (threads_given is None and (devices or 1) == 1 and cores > 1 and small_network and one_thread
-            and not _may_have_accelerator()):
-        threads = 1
-    return CpuLayout(devices if devices and devices > 1 else None, threads)
+    threads = 1 if (threads_given is None and devices == 1 and cores > 1 and small_network and one_thread
+                    and not _may_have_accelerator()) else None
+    return CpuLayout(devices if devices > 1 else None, threads)
 
 
 def _may_have_accelerator() -> bool:
