@@ -11,7 +11,10 @@ each the median of 5 timed runs of a jitted `fori_loop` of many calls after a wa
 - `sample`: the replay's sample alone; `loss_and_grad`: the loss and its gradient on a fixed batch;
   `forward`: one forward pass of the Q-network on a batch; `adam`: the optimiser's update alone;
 - `forward_gflops`: the rate of that forward pass, against which the update's cost is bounded (the update
-  is two forward passes and one backward pass of about twice a forward's work).
+  is two forward passes and one backward pass of about twice a forward's work);
+- `peak_gflops`: the rate of a large float32 matrix product (1024 x 1024 x 1024), about the most this machine's
+  XLA does on the cores it runs on; `update_floor_us`: the update's multiply-adds (two forward passes and a
+  backward pass, no input gradient for the first layer) at that rate, the least an update could cost here.
 
     python benchmarks/breakdown.py [--env-id gymnax/CartPole-v1] [--num-envs 10] [--preset cartpole]
 """
@@ -51,6 +54,13 @@ def per_call_us(body, carry, calls: int) -> float:
         jax.block_until_ready(looped(carry))
         times.append(time.perf_counter() - start)
     return statistics.median(times) / calls * 1e6
+
+
+def peak_gflops(size: int = 1024, calls: int = 20) -> float:
+    """GFLOP/s of a chain of `size`-square float32 matrix products, each kept from being hoisted by the last."""
+    matrix = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32) / size
+    us = per_call_us(lambda i, x: jnp.tanh(x @ matrix), matrix, calls)
+    return 2 * size ** 3 / (us * 1e-6) / 1e9
 
 
 def chunk_us(rollout, state, periods: int, learn_after: int) -> float:
@@ -127,6 +137,10 @@ def main() -> None:
     if settings.network.torso == "mlp" and len(spec.obs_shape) == 1:
         macs = settings.replay.batch_size * sum(a * b for a, b in zip(layer_widths, layer_widths[1:]))
         results["forward_gflops"] = 2 * macs / (results["forward"] * 1e-6) / 1e9
+        results["peak_gflops"] = peak_gflops()
+        input_gradient_macs = settings.replay.batch_size * layer_widths[0] * layer_widths[1]
+        update_macs = 4 * macs - input_gradient_macs + (macs if settings.double_q else 0)
+        results["update_floor_us"] = 2 * update_macs / (results["peak_gflops"] * 1e9) * 1e6
     optimizer = make_optimizer(settings.optim)
 
     def adam_once(i, carry):

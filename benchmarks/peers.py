@@ -73,33 +73,24 @@ CASE_ENVIRONMENT = {case: {"JAXDQN_CPU_THREEFRY": "loop"} for case in JAXDQN_CAS
 (`jaxdqn.core.threefry`)."""
 PUREJAXRL_CASES = ["purejaxrl", "purejaxrl-1thread"]
 CASES = [*PUREJAXRL_CASES, *JAXDQN_CASES]
-ONE_THREAD_BOOTSTRAP = """
-import os, runpy, sys
-allowed = os.sched_getaffinity(0)
-os.sched_setaffinity(0, {min(allowed)})
-import jax
-jax.devices()
-os.sched_setaffinity(0, allowed)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-"""Runs a script with XLA's CPU thread pool sized for one core, as `jaxdqn.run.distributed.limit_cpu_threads(1)`
-does (PureJaxRL's environment has no jaxdqn)."""
+ONE_THREAD_ENVIRONMENT = {"PJRT_NPROC": "1"}
+"""Runs a process with XLA's CPU thread pools of one thread, as `jaxdqn.run.distributed.limit_cpu_threads(1)`
+sizes them (PureJaxRL's environment has no jaxdqn)."""
 
 
 def run_purejaxrl(anchors: Path, python: str, num_seeds: int, one_thread: bool = False) -> dict:
     """One PureJaxRL process (`one_thread`: XLA's CPU pool sized for one core): compile, run and return figures
     parsed from the runner's lines."""
     start = time.perf_counter()
-    bootstrap = ["-c", ONE_THREAD_BOOTSTRAP] if one_thread else []
-    result = subprocess.run([python, *bootstrap, str(anchors / "run_purejaxrl_dqn.py"), str(num_seeds)],
+    threads = ONE_THREAD_ENVIRONMENT if one_thread else {}
+    result = subprocess.run([python, str(anchors / "run_purejaxrl_dqn.py"), str(num_seeds)],
                             capture_output=True, text=True, check=True,
-                            env={**os.environ, "PUREJAXRL_DIR": str(anchors / "purejaxrl")})
+                            env={**os.environ, **threads, "PUREJAXRL_DIR": str(anchors / "purejaxrl")})
     wall = time.perf_counter() - start
     line = next(line for line in result.stdout.splitlines() if line.startswith("purejaxrl_dqn "))
     fields = dict(re.findall(r"(\w+)=(\[[^\]]*\]|\S+)", line))
     run2 = float(fields["run2_s"])
-    return {"command": f"{Path(python).name} {'-c ONE_THREAD_BOOTSTRAP ' if one_thread else ''}run_purejaxrl_dqn.py "
+    return {"command": f"{'PJRT_NPROC=1 ' if one_thread else ''}{Path(python).name} run_purejaxrl_dqn.py "
                        f"{num_seeds}",
             "compile_s": float(fields["compile_s"]), "run_s": float(fields["run1_s"]), "second_run_s": run2,
             "process_wall_s": wall - run2, "final_return": json.loads(fields["final_return_last1000updates_per_seed"])}

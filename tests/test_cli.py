@@ -209,18 +209,21 @@ allowed = os.sched_getaffinity(0)
 applied = limit_cpu_threads(int(sys.argv[1]))
 import jax, jax.numpy as jnp
 jax.jit(lambda x: x @ x)(jnp.ones((256, 256))).block_until_ready()
-names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
-print(applied, names.count("tf_XLAEigen"), os.sched_getaffinity(0) == allowed, limit_cpu_threads(1))
+pool = [int(task) for task in os.listdir("/proc/self/task")
+        if open(f"/proc/self/task/{task}/comm").read().strip() == "tf_XLAEigen"]
+print(applied, len(pool), all(os.sched_getaffinity(task) == allowed for task in pool),
+      os.sched_getaffinity(0) == allowed, "PJRT_NPROC" in os.environ, limit_cpu_threads(1))
 """
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not os.path.isdir("/proc/self/task"),
                     reason="needs Linux and at least 2 cores")
 def test_cpu_threads_size_xlas_pool():
-    """--cpu-threads N: XLA's CPU pool gets N threads (its threads are named tf_XLAEigen), the calling thread is
-    let go to every core afterwards, and once the backend has started the limit is refused (False)."""
+    """--cpu-threads N: XLA's CPU pool gets N threads (its threads are named tf_XLAEigen), which may run on every
+    core, as may the calling thread; the size is not left in the environment for processes started later; once
+    the backend has started the limit is refused (False)."""
     cores = len(os.sched_getaffinity(0))
-    for count, expected in [(1, "True 1 True False"), (cores, f"False {cores} True False")]:
+    for count, expected in [(1, "True 1 True True False False"), (cores, f"False {cores} True True False False")]:
         result = subprocess.run([sys.executable, "-c", CPU_POOL_PROBE, str(count)], capture_output=True, text=True,
                                 env=subprocess_env())
         assert result.returncode == 0, result.stderr[-2000:]

@@ -140,9 +140,11 @@ LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
 def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, threads, layout, monkeypatch):
     """Several agents split the CPU into as many devices as divide them, at most one per core (and per thread
     given) and at least 2 agents on each; an MLP's loop on one device stepping EnvPool overlapped with learning, or
-    training one agent of a JAX environment, gets one XLA thread."""
+    training one agent of a JAX environment, gets one XLA thread (unless PJRT_NPROC sizes XLA's pools)."""
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("PJRT_NPROC", raising=False)
+    monkeypatch.delenv("NPROC", raising=False)
     if preset == "frozenlake":  # Taxi is tabular
         fields = {**fields, "agent": "tabular"}
     cfg = make_config(preset, **fields)
@@ -151,6 +153,9 @@ def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, thre
     assert automatic_cpu_layout(cfg, cores, threads) == CpuLayout()  # XLA's flag chose the devices
     monkeypatch.setenv("XLA_FLAGS", "")
     monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")  # JAX's backend may start on an accelerator: no thread limit
+    assert automatic_cpu_layout(cfg, cores, threads) == layout._replace(threads=None)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("PJRT_NPROC", "2")  # the user sized XLA's pools
     assert automatic_cpu_layout(cfg, cores, threads) == layout._replace(threads=None)
 
 

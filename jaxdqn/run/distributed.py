@@ -137,13 +137,13 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
       (its float sums round differently), so with 2 to 15 agents on each device the agents are bit for bit
       those of one device (from 16 XLA:CPU vectorises over the agent axis, see the README).
     - an MLP's loop on one device, stepping EnvPool overlapped with learning (env_overlap), or one agent of a JAX
-      environment: XLA's pool held to one core. EnvPool's threads then step on the other cores while the update
+      environment: XLA's pool of one thread. EnvPool's threads then step on the other cores while the update
       runs, instead of the two taking turns on every core; and a small network's loop of many small ops runs
-      faster on one thread than handing them between threads (its compile is slower, a cold one by seconds, one
-      from the program cache by a fifth of a second). Not where JAX may find a GPU or TPU (its backend would
-      start on that one core).
+      faster on one thread than handing them between threads. Not where JAX may find a GPU or TPU (its backend
+      would start with one thread).
 
-    Nothing automatic when XLA_FLAGS sets the CPU's device count.
+    Nothing automatic when XLA_FLAGS sets the CPU's device count; no thread count when PJRT_NPROC or NPROC sets
+    XLA's pool size.
     """
     from jaxdqn.envs import backend_name
 
@@ -157,8 +157,9 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
         devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
     small_network = getattr(getattr(cfg.settings, "network", None), "torso", "mlp") == "mlp"
     one_thread = (backend == "envpool" and cfg.env.env_overlap) or (backend == "jax" and agents == 1)
-    threads = 1 if (threads_given is None and devices == 1 and cores > 1 and small_network and one_thread
-                    and not _may_have_accelerator()) else None
+    pool_size_set = any(os.environ.get(name) for name in POOL_SIZE_VARIABLES)
+    threads = 1 if (threads_given is None and not pool_size_set and devices == 1 and cores > 1 and small_network
+                    and one_thread and not _may_have_accelerator()) else None
     return CpuLayout(devices if devices > 1 else None, threads)
 
 
@@ -175,24 +176,32 @@ def _may_have_accelerator() -> bool:
         importlib.util.find_spec(name) is not None for name in ("jax_plugins", "libtpu"))
 
 
+POOL_SIZE_VARIABLES = ("PJRT_NPROC", "NPROC")
+"""Environment variables XLA's CPU client reads, once when it starts, for the size of its thread pools (the first
+one set wins)."""
+
+
 def limit_cpu_threads(count: int) -> bool:
-    """Start JAX's backends with XLA's CPU thread pool sized for `count` cores: the pool takes its size from the
-    cores this process may run on when the backend starts, so the calling thread is held to its first `count`
-    allowed cores while it starts, and let go afterwards (the pool's threads stay on those cores; threads created
-    later, EnvPool's included, are not held). False, and nothing changed, when JAX's backend had already started
-    in this process or `count` is not below the cores allowed."""
+    """Start JAX's backends with XLA's CPU thread pools sized for `count` threads: `PJRT_NPROC` is set while the
+    client starts, and put back afterwards (so processes started later do not inherit it). The pools' threads may
+    run on every core: XLA compiles on them too, and a pool pinned to `count` cores compiled a cold program about
+    half again as slowly. False, and nothing changed, when JAX's backend had already started in this process or
+    `count` is not below the cores allowed."""
     import jax
     from jax._src import xla_bridge
 
-    allowed = sorted(os.sched_getaffinity(0))
     started = getattr(xla_bridge, "backends_are_initialized", lambda: False)  # private: absent, assume not started
-    if count >= len(allowed) or started():
+    if count >= len(os.sched_getaffinity(0)) or started():
         return False
-    os.sched_setaffinity(0, allowed[:count])
+    previous = os.environ.get(POOL_SIZE_VARIABLES[0])
+    os.environ[POOL_SIZE_VARIABLES[0]] = str(count)
     try:
         jax.devices()
     finally:
-        os.sched_setaffinity(0, allowed)
+        if previous is None:
+            del os.environ[POOL_SIZE_VARIABLES[0]]
+        else:
+            os.environ[POOL_SIZE_VARIABLES[0]] = previous
     return True
 
 
