@@ -6,13 +6,13 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 
 - `purejaxrl`: PureJaxRL's unmodified `dqn.py` through the anchors' runner (`run_purejaxrl_dqn.py`, which
   compiles, runs, and runs again); its `run_s` is the first run, its process wall leaves out the second run;
-- `purejaxrl-1thread`: the same runner with XLA's CPU thread pool sized for one core, as `--cpu-threads 1` sizes
-  jaxdqn's (a bootstrap holds the process to one core while JAX's backend starts, then lets it go; the runner
-  and `dqn.py` are unchanged);
+- `purejaxrl-1thread`: the same runner with XLA's CPU thread pools of one thread, as `--cpu-threads 1` sizes
+  jaxdqn's (`PJRT_NPROC=1`; the runner and `dqn.py` are unchanged; until 2026-11-29 a bootstrap held the process
+  to one core while JAX's backend started, as jaxdqn then did);
 - `jaxdqn-envpool`: `jaxdqn train --preset cartpole --num-envs 10` (EnvPool's XLA step), and
   `jaxdqn-envpool-overlap` the same with `--env-overlap` (EnvPool steps while the agent learns; XLA's CPU pool
   then has one thread by default, and EnvPool's programs miss the compilation cache across processes,
-  `jaxdqn.compile_cache`, so it compiles again, on one thread); `jaxdqn-envpool-overlap-allthreads` with a
+  `jaxdqn.compile_cache`, so it compiles again); `jaxdqn-envpool-overlap-allthreads` with a
   thread per core, `--cpu-threads N` (`-1thread` until 2026-11-29, when one thread became the default);
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
