@@ -17,10 +17,13 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
 - `jaxdqn-jax-cold` / `jaxdqn-jax-warm`: the same on `--env-id gymnax/CartPole-v1`, first with an empty
   compilation cache, then again with the cache the cold run filled; `jaxdqn-jax-warm-threefry-loop` as
   `jaxdqn-jax-warm` with `JAXDQN_CPU_THREEFRY=loop` (JAX's own random-number hash, a loop, in the training loop
-  instead of jaxdqn's straight-line one; its programs differ, so it keeps a cache of its own over the pairs);
+  instead of jaxdqn's straight-line one; its programs differ, so it keeps a cache of its own over the pairs, as
+  `jaxdqn-jax-warm-1env` does);
   `jaxdqn-jax-warm-1thread` as `jaxdqn-jax-warm` with `--cpu-threads 1` (since 2026-11-29 the default for one
   agent of a JAX environment), `jaxdqn-jax-warm-allthreads` with a thread per core, and
-  `jaxdqn-jax-warm-1thread-threefry-loop` with both. A warm case whose cache no run has filled yet (run
+  `jaxdqn-jax-warm-1thread-threefry-loop` with both; `jaxdqn-jax-warm-1env` the `cartpole` preset as it is, one
+  environment (CleanRL's `dqn_jax.py` setting, not PureJaxRL's work: its whole process is the figure to hold
+  against CleanRL's). A warm case whose cache no run has filled yet (run
   without its cold case before it, or with variables of its own) runs once untimed first. (Until 2026-11-29 the
   loop was the default and the cases were `-threefry-unrolled`, with `JAXDQN_CPU_THREEFRY=unrolled`.)
 
@@ -67,10 +70,14 @@ JAXDQN_CASES = {
                                    "--cpu-threads", str(len(os.sched_getaffinity(0)))],
     "jaxdqn-jax-warm-1thread-threefry-loop": ["--preset", "cartpole", "--num-envs", "10", "--env-id",
                                               "gymnax/CartPole-v1", "--cpu-threads", "1"],
+    "jaxdqn-jax-warm-1env": ["--preset", "cartpole", "--env-id", "gymnax/CartPole-v1"],
 }
 CASE_ENVIRONMENT = {case: {"JAXDQN_CPU_THREEFRY": "loop"} for case in JAXDQN_CASES if case.endswith("-threefry-loop")}
 """Environment variables of a case: `-threefry-loop` keeps JAX's random-number hash, a loop, in the training loop
 (`jaxdqn.core.threefry`)."""
+OWN_CACHE_CASES = {*CASE_ENVIRONMENT, "jaxdqn-jax-warm-1env"}
+"""Cases whose programs are not the cold case's (variables of their own, another shape): each keeps a compile cache
+of its own over the pairs."""
 PUREJAXRL_CASES = ["purejaxrl", "purejaxrl-1thread"]
 CASES = [*PUREJAXRL_CASES, *JAXDQN_CASES]
 ONE_THREAD_ENVIRONMENT = {"PJRT_NPROC": "1"}
@@ -142,8 +149,7 @@ def main() -> None:
                     figures = run_purejaxrl(anchors, args.purejaxrl_python, args.num_seeds,
                                             one_thread=case == "purejaxrl-1thread")
                 else:
-                    # a case with variables of its own keeps its cache over the pairs
-                    own_cache = Path(tmp) / f"cache-{case}" if case in CASE_ENVIRONMENT else cache
+                    own_cache = Path(tmp) / f"cache-{case}" if case in OWN_CACHE_CASES else cache
                     if "-warm" in case and own_cache not in filled:  # one untimed run fills it first
                         run_jaxdqn(JAXDQN_CASES[case], args.num_seeds, Path(tmp), own_cache,
                                    CASE_ENVIRONMENT.get(case))
