@@ -132,7 +132,9 @@ LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
     ("cartpole", {"env_id": "gymnax/CartPole-v1", "num_seeds": 3}, 2, None, CpuLayout()),
     ("cartpole", {"env_id": "gymnax/CartPole-v1"}, 2, 2, CpuLayout()),
     ("cartpole", {"env_id": "gymnax/Breakout-MinAtar", "torso": "minatar_cnn"}, 2, None, CpuLayout()),  # a CNN
-    ("cartpole", {}, 2, None, CpuLayout()),  # EnvPool without the overlap
+    ("cartpole", {}, 2, None, CpuLayout(threads=1)),  # one agent of one EnvPool environment
+    ("cartpole", {"num_envs": 10}, 2, None, CpuLayout()),  # EnvPool without the overlap
+    ("cartpole", {"num_seeds": 3, "num_envs": 1}, 2, None, CpuLayout()),
 ]
 
 
@@ -140,7 +142,8 @@ LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
 def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, threads, layout, monkeypatch):
     """Several agents split the CPU into as many devices as divide them, at most one per core (and per thread
     given) and at least 2 agents on each; an MLP's loop on one device stepping EnvPool overlapped with learning, or
-    training one agent of a JAX environment, gets one XLA thread (unless PJRT_NPROC sizes XLA's pools)."""
+    training one agent of a JAX environment or of one EnvPool environment, gets one XLA thread (unless PJRT_NPROC
+    sizes XLA's pools)."""
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     monkeypatch.delenv("PJRT_NPROC", raising=False)

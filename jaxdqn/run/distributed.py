@@ -137,9 +137,10 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
       (its float sums round differently), so with 2 to 15 agents on each device the agents are bit for bit
       those of one device (from 16 XLA:CPU vectorises over the agent axis, see the README).
     - an MLP's loop on one device, stepping EnvPool overlapped with learning (env_overlap), or one agent of a JAX
-      environment: XLA's pool of one thread. EnvPool's threads then step on the other cores while the update
-      runs, instead of the two taking turns on every core; and a small network's loop of many small ops runs
-      faster on one thread than handing them between threads. Not where JAX may find a GPU or TPU (its backend
+      environment, or one agent of one EnvPool environment: XLA's pool of one thread. EnvPool's threads then step
+      on the other cores while the update runs, instead of the two taking turns on every core; and a small
+      network's loop of many small ops runs faster on one thread than handing them between threads (at 10 EnvPool
+      environments without the overlap the two were even). Not where JAX may find a GPU or TPU (its backend
       would start with one thread).
 
     Nothing automatic when XLA_FLAGS sets the CPU's device count; no thread count when PJRT_NPROC or NPROC sets
@@ -156,7 +157,9 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
         most = min(cores, agents // 2, threads_given or cores)
         devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
     small_network = getattr(getattr(cfg.settings, "network", None), "torso", "mlp") == "mlp"
-    one_thread = (backend == "envpool" and cfg.env.env_overlap) or (backend == "jax" and agents == 1)
+    one_agent_one_env = agents == 1 and cfg.env.num_envs == 1
+    one_thread = (backend == "envpool" and (cfg.env.env_overlap or one_agent_one_env)) or (backend == "jax"
+                                                                                           and agents == 1)
     pool_size_set = any(os.environ.get(name) for name in POOL_SIZE_VARIABLES)
     threads = 1 if (threads_given is None and not pool_size_set and devices == 1 and cores > 1 and small_network
                     and one_thread and not _may_have_accelerator()) else None
