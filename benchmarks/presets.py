@@ -5,7 +5,8 @@ Suites:
   split into devices by default, 2 seeds on each core of a 2-core machine, and also run on one device,
   `--cpu-devices 1`; at 10 environments, 1 and 4 seeds with XLA's CPU thread pool sized for one core,
   `--cpu-threads 1`); 1 seed overlapped with EnvPool, `--env-overlap`, whose default is that one thread, and at
-  10 environments with a thread per core as well);
+  10 environments with a thread per core as well; 1 seed at 1 environment, whose default is one thread too, also
+  with a thread per core);
 - lunarlander: the `lunarlander` and `lunarlander-per` presets: wall time, SPS, step at which the
   100-episode mean first reached 200, greedy evaluation;
 - atari: the `breakout` preset (its 2^14 prioritized replay, 8 envs, 1 update of batch 32 per 4 agent
@@ -35,6 +36,8 @@ BREAKOUT_LEARNING = ["--preset", "breakout", "--learning-starts", "16384", "--to
 SUITES = {
     "cartpole": {
         "1env-1seed": ["--preset", "cartpole", "--num-envs", "1"],
+        "1env-1seed-allthreads": ["--preset", "cartpole", "--num-envs", "1", "--cpu-threads",
+                                  str(len(os.sched_getaffinity(0)))],
         "10env-1seed": ["--preset", "cartpole", "--num-envs", "10"],
         "10env-4seeds": ["--preset", "cartpole", "--num-envs", "10", "--num-seeds", "4"],
         "1env-4seeds": ["--preset", "cartpole", "--num-envs", "1", "--num-seeds", "4"],
