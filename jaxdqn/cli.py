@@ -68,12 +68,12 @@ Run options (besides the config fields below):
   --cpu-devices N split the CPU into N devices, over which --devices shards the seeds: each device trains its
                   share on a thread of its own, so up to one per core helps (default, in one process: as many
                   devices as divide the seeds, at most one per core and at least 2 seeds on each; else one)
-  --cpu-threads N XLA's CPU thread pools sized for N threads (default: one per core; in one process, 1 for an
-                  MLP's loop on one device that steps EnvPool overlapped with learning, --env-overlap, so EnvPool
-                  steps on the other cores, or that trains one agent of a JAX environment or of one EnvPool
-                  environment; PJRT_NPROC or NPROC, if set, instead). 1 runs a small network's loop faster
-                  (its many small ops lose more to handing work between threads than they gain), a large one's
-                  slower; at least --cpu-devices
+  --cpu-threads N XLA's CPU thread pools sized for N threads (default: one per core; in one process, 1 for the
+                  loop of an MLP at most 128 wide on one device that steps EnvPool overlapped with learning,
+                  --env-overlap, so EnvPool steps on the other cores, or that trains one agent of a JAX
+                  environment or of one EnvPool environment; PJRT_NPROC or NPROC, if set, instead). 1 runs a
+                  small network's loop faster (its many small ops lose more to handing work between threads
+                  than they gain), a large one's slower; at least --cpu-devices
 
 Every config field below can be overridden; values are environment steps per seed unless stated. Integers
 may be written 100000, 100_000 or 1e5. A boolean field is set by its flag alone or with a value:

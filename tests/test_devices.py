@@ -135,6 +135,9 @@ LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
     ("cartpole", {}, 2, None, CpuLayout(threads=1)),  # one agent of one EnvPool environment
     ("cartpole", {"num_envs": 10}, 2, None, CpuLayout()),  # EnvPool without the overlap
     ("cartpole", {"num_seeds": 3, "num_envs": 1}, 2, None, CpuLayout()),
+    ("highway", {}, 2, None, CpuLayout(threads=1)),  # an MLP 128 wide
+    ("qrdqn-cartpole", {}, 2, None, CpuLayout()),  # 256-256: faster on every thread
+    ("cartpole", {"env_id": "gymnax/CartPole-v1", "hidden_sizes": (256, 256)}, 2, None, CpuLayout()),
 ]
 
 

@@ -118,6 +118,12 @@ def split_cpu(count: int | None = None) -> int | None:
     return count
 
 
+SMALL_MLP_WIDTH = 128
+"""The widest hidden layer of an MLP that `automatic_cpu_layout` runs on one XLA thread: on the 2-core CPU the
+`cartpole` family's 120-84 and `highway`'s 128 ran faster there, `qrdqn-cartpole`'s 256-256 slower (its run 17.1
+s against 14.7 s on every thread)."""
+
+
 class CpuLayout(NamedTuple):
     """How `jaxdqn train` starts JAX's CPU backend: `devices` CPU devices and an XLA pool of `threads` threads
     (None: JAX's default, one device and a thread per core)."""
@@ -136,8 +142,9 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
       updates; each device runs its share on a thread of its own. XLA compiles an agent axis of 1 differently
       (its float sums round differently), so with 2 to 15 agents on each device the agents are bit for bit
       those of one device (from 16 XLA:CPU vectorises over the agent axis, see the README).
-    - an MLP's loop on one device, stepping EnvPool overlapped with learning (env_overlap), or one agent of a JAX
-      environment, or one agent of one EnvPool environment: XLA's pool of one thread. EnvPool's threads then step
+    - a small MLP's loop (`SMALL_MLP_WIDTH`) on one device, stepping EnvPool overlapped with learning
+      (env_overlap), or one agent of a JAX environment, or one agent of one EnvPool environment: XLA's pool of one
+      thread. EnvPool's threads then step
       on the other cores while the update runs, instead of the two taking turns on every core; and a small
       network's loop of many small ops runs faster on one thread than handing them between threads (at 10 EnvPool
       environments without the overlap the two were even). Not where JAX may find a GPU or TPU (its backend
@@ -156,7 +163,9 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
     if loop.devices is None and loop.data_parallel == 1 and backend in ("jax", "envpool"):
         most = min(cores, agents // 2, threads_given or cores)
         devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
-    small_network = getattr(getattr(cfg.settings, "network", None), "torso", "mlp") == "mlp"
+    network = getattr(cfg.settings, "network", None)  # None: a tabular agent
+    small_network = network is None or (network.torso == "mlp" and max(network.hidden_sizes, default=0)
+                                        <= SMALL_MLP_WIDTH)
     envpool_one_thread = cfg.env.env_overlap or (agents == 1 and cfg.env.num_envs == 1)
     one_thread = (backend == "envpool" and envpool_one_thread) or (backend == "jax" and agents == 1)
     pool_size_set = any(os.environ.get(name) for name in POOL_SIZE_VARIABLES)
