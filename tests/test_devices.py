@@ -144,7 +144,7 @@ LAYOUTS = [  # (preset, fields, cores, --cpu-threads given) -> the layout chosen
 @pytest.mark.parametrize("preset, fields, cores, threads, layout", LAYOUTS)
 def test_the_cpu_layout_a_run_gets_without_cpu_flags(preset, fields, cores, threads, layout, monkeypatch):
     """Several agents split the CPU into as many devices as divide them, at most one per core (and per thread
-    given) and at least 2 agents on each; an MLP's loop on one device stepping EnvPool overlapped with learning, or
+    given) and at least 2 agents on each; a small MLP's loop on one device stepping EnvPool overlapped with learning, or
     training one agent of a JAX environment or of one EnvPool environment, gets one XLA thread (unless PJRT_NPROC
     sizes XLA's pools)."""
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")

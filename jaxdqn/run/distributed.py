@@ -144,11 +144,10 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
       those of one device (from 16 XLA:CPU vectorises over the agent axis, see the README).
     - a small MLP's loop (`SMALL_MLP_WIDTH`) on one device, stepping EnvPool overlapped with learning
       (env_overlap), or one agent of a JAX environment, or one agent of one EnvPool environment: XLA's pool of one
-      thread. EnvPool's threads then step
-      on the other cores while the update runs, instead of the two taking turns on every core; and a small
-      network's loop of many small ops runs faster on one thread than handing them between threads (at 10 EnvPool
-      environments without the overlap the two were even). Not where JAX may find a GPU or TPU (its backend
-      would start with one thread).
+      thread. EnvPool's threads then step on the other cores while the update runs, instead of the two taking
+      turns on every core; and a small network's loop of many small ops runs faster on one thread than handing
+      them between threads (at 10 EnvPool environments without the overlap the two were even). Not where JAX may
+      find a GPU or TPU (its backend would start with one thread).
 
     Nothing automatic when XLA_FLAGS sets the CPU's device count; no thread count when PJRT_NPROC or NPROC sets
     XLA's pool size.
@@ -164,8 +163,8 @@ def automatic_cpu_layout(cfg, cores: int, threads_given: int | None = None) -> C
         most = min(cores, agents // 2, threads_given or cores)
         devices = max((d for d in range(1, most + 1) if agents % d == 0), default=1)
     network = getattr(cfg.settings, "network", None)  # None: a tabular agent
-    small_network = network is None or (network.torso == "mlp" and max(network.hidden_sizes, default=0)
-                                        <= SMALL_MLP_WIDTH)
+    small_network = network is None or (
+        network.torso == "mlp" and max(network.hidden_sizes, default=0) <= SMALL_MLP_WIDTH)
     envpool_one_thread = cfg.env.env_overlap or (agents == 1 and cfg.env.num_envs == 1)
     one_thread = (backend == "envpool" and envpool_one_thread) or (backend == "jax" and agents == 1)
     pool_size_set = any(os.environ.get(name) for name in POOL_SIZE_VARIABLES)
@@ -204,15 +203,16 @@ def limit_cpu_threads(count: int) -> bool:
     started = getattr(xla_bridge, "backends_are_initialized", lambda: False)  # private: absent, assume not started
     if count >= len(os.sched_getaffinity(0)) or started():
         return False
-    previous = os.environ.get(POOL_SIZE_VARIABLES[0])
-    os.environ[POOL_SIZE_VARIABLES[0]] = str(count)
+    name = POOL_SIZE_VARIABLES[0]  # the one XLA reads first
+    previous = os.environ.get(name)
+    os.environ[name] = str(count)
     try:
         jax.devices()
     finally:
         if previous is None:
-            del os.environ[POOL_SIZE_VARIABLES[0]]
+            del os.environ[name]
         else:
-            os.environ[POOL_SIZE_VARIABLES[0]] = previous
+            os.environ[name] = previous
     return True
 
 
