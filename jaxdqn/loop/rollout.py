@@ -129,18 +129,51 @@ def action_log_dtype(num_actions: int):
     return np.uint8 if num_actions <= 256 else np.int32
 
 
-def over_agents(fn, in_axes, num_agents: int):
-    """`jax.vmap(fn, in_axes)` over the leading agent axis. For a single agent the axis is dropped and put back
-    instead: XLA:CPU runs the batched forms of the update (batched matmuls, gathers and scatters with a batch
-    dimension) about 10% slower than the plain ones even when the batch is 1."""
+class ChunkAgents(NamedTuple):
+    """One device's agents as the chunk carries them: `act(agents, obs, keys, step)`, `observe(agents, step,
+    env_steps, learning)` and `learn(agents, keys, env_steps)` over them, every other per-agent value (observations,
+    keys, steps, actions, metrics) with the leading agent axis; `carried(agents)` / `stacked(agents)` turn the
+    stacked agents (the LoopState's) into the carried ones and back."""
+
+    act: Callable
+    observe: Callable
+    learn: Callable
+    carried: Callable
+    stacked: Callable
+
+
+def chunk_agents(fns: AgentFns, num_agents: int) -> ChunkAgents:
+    """The agents' functions vmapped over the agent axis; for a single agent, its state is carried without that
+    axis (taken off once a chunk) and its functions called as they are, the axis dropped from their other
+    arguments and put back on their per-agent outputs. Carried with the axis, the reshapes around each call kept
+    XLA from updating the parameters, the target and Adam's moments in place: it copied them at every update
+    (and XLA:CPU runs the batched forms of the update, batched matmuls, gathers and scatters, about 10% slower
+    than the plain ones even when the batch is 1)."""
     if num_agents > 1:
-        return jax.vmap(fn, in_axes=in_axes)
+        def identity(agents):
+            return agents
 
-    def one_agent(*args):
-        args = [jax.tree.map(lambda x: x[0], arg) if axis == 0 else arg for arg, axis in zip(args, in_axes)]
-        return jax.tree.map(lambda x: x[None], fn(*args))
+        return ChunkAgents(jax.vmap(fns.act, in_axes=(0, 0, 0, None)),
+                           jax.vmap(fns.observe, in_axes=(0, 0, None, None)),
+                           jax.vmap(fns.learn, in_axes=(0, 0, None)), identity, identity)
 
-    return one_agent
+    def first(tree):
+        return jax.tree.map(lambda x: x[0], tree)
+
+    def stacked(tree):
+        return jax.tree.map(lambda x: x[None], tree)
+
+    def act(agents, obs, keys, step):
+        return stacked(fns.act(agents, first(obs), first(keys), step))
+
+    def observe(agents, step, env_steps, learning):
+        return fns.observe(agents, first(step), env_steps, learning)
+
+    def learn(agents, keys, env_steps):
+        agents, metrics = fns.learn(agents, first(keys), env_steps)
+        return agents, stacked(metrics)
+
+    return ChunkAgents(act, observe, learn, first, stacked)
 
 
 def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Rollout:
@@ -190,10 +223,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         raise ConfigError(f"env_overlap: needs EnvPool's XLA step, which this pool of {spec.env_id} does not have "
                           "(it steps through a host callback); allowed here: False (got True)")
     # the chunk's functions see one device's agents; cut_episodes runs over all of them
-    act = over_agents(fns.act, (0, 0, 0, None), local)
-    observe = over_agents(fns.observe, (0, 0, None, None), local)
-    observe_all = over_agents(fns.observe, (0, 0, None, None), slots)
-    learn = over_agents(fns.learn, (0, 0, None), local)
+    chunk_fns = chunk_agents(fns, local)
+    observe_all = jax.vmap(fns.observe, in_axes=(0, 0, None, None))
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
 
     def init_from(key, seeds, hypers, env_state, obs) -> LoopState:
@@ -217,7 +248,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
 
     def choose(agents, obs, keys, iteration):
         # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
-        return act(agents, obs, fold(keys, 2 * iteration), iteration * num_envs)
+        return chunk_fns.act(agents, obs, fold(keys, 2 * iteration), iteration * num_envs)
 
     def send(env_state, actions):
         return env.send(env_state, actions.reshape(local * slot_envs))
@@ -252,7 +283,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
             x.reshape(local_axis) for x in (out.reward, out.terminated, out.truncated, out.game_reward, out.game_over))
         real = ~state.done
         step = Step(state.obs, actions, reward, terminated, truncated, next_obs, real)
-        agents = observe(state.agents, step, env_steps, env_steps >= learn_after)
+        agents = chunk_fns.observe(state.agents, step, env_steps, env_steps >= learn_after)
         # reported episodes are whole games with raw rewards, not the clipped, life-by-life training signal
         stats, ends = update_episode_stats(state.stats, *whole(game_reward, real, game_over & real),
                                            env_steps + num_envs, solved_return)
@@ -271,7 +302,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
             output = output._replace(actions=action_log, finished=log_episode_ends(output.finished, ends))
             if learns:
                 env_steps = state.iteration * num_envs
-                agents, metrics = learn(state.agents, fold(state.keys, 2 * state.iteration + 1), env_steps)
+                agents, metrics = chunk_fns.learn(state.agents, fold(state.keys, 2 * state.iteration + 1),
+                                                  env_steps)
                 if shards > 1:  # the whole batch's
                     metrics = jax.lax.pmean(metrics, DEVICE_AXIS)
                 state = state._replace(agents=agents)
@@ -282,7 +314,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         return body
 
     # learn, with the mesh axis that a data-parallel learner averages over bound (by a vmap of size 1)
-    bound_learn = jax.vmap(learn, in_axes=(None, None, None), axis_size=1, axis_name=DEVICE_AXIS)
+    bound_learn = jax.vmap(jax.vmap(fns.learn, in_axes=(0, 0, None)), in_axes=(None, None, None), axis_size=1,
+                           axis_name=DEVICE_AXIS)
 
     @functools.cache
     def metric_shapes():  # traced when first asked for: a chunk loaded from the program cache never asks
@@ -298,6 +331,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
                              empty_episode_log(local, the_plan.episode_log_capacity))
         end_iteration = state.iteration + n_periods * the_plan.iters_per_period
         pending = jnp.zeros(local_axis, jnp.int32)
+        state = state._replace(agents=chunk_fns.carried(state.agents))
         if overlap:  # open the chunk with its first step in flight
             pending = choose(state.agents, state.obs, state.keys, state.iteration)
             state = state._replace(env_state=jax.lax.cond(n_periods > 0, send, lambda e, _: e, state.env_state,
@@ -309,7 +343,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         carry = (state, output, state.iteration, learn_after, pending, end_iteration)
         carry = jax.lax.fori_loop(0, acting_only, period(learns=False), carry)
         state, output, _, _, _, _ = jax.lax.fori_loop(acting_only, n_periods, period(learns=True), carry)
-        return state, output
+        return state._replace(agents=chunk_fns.stacked(state.agents)), output
 
     if mesh is not None:
         from jax.sharding import PartitionSpec
