@@ -38,7 +38,7 @@ from jaxdqn.core import threefry
 from jaxdqn.core.networks import make_network
 from jaxdqn.core.replay import make_replay
 from jaxdqn.envs import env_spec
-from jaxdqn.run.driver import build_rollout
+from jaxdqn.run.driver import build_rollout, chunk_compiler_options
 
 REPEATS = 5
 
@@ -66,7 +66,8 @@ def peak_gflops(size: int = 1024, calls: int = 20) -> float:
 def chunk_us(rollout, state, periods: int, learn_after: int) -> float:
     """µs per iteration of the real compiled chunk over `periods` periods (median of REPEATS)."""
     with threefry.unrolled():  # as `jaxdqn train` lowers it
-        chunk = jax.jit(rollout.run_chunk).lower(state, jnp.int32(periods), jnp.int32(learn_after)).compile()
+        chunk = jax.jit(rollout.run_chunk).lower(state, jnp.int32(periods), jnp.int32(learn_after)).compile(
+            chunk_compiler_options())
     jax.block_until_ready(chunk(state, jnp.int32(periods), jnp.int32(learn_after)))
     times = []
     for _ in range(REPEATS):

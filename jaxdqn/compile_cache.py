@@ -76,7 +76,7 @@ def enable_compile_cache() -> Path | None:
 
 PROGRAMS = "programs"
 """The folder of `cache_dir()` that holds exported programs (see `compile_program`)."""
-PROGRAM_FORMAT = 2
+PROGRAM_FORMAT = 3
 SUCCESSOR_SUFFIX = ".next"
 """Beside a stored program, the name of the program this process family asked for next (see `_load_ahead`)."""
 KEY_PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "numpy", "ml_dtypes", "gymnax")
@@ -152,15 +152,16 @@ def program_path(key: str | None) -> Path | None:
 
 
 def _load_program(path: Path):
-    """(Exported, output tree, donated leaves) stored at `path`, or None when there is none or it cannot be read
-    (a miss)."""
+    """(Exported, output tree, donated leaves, XLA compiler options) stored at `path`, or None when there is none or
+    it cannot be read (a miss)."""
     from jax import export
 
     try:
         stored = pickle.loads(path.read_bytes())
         if stored.get("format") != PROGRAM_FORMAT:
             return None
-        return export.deserialize(bytearray(stored["exported"])), stored["out_tree"], tuple(stored["donated"])
+        return (export.deserialize(bytearray(stored["exported"])), stored["out_tree"], tuple(stored["donated"]),
+                stored["compiler_options"])
     except Exception:  # none yet, or a file cut short or written by another version: as if it were not there
         return None
 
@@ -177,17 +178,17 @@ def _write_whole(path: Path, data: bytes) -> None:
         return
 
 
-def _save_program(path: Path, exported, out_tree, donated: tuple) -> None:
+def _save_program(path: Path, exported, out_tree, donated: tuple, compiler_options: dict | None) -> None:
     """Store an exported program at `path`; a failure only means tracing again next time."""
     try:
         data = pickle.dumps({"format": PROGRAM_FORMAT, "exported": bytes(exported.serialize()),
-                             "out_tree": out_tree, "donated": donated})
+                             "out_tree": out_tree, "donated": donated, "compiler_options": compiler_options})
     except Exception:
         return
     _write_whole(path, data)
 
 
-def _compile_exported(exported, donated: tuple, device):
+def _compile_exported(exported, donated: tuple, device, compiler_options: dict | None):
     """The executable of a loaded program for arguments on `device` (numpy arrays or arrays placed there): compiled
     from the program's own argument shapes, so that a call made with its arguments at hand and one made ahead of
     them (`_load_ahead`) are the same program to JAX's persistent cache."""
@@ -196,7 +197,7 @@ def _compile_exported(exported, donated: tuple, device):
     placed = jax.sharding.SingleDeviceSharding(device)
     args = [jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type, sharding=placed)
             for aval in exported.in_avals]
-    return jax.jit(exported.call, donate_argnums=donated).lower(*args).compile()
+    return jax.jit(exported.call, donate_argnums=donated).lower(*args).compile(compiler_options)
 
 
 def _on_device(leaves: list, device) -> bool:
@@ -210,12 +211,13 @@ def _on_device(leaves: list, device) -> bool:
 
 class _Ahead(NamedTuple):
     """A stored program loaded and compiled ahead of its call, for arguments on `device`, donating the leaves
-    `donated`."""
+    `donated`, with the XLA options it was stored with."""
 
     compiled: Callable
     out_tree: object
     device: object
     donated: tuple
+    compiler_options: dict | None
 
 
 _ahead: dict = {}
@@ -231,11 +233,12 @@ def _load_one_ahead(path: Path) -> _Ahead | None:
     loaded = _load_program(path)
     if loaded is None:
         return None
-    exported, out_tree, donated = loaded
+    exported, out_tree, donated, compiler_options = loaded
     if exported.nr_devices != 1:  # a program over several devices is compiled for its arguments' shardings
         return None
     device = jax.local_devices()[0]  # JAX's default: with several processes, jax.devices()[0] is process 0's
-    return _Ahead(_compile_exported(exported, donated, device), out_tree, device, donated)
+    return _Ahead(_compile_exported(exported, donated, device, compiler_options), out_tree, device, donated,
+                  compiler_options)
 
 
 def _load_ahead(path: Path, limit: int = 8) -> None:
@@ -265,12 +268,13 @@ def _load_ahead(path: Path, limit: int = 8) -> None:
         threading.Thread(target=load, args=(path, _ahead[path]), name="jaxdqn-load-ahead").start()
 
 
-def _taken_ahead(path: Path, leaves: list, donated: tuple) -> _Ahead | None:
-    """The program at `path` if it was loaded ahead for arguments placed as `leaves` are, donating `donated`; else
-    None."""
+def _taken_ahead(path: Path, leaves: list, donated: tuple, compiler_options: dict | None) -> _Ahead | None:
+    """The program at `path` if it was loaded ahead for arguments placed as `leaves` are, donating `donated`,
+    compiled with `compiler_options`; else None."""
     future = _ahead.pop(path, None)
     ahead = future.result() if future is not None else None
-    return ahead if ahead is not None and ahead.donated == donated and _on_device(leaves, ahead.device) else None
+    return (ahead if ahead is not None and ahead.donated == donated and ahead.compiler_options == compiler_options
+            and _on_device(leaves, ahead.device) else None)
 
 
 def _note_successor(path: Path) -> None:
@@ -287,8 +291,10 @@ def _note_successor(path: Path) -> None:
     _write_whole(marker, path.name.encode())
 
 
-def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_argnums: tuple = ()) -> Callable:
-    """`fn` compiled for `args` (as `jax.jit(fn, donate_argnums=...).lower(*args).compile()`), called as `fn` is.
+def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_argnums: tuple = (),
+                    compiler_options: dict | None = None) -> Callable:
+    """`fn` compiled for `args` (as `jax.jit(fn, donate_argnums=...).lower(*args).compile(compiler_options)`), called
+    as `fn` is.
 
     With a `key` (`program_key`) and the cache on, the program goes through a copy exported with `jax.export`
     and stored under the key: a later process asking for the same key deserializes it instead of tracing and
@@ -298,13 +304,14 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
 
     Each stored program also records which stored program the process asked for next; a later process asking for
     it starts loading that chain on other threads (`_load_ahead`), and takes a program from there when its turn
-    comes and its arguments are placed as expected."""
+    comes and its arguments are placed as expected. The copy keeps `compiler_options` (XLA's, as `Lowered.compile`
+    takes them), with which it is loaded ahead."""
     import jax
     from jax import export
 
     path = program_path(key)
     if path is None or importlib.util.find_spec("flatbuffers") is None:  # jax.export serializes with flatbuffers
-        return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+        return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile(compiler_options)
     leaves, in_tree = jax.tree.flatten(args)
     owners = [i for i, arg in enumerate(args) for _ in jax.tree.leaves(arg)]
     donated = tuple(leaf for leaf, owner in enumerate(owners) if owner in donate_argnums)
@@ -312,7 +319,7 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     # scipy.linalg.cython_blas: with scipy.linalg an open stand-in, that module loads alone (0.02 s, not 0.2 s)
     defer_imports(["scipy.linalg"], open_packages=True)
     _note_successor(path)
-    ahead = _taken_ahead(path, leaves, donated)
+    ahead = _taken_ahead(path, leaves, donated, compiler_options)
     _load_ahead(path)
     if ahead is not None:
         compiled, out_tree = ahead.compiled, ahead.out_tree
@@ -329,14 +336,14 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
             try:
                 exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
                 # run what a later process will load (a deserialized program returns strongly typed arrays)
-                loaded = export.deserialize(exported.serialize()), out_trees[0], donated
+                loaded = export.deserialize(exported.serialize()), out_trees[0], donated, compiler_options
             except Exception:  # what jax.export refuses (a custom call it does not vouch for) compiles as it would
-                return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+                return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile(compiler_options)
             _save_program(path, *loaded)
-        exported, out_tree, _ = loaded
+        exported, out_tree, _, _ = loaded
         device = jax.local_devices()[0]
-        compiled = (_compile_exported(exported, donated, device) if _on_device(leaves, device)
-                    else jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile())
+        compiled = (_compile_exported(exported, donated, device, compiler_options) if _on_device(leaves, device)
+                    else jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile(compiler_options))
 
     def call(*call_args):
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))

@@ -1,6 +1,7 @@
 """The JAX environment backend: gymnax by id and a user's own JAX environment (defined here), stepped on the
 device inside the compiled loop, trained through the real `jaxdqn` command and `run_training`."""
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn import evaluate
+from jaxdqn import compile_cache, evaluate
 from jaxdqn.compile_cache import CACHE_ENV_VAR, cache_dir, compile_program, program_key, program_path
 from jaxdqn.config.build import make_config
 from jaxdqn.config.schema import ConfigError
@@ -293,6 +294,27 @@ def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing
     refused = program_key("host_side", {}, args())
     np.testing.assert_array_equal(compile_program(host_side, args(), refused)(*args()), [0.0, 2.0, 4.0])
     assert not program_path(refused).exists()
+
+
+def test_a_stored_program_keeps_its_compiler_options_for_the_load_ahead(monkeypatch, tmp_path):
+    """`compile_program` stores a program's XLA options with it (as the training loop's chunk has them); loaded
+    ahead by a later process, it is compiled with them, and taken only by a caller asking for the same options."""
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
+    options = {"xla_cpu_copy_insertion_use_region_analysis": True}
+    args = (jnp.arange(3.0),)
+    key = program_key("double", {}, args)
+    np.testing.assert_array_equal(compile_program(lambda x: x * 2, args, key, compiler_options=options)(*args),
+                                  [0.0, 2.0, 4.0])
+    path = program_path(key)
+    ahead = compile_cache._load_one_ahead(path)
+    assert ahead.compiler_options == options
+    np.testing.assert_array_equal(ahead.compiled(*args)[0], [0.0, 2.0, 4.0])
+    other = {"xla_cpu_copy_insertion_use_region_analysis": False}
+    for asked, taken in [(options, True), (None, False), (other, False)]:
+        loaded = concurrent.futures.Future()
+        loaded.set_result(ahead)
+        compile_cache._ahead[path] = loaded
+        assert (compile_cache._taken_ahead(path, jax.tree.leaves(args), (), asked) is ahead) == taken
 
 
 LOAD_AHEAD = """

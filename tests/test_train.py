@@ -1,12 +1,16 @@
 """The compiled loop and the DQN update on real EnvPool CartPole: auto-reset handling, jit equivalence,
 compile-once, and independent seeds."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdqn.config.build import make_config
-from jaxdqn.run.driver import build_rollout
+from jaxdqn.core import threefry
+from jaxdqn.run.driver import build_rollout, chunk_compiler_options
 
 SMALL = dict(num_envs=4, total_steps=100_000, learning_starts=400, buffer_size=4096, batch_size=32,
              train_frequency=4, log_interval=400)
@@ -99,3 +103,24 @@ def test_chunk_compiles_once_and_seeds_differ():
     returns = np.asarray(state.stats.recent_returns)
     assert not np.array_equal(returns[0], returns[1]), "seeds produced identical episodes"
     rollout.env.close()
+
+
+@pytest.mark.parametrize("num_envs, num_seeds", [(1, 1), (10, 2)])
+def test_the_chunk_updates_the_agents_state_in_place(num_envs, num_seeds):
+    """The training loop's chunk, compiled as `jaxdqn train` compiles it (its state donated, XLA's options of
+    `chunk_compiler_options`), copies none of the agents' large arrays (replay, parameters, target, Adam's moments):
+    each step writes the replay and each update the network's state where they are. With one agent the chunk carries
+    its state without the agent axis (`chunk_agents`), with two the axis stays."""
+    cfg = make_config("cartpole", env_id="gymnax/CartPole-v1", num_envs=num_envs, num_seeds=num_seeds)
+    rollout = build_rollout(cfg)
+    state = jax.eval_shape(rollout.init, jax.random.PRNGKey(0))
+    large = {tuple(leaf.shape) for leaf in jax.tree.leaves(state.agents) if leaf.size >= 1000}
+    assert {(1, 120, 84), (1, 1, 10000, 4)} <= large if num_seeds == 1 else {(2, 120, 84), (2, 10, 1000, 4)} <= large
+    if num_seeds == 1:
+        large |= {shape[1:] for shape in large}
+    with threefry.unrolled():
+        program = jax.jit(rollout.run_chunk, donate_argnums=0).lower(state, jnp.int32(5), jnp.int32(0)).compile(
+            chunk_compiler_options()).as_text()
+    copied = {tuple(int(d) for d in dims.split(",")) for dims in re.findall(r"= \w+\[([\d,]+)\]\S* copy\(", program)}
+    assert copied, "no copy at all: the pattern no longer matches XLA's text"
+    assert not copied & large
