@@ -35,10 +35,9 @@ REPLICAS_DIFFER_EXIT_CODE = 5
 
 
 CPU_CHUNK_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
-"""XLA's options for the training loop's chunk on CPU: its copy insertion with region analysis (XLA's
-`xla_cpu_copy_insertion_use_region_analysis`, off by default), which finds that the loop updates its replay, parameters and Adam's moments in place
-where the default analysis copied them at each step: 18 copies left in the chunk of one agent at one environment,
-against 47."""
+"""XLA's options for the training loop's chunk on CPU: its copy insertion with region analysis (off by default),
+which finds that the loop updates its replay, parameters and Adam's moments in place where the default analysis
+copied them at each step: 18 copies left in the chunk of one agent at one environment, against 47."""
 
 
 def chunk_compiler_options() -> dict | None:
