@@ -35,9 +35,9 @@ from jaxdqn.importing import defer_imports
 
 CACHE_ENV_VAR = "JAXDQN_COMPILE_CACHE"
 OFF = "off"
-MIN_COMPILE_SECONDS = 0.2
+MIN_COMPILE_SECONDS = 0.1
 """Executables that compiled faster than this are not written (JAX's default is 1 s; jaxdqn's small helper
-programs take 0.2-0.5 s each and add up to seconds at start-up)."""
+programs take 0.1-0.5 s each and add up to seconds at start-up, where reading one back takes 0.03-0.06 s)."""
 
 
 def cache_dir() -> Path | None:
