@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdqn.compile_cache import once_compiler_options
 from jaxdqn.config.build import make_config
 from jaxdqn.core import threefry
 from jaxdqn.run.driver import build_rollout, chunk_compiler_options
@@ -103,6 +104,22 @@ def test_chunk_compiles_once_and_seeds_differ():
     returns = np.asarray(state.stats.recent_returns)
     assert not np.array_equal(returns[0], returns[1]), "seeds produced identical episodes"
     rollout.env.close()
+
+
+@pytest.mark.parametrize("preset", ["cartpole", "rainbow-cartpole"])
+def test_a_runs_start_compiled_for_compile_speed_computes_the_same_bits(preset):
+    """A run's start (`init`: the parameters' initialisers, the target, Adam's state, the replay) compiles on CPU with
+    `once_compiler_options` (LLVM's level 1, for a faster compile) and computes exactly what XLA's default level, 3,
+    computes: the same initial parameters, bit for bit, so that no run changes with it. (The suite's own default is
+    level 0, `tests.conftest.UNOPTIMIZED_XLA`, whose starts differ in the last bits of some parameters.)"""
+    assert once_compiler_options() is not None
+    rollout = build_rollout(make_config(preset, env_id="gymnax/CartPole-v1", num_seeds=2))
+    lowered = jax.jit(rollout.init).lower(jax.random.PRNGKey(7))
+    fast, default = (jax.tree.leaves(lowered.compile(options)(jax.random.PRNGKey(7)))
+                     for options in (once_compiler_options(), {"xla_backend_optimization_level": 3}))
+    assert len(fast) == len(default)
+    for a, b in zip(fast, default):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize("num_envs, num_seeds", [(1, 1), (10, 2)])

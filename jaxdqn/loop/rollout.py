@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents.base import AgentFns, Step
-from jaxdqn.compile_cache import compile_program
+from jaxdqn.compile_cache import compile_program, once_compiler_options
 from jaxdqn.config.schema import ConfigError, Plan, plan
 from jaxdqn.config.validate import agent_devices
 from jaxdqn.core.optim import DEVICE_AXIS
@@ -244,7 +244,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     # an EnvPool pool holds the address of this process's pool.
     def start(key, program_key: Callable = lambda name, args: None) -> LoopState:
         args = (key, seed_indices, agent_hypers, env_state0, first_obs)
-        return compile_program(init_from, args, program_key("init", args))(*args)
+        return compile_program(init_from, args, program_key("init", args), compiler_options=once_compiler_options())(
+            *args)
 
     def choose(agents, obs, keys, iteration):
         # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
