@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdqn.core.networks import DuelingHead, NatureCNNTorso, QNetwork, conv_impl_for_backend, conv_valid_as_gemm
+from jaxdqn.core.networks import (DuelingHead, NatureCNNTorso, QNetwork, conv_impl_for_backend, conv_valid_as_gemm,
+                                  cpu_dense_dot_general)
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
@@ -118,3 +119,24 @@ def test_conv_as_gemm_equals_xla_convolution(shape, kernel_size, stride):
 def test_unknown_conv_impl_is_refused():
     with pytest.raises(ValueError, match="conv_impl 'cudnn' is not one of auto, xla, gemm, gemm_grad"):
         conv_impl_for_backend("cudnn")
+
+
+@pytest.mark.parametrize("inputs, features", [(84, 2), (4, 120), (120, 84), (512, 18)])
+def test_cpu_dense_layers_compute_the_same_outputs_and_gradients(inputs, features):
+    """Flax's `Dense` with `cpu_dense_dot_general` (a narrow kernel's gradient through a transposed copy, a wide one
+    as XLA does it): the same outputs, bit for bit, and the same gradients of the input and the kernel up to the
+    order of their sums."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (32, inputs))
+    plain, ours = nn.Dense(features), nn.Dense(features, dot_general=cpu_dense_dot_general)
+    params = plain.init(jax.random.PRNGKey(1), x)
+    weights = jax.random.normal(jax.random.PRNGKey(2), (32, features))
+
+    def loss(layer):
+        return lambda p, x: jnp.sum(jnp.tanh(layer.apply(p, x)) * weights)
+
+    np.testing.assert_array_equal(ours.apply(params, x), plain.apply(params, x))
+    (ours_params, ours_x), (plain_params, plain_x) = (jax.grad(loss(layer), argnums=(0, 1))(params, x)
+                                                      for layer in (ours, plain))
+    np.testing.assert_allclose(ours_x, plain_x, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(ours_params), jax.tree.leaves(plain_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -97,7 +97,7 @@ def test_rainbow_trains_two_seeds_and_resumes_exactly_from_the_command_line(tmp_
     # 10 environments (one update per 10 steps as with 1): a tenth of the acting iterations
     ("c51-cartpole", 0, "c51", True, ["--num-envs", 10]),  # solved at step 259,640 of 500k
     ("rainbow-cartpole", 1, "c51", True, ["--num-envs", 10, "--env-id", "gymnax/CartPole-v1"]),  # step 171,480
-    ("qrdqn-cartpole", 0, "qr", False, []),  # 50k steps
+    ("qrdqn-cartpole", 2, "qr", False, []),  # 50k steps
 ])
 def test_variant_preset_learns_cartpole_from_the_command_line(tmp_path, preset, seed, distributional,
                                                               stop_when_solved, fewer_iterations):
