@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxdqn.core.networks import (DuelingHead, NatureCNNTorso, QNetwork, conv_impl_for_backend, conv_valid_as_gemm,
-                                  cpu_dense_dot_general)
+                                  NARROW_WIDTH, cpu_dense_dot_general)
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
@@ -135,6 +135,8 @@ def test_cpu_dense_layers_compute_the_same_outputs_and_gradients(inputs, feature
         return lambda p, x: jnp.sum(jnp.tanh(layer.apply(p, x)) * weights)
 
     np.testing.assert_array_equal(ours.apply(params, x), plain.apply(params, x))
+    routed = [eqn.primitive.name for eqn in jax.make_jaxpr(ours.apply)(params, x).jaxpr.eqns]
+    assert ("custom_vjp_call" in routed) == (min(inputs, features) <= NARROW_WIDTH), routed
     (ours_params, ours_x), (plain_params, plain_x) = (jax.grad(loss(layer), argnums=(0, 1))(params, x)
                                                       for layer in (ours, plain))
     np.testing.assert_allclose(ours_x, plain_x, rtol=1e-5, atol=1e-5)
