@@ -93,8 +93,10 @@ def main() -> None:
     rollout = build_rollout(cfg)
     state = jax.jit(rollout.init)(jax.random.PRNGKey(0))
     filled_iterations = (settings.replay.batch_size * 10) // cfg.env.num_envs + 1
-    state, _ = jax.jit(rollout.run_chunk)(state, jnp.int32(filled_iterations // rollout.plan.iters_per_period + 1),
-                                          jnp.int32(10**9))
+    # lowered as `chunk_us` lowers it: JAX reuses a function's lowering for the same shapes, whatever the context
+    with threefry.unrolled():
+        state, _ = jax.jit(rollout.run_chunk)(state, jnp.int32(filled_iterations // rollout.plan.iters_per_period + 1),
+                                              jnp.int32(10**9))
     agent = jax.tree.map(lambda x: x[0], state.agents)
     env_steps = int(state.iteration) * cfg.env.num_envs
     results = {}
