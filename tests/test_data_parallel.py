@@ -179,3 +179,33 @@ def test_a_learner_that_cannot_be_split_is_one_line(tmp_path):
     for (_, message), outcome in zip(LEARNER_REFUSALS, jaxdqn_refused(runs, env=FOUR_DEVICES)):
         assert outcome == (2, f"jaxdqn: error: {message}\n")
     assert not [out for out in outs if out.exists()]
+
+
+SHARES_DIFFER = textwrap.dedent("""
+    import json
+    import jax, jax.numpy as jnp, numpy as np
+    from jaxdqn.config.build import make_config
+    from jaxdqn.run.driver import build_rollout
+
+    cfg = make_config("cartpole", env_id="gymnax/CartPole-v1", num_envs=4, num_seeds=2, data_parallel=2,
+                      buffer_size=1000, learning_starts=1000)
+    rollout = build_rollout(cfg)
+    state = jax.jit(rollout.init)(jax.random.PRNGKey(0))  # slots: the agents' first shares, then their second
+    chunk = jax.jit(rollout.run_chunk)
+    agree = []
+    for nudge in (0.0, 1e-3):
+        params = jax.tree.map(lambda x: x.at[2].add(nudge), state.agents.params)  # agent 0's second share
+        placed = rollout.place(state._replace(agents=state.agents._replace(params=params)))
+        _, output = chunk(placed, jnp.int32(1), jnp.int32(10**6))
+        agree.append(bool(output.replicas_agree))
+    print(json.dumps({"agree": agree, "finite": np.asarray(output.params_finite).tolist()}))
+""")
+
+
+def test_a_chunk_says_whether_the_shares_of_each_agent_hold_the_same_parameters():
+    """The check behind exit code 5, done in the chunk (the shares are on different devices): two agents split over
+    2 devices agree as initialised, and not once one share of one agent is nudged."""
+    result = subprocess.run([sys.executable, "-c", SHARES_DIFFER], capture_output=True, text=True,
+                            env={**__import__("os").environ, **FOUR_DEVICES})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"agree": [True, False], "finite": [True, True]}

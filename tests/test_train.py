@@ -141,3 +141,25 @@ def test_the_chunk_updates_the_agents_state_in_place(num_envs, num_seeds):
     copied = {tuple(int(d) for d in dims.split(",")) for dims in re.findall(r"= \w+\[([\d,]+)\]\S* copy\(", program)}
     assert copied, "no copy at all: the pattern no longer matches XLA's text"
     assert not copied & large
+
+
+def test_a_chunk_reports_its_agents_and_whether_their_parameters_are_finite():
+    """A chunk hands back, as of its last step, each agent's report (`AgentFns.report`: epsilon at that env step)
+    and whether its parameters are finite, so the host compiles no program of its own for them; an agent whose
+    parameters hold a NaN is named by its place, and the others still count as finite."""
+    cfg = make_config(**dict(SMALL, env_id="gymnax/CartPole-v1", learning_starts=99_000, num_seeds=3))
+    rollout = build_rollout(cfg)
+    state = jax.jit(rollout.init)(jax.random.PRNGKey(0))
+    chunk = jax.jit(rollout.run_chunk)
+    state, output = chunk(state, jnp.int32(100), jnp.int32(cfg.loop.learning_starts))
+    env_steps = 100 * rollout.plan.steps_per_period
+    expected = jax.vmap(rollout.fns.report, in_axes=(0, None))(state.agents, env_steps)
+    assert sorted(output.report) == ["epsilon"] and output.report["epsilon"].shape == (3,)
+    np.testing.assert_array_equal(output.report["epsilon"], expected["epsilon"])
+    assert 0.05 < float(output.report["epsilon"][0]) < 1.0
+    assert np.asarray(output.params_finite).tolist() == [True, True, True] and bool(output.replicas_agree)
+    broken = jax.tree.map(lambda x: x.at[1].set(jnp.nan) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                          state.agents.params)
+    state = state._replace(agents=state.agents._replace(params=broken))
+    _, output = chunk(state, jnp.int32(1), jnp.int32(cfg.loop.learning_starts))
+    assert np.asarray(output.params_finite).tolist() == [True, False, True]

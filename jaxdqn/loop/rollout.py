@@ -52,14 +52,30 @@ class LoopState(NamedTuple):
     iteration: chex.Array  # iterations run so far (each is N env steps per agent)
 
 
+def all_true(arrays) -> jax.Array:
+    """Whether every element of every array in `arrays` is true."""
+    return jnp.all(jnp.stack([jnp.all(x) for x in arrays]))
+
+
+def all_finite(tree) -> jax.Array:
+    """Whether every element of every leaf of `tree` is finite."""
+    return all_true([jnp.isfinite(leaf) for leaf in jax.tree.leaves(tree)])
+
+
 class ChunkOutput(NamedTuple):
     """What one chunk hands the host: per-agent sums of the learn metrics, how many periods learned, the
-    actions sent to the pool (row i: the chunk's i-th iteration) and the episodes that finished."""
+    actions sent to the pool (row i: the chunk's i-th iteration), the episodes that finished, and, at the chunk's
+    end, the agents' reports, whether their parameters are finite and whether the shares of each agent hold the
+    same parameters. (Checked in the chunk rather than by programs of their own, which a process would compile
+    when its first chunk ends.)"""
 
     metric_sums: dict  # name -> (A,)
     learn_calls: chex.Array
     actions: chex.Array  # (action_log_length, S * N / D): the pool's order
     finished: EpisodeLog
+    report: dict | None = None  # name -> (A,): `AgentFns.report` at the chunk's last step
+    params_finite: chex.Array | None = None  # (A,) bool
+    replicas_agree: chex.Array | None = None  # bool: True unless a data-parallel agent's shares differ
 
 
 class Rollout(NamedTuple):
@@ -73,7 +89,6 @@ class Rollout(NamedTuple):
     init: Callable
     start: Callable  # start(key, program_key) -> init(key), compiled; program_key(name, args) keys `compile_program`
     run_chunk: Callable
-    report: Callable  # report(agents, env_steps) -> dict of (A,) arrays, jitted
     cut_episodes: Callable  # cut_episodes(state) -> state, jitted (see make_rollout)
     action_log_length: int
     action_dtype: Any
@@ -82,7 +97,6 @@ class Rollout(NamedTuple):
     devices: int  # local devices the agents (or with data_parallel, their shares) are sharded over
     place: Callable  # place(state) -> the LoopState split over those devices (see `agent_specs`)
     whole_agents: Callable  # whole_agents(agents) -> the A agents' states (with data_parallel, their first shares)
-    replicas_agree: Callable  # replicas_agree(agents) -> whether every share of an agent has its parameters, jitted
 
 
 class AgentAxis(NamedTuple):
@@ -323,6 +337,10 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         return jax.eval_shape(bound_learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
                               jax.ShapeDtypeStruct((slots, 2), jnp.uint32), jnp.int32(0))[1]
 
+    def report_shapes():
+        return jax.eval_shape(lambda agents: jax.vmap(fns.report, in_axes=(0, None))(agents, 0),
+                              jax.eval_shape(init, jax.random.PRNGKey(0)).agents)
+
     def zero_metrics():
         return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[2:]), s.dtype), metric_shapes())
 
@@ -344,7 +362,15 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         carry = (state, output, state.iteration, learn_after, pending, end_iteration)
         carry = jax.lax.fori_loop(0, acting_only, period(learns=False), carry)
         state, output, _, _, _, _ = jax.lax.fori_loop(acting_only, n_periods, period(learns=True), carry)
-        return state._replace(agents=chunk_fns.stacked(state.agents)), output
+        agents = chunk_fns.stacked(state.agents)
+        policies = fns.policy(agents)
+        output = output._replace(
+            report=jax.vmap(fns.report, in_axes=(0, None))(agents, state.iteration * num_envs),
+            params_finite=jax.vmap(all_finite)(policies),
+            # a data-parallel agent's shares are on different devices, one of each agent on every device
+            replicas_agree=all_true([jax.lax.pmax(x, DEVICE_AXIS) == jax.lax.pmin(x, DEVICE_AXIS)
+                                     for x in jax.tree.leaves(policies)]) if shards > 1 else jnp.asarray(True))
+        return state._replace(agents=agents), output
 
     if mesh is not None:
         from jax.sharding import PartitionSpec
@@ -352,7 +378,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         state_specs = loop_specs(jax.eval_shape(init, jax.random.PRNGKey(0)))
         per_agent = replicated if shards > 1 else (lambda _: PartitionSpec(DEVICE_AXIS))
         output_specs = ChunkOutput(jax.tree.map(per_agent, metric_shapes()), PartitionSpec(),
-                                   PartitionSpec(None, DEVICE_AXIS), jax.tree.map(per_agent, empty_episode_log(1, 1)))
+                                   PartitionSpec(None, DEVICE_AXIS), jax.tree.map(per_agent, empty_episode_log(1, 1)),
+                                   jax.tree.map(per_agent, report_shapes()), per_agent(None), PartitionSpec())
         # the iteration counter and the count of learning periods are computed alike on every device
         run_chunk = jax.shard_map(run_chunk, mesh=mesh, in_specs=(state_specs, PartitionSpec(), PartitionSpec()),
                                   out_specs=(state_specs, output_specs), check_vma=False)
@@ -373,18 +400,9 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     def whole_agents(agent_states):
         return jax.tree.map(lambda x: x[:num_agents], agent_states) if shards > 1 else agent_states
 
-    def replicas_agree(agent_states):
-        if shards == 1:
-            return jnp.asarray(True)
-        shares = jax.tree.leaves(fns.policy(agent_states))
-        return jnp.all(jnp.stack([jnp.all(x.reshape(shards, num_agents, *x.shape[1:]) == x[None, :num_agents])
-                                  for x in shares]))
-
-    report = jax.jit(lambda agent_states, env_steps: jax.vmap(fns.report, in_axes=(0, None))(
-        whole_agents(agent_states), env_steps))
-    return Rollout(fns, env, the_plan, num_agents, init, start, run_chunk, report, jax.jit(cut_episodes),
+    return Rollout(fns, env, the_plan, num_agents, init, start, run_chunk, jax.jit(cut_episodes),
                    action_log_length, action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place,
-                   whole_agents, jax.jit(replicas_agree))
+                   whole_agents)
 
 
 def replicated(_):

@@ -77,10 +77,6 @@ def build_rollout(cfg, pool_start_step: int = 0, configs=None) -> Rollout:
     return make_rollout(cfg, fns, env, agents)
 
 
-def _all_finite(tree):
-    return jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]))
-
-
 class Progress:
     """Host-side counters of a run (saved in checkpoints), the log of actions sent to the pool, and what has
     been announced."""
@@ -116,11 +112,12 @@ class Progress:
                 "learn_after": self.learn_after, "pool_start_step": self.pool_start_step,
                 "processes": jax.process_count()}
 
-    def check_finite(self, output, params_finite: bool, replicas_agree: bool, previous_steps: int, writer) -> None:
+    def check_finite(self, output, previous_steps: int, writer) -> None:
         """Raise TrainingStopped if the chunk's learn metrics or the parameters are not finite, or if the shares of
         a data-parallel agent hold different parameters."""
-        finite = all(np.isfinite(np.asarray(v)).all() for v in output.metric_sums.values()) and params_finite
-        if finite and replicas_agree:
+        finite = (all(np.isfinite(np.asarray(v)).all() for v in output.metric_sums.values())
+                  and bool(np.all(output.params_finite)))
+        if finite and bool(output.replicas_agree):
             return
         last = writer.wait() if writer is not None else None
         kept = f"the last good checkpoint {last} is kept" if last else "no checkpoint was saved"
@@ -143,7 +140,7 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
     `state` is the host's view (`host_view`); `output` the chunk's, gathered (`to_host`)."""
     calls = int(output.learn_calls)
     record = {"env_steps": env_steps, "updates": updates, "wall_seconds": wall, "sps": sps}
-    record.update({f"{k}": float(np.mean(v)) for k, v in to_host(rollout.report(state.agents, env_steps)).items()})
+    record.update({f"{k}": float(np.mean(v)) for k, v in output.report.items()})
     for name, sums in output.metric_sums.items():
         record[name] = [float(v) / calls if calls else None for v in np.asarray(sums)]
     record.setdefault("loss", [None] * rollout.num_agents)
@@ -246,7 +243,6 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
             chunk = compile_program(rollout.run_chunk, chunk_args, key_of("chunk", chunk_args),
                                     donate_argnums=(0,), compiler_options=chunk_compiler_options())
         compile_seconds = time.perf_counter() - compile_start
-        params_finite = jax.jit(lambda agents: _all_finite(rollout.fns.policy(rollout.whole_agents(agents))))
         start_steps = progress.env_steps
         if out is not None:  # a resumed run's config.json gets its raised total_steps
             if overwrite and resume_from is None:
@@ -272,8 +268,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                 state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
                 output, view = to_host(output), host_view(state)
                 progress.advance(n, output)
-                progress.check_finite(output, bool(params_finite(state.agents)),
-                                      bool(rollout.replicas_agree(state.agents)), previous_steps, writer)
+                progress.check_finite(output, previous_steps, writer)
                 now, env_steps = time.perf_counter(), progress.env_steps
                 sps = (env_steps - previous_steps) * rollout.num_agents / max(now - last_time, 1e-9)
                 last_time = now
