@@ -25,7 +25,8 @@ class DeferredModule(types.ModuleType):
     """Stands in `sys.modules` for a module not yet imported: `import name` binds it at no cost, and the first
     attribute read from it imports the real module (which then takes its place in `sys.modules`) and is
     forwarded to it, as is every later one. An `open_package` stand-in has the package's `__path__`: a module
-    of the package imports alone, without the package's own `__init__`."""
+    of the package imports alone, without the package's own `__init__` (and is an attribute of the package once
+    that is imported)."""
 
     def __init__(self, spec, open_package: bool = False):
         super().__init__(spec.name)
@@ -37,7 +38,11 @@ class DeferredModule(types.ModuleType):
         name = self.__spec__.name
         if sys.modules.get(name) is self:
             del sys.modules[name]
-        return getattr(importlib.import_module(name), attribute)
+        module = importlib.import_module(name)
+        for key, value in vars(self).items():  # modules of the package imported through the stand-in
+            if isinstance(value, types.ModuleType) and value.__name__ == f"{name}.{key}":
+                module.__dict__.setdefault(key, value)
+        return getattr(module, attribute)
 
 
 def defer_imports(names, open_packages: bool = False) -> None:

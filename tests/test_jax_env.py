@@ -378,7 +378,10 @@ def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypat
 IMPORTS_OF_A_GYMNAX_RUN = """
 import json, sys
 from jaxdqn.config.validate import checked_env_spec
-spec = checked_env_spec("gymnax/CartPole-v1")
+cartpole = checked_env_spec("gymnax/CartPole-v1")
+alone = {"gymnax": type(sys.modules["gymnax"]).__name__, "bsuite": "gymnax.environments.bsuite" in sys.modules,
+         "plotting": [name in sys.modules for name in ("seaborn", "matplotlib")]}
+minatar = checked_env_spec("gymnax/Breakout-MinAtar")
 before = {name: type(sys.modules.get(name)).__name__ for name in ("seaborn", "matplotlib.pyplot")}
 loaded = {name: name in sys.modules for name in ("scipy.stats", "envpool")}
 import seaborn
@@ -387,20 +390,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 figure = plt.figure()
-print(json.dumps({"before": before, "loaded": loaded, "palette": len(palette), "num_actions": spec.num_actions,
+import gymnax
+same_class = type(gymnax.make("CartPole-v1")[0]) is gymnax.environments.classic_control.cartpole.CartPole
+print(json.dumps({"alone": alone, "before": before, "loaded": loaded, "palette": len(palette),
+                  "num_actions": [cartpole.num_actions, minatar.num_actions], "same_class": same_class,
                   "after": type(sys.modules["seaborn"]).__name__}))
 """
 
 
 def test_a_gymnax_run_defers_gymnaxs_plotting_imports_and_skips_envpool():
-    """Validating a gymnax id imports gymnax with seaborn and pyplot as stand-ins (its render functions' imports,
-    about 2 s) and without EnvPool; reading from them later imports the real modules."""
+    """Validating gymnax's CartPole imports its module alone, not gymnax's package (all of its environments); a
+    MinAtar id imports the package with seaborn and pyplot as stand-ins (its render functions' imports, about 2 s)
+    and without EnvPool; reading from them later imports the real modules, and gymnax's own CartPole is the class
+    jaxdqn made."""
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-c", IMPORTS_OF_A_GYMNAX_RUN], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"before": {"seaborn": "DeferredModule", "matplotlib.pyplot": "DeferredModule"},
-                      "loaded": {"scipy.stats": False, "envpool": False}, "palette": 3, "num_actions": 2,
-                      "after": "module"}
+    assert report == {"alone": {"gymnax": "DeferredModule", "bsuite": False, "plotting": [False, False]},
+                      "before": {"seaborn": "DeferredModule", "matplotlib.pyplot": "DeferredModule"},
+                      "loaded": {"scipy.stats": False, "envpool": False}, "palette": 3, "num_actions": [2, 3],
+                      "same_class": True, "after": "module"}

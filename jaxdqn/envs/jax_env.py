@@ -13,6 +13,7 @@ exact resume replays it like any other backend's. The backend auto-resets like E
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -21,7 +22,7 @@ import numpy as np
 from jaxdqn.compile_cache import compile_program, program_key
 from jaxdqn.core import threefry
 from jaxdqn.envs.base import EnvSpec, StepResult, UnsupportedEnv, as_seed_list, jax_dtype
-from jaxdqn.importing import defer_imports, load_object
+from jaxdqn.importing import DeferredModule, defer_imports, load_object
 
 GYMNAX_PREFIX = "gymnax/"
 
@@ -48,8 +49,11 @@ class GymnaxEnv:
     """A gymnax environment as a `JaxEnv`: its `step_env` (no auto-reset), its time limit as truncation."""
 
     def __init__(self, name: str):
-        gymnax = _gymnax()
-        self._env, self._params = gymnax.make(name)
+        self._env = gymnax_classic_control(name)
+        if self._env is None:
+            self._env, self._params = _gymnax().make(name)
+        else:
+            self._params = self._env.default_params
         action_space = self._env.action_space(self._params)
         if not hasattr(action_space, "n"):
             raise UnsupportedEnv(f"has a continuous ({type(action_space).__name__}) action space; jaxdqn needs a "
@@ -73,10 +77,38 @@ GYMNAX_PLOTTING_MODULES = ("seaborn", "matplotlib.pyplot")
 """Modules gymnax imports when it is imported and uses only to render its environments."""
 
 
+GYMNAX_CLASSIC_CONTROL = {"CartPole-v1": "cartpole.CartPole", "Acrobot-v1": "acrobot.Acrobot",
+                          "MountainCar-v0": "mountain_car.MountainCar"}
+"""gymnax's discrete classic-control environments: `module.Class` in `gymnax.environments.classic_control`."""
+
+GYMNAX_PACKAGES = ("gymnax", "gymnax.environments", "gymnax.environments.classic_control")
+
+
+def gymnax_classic_control(name: str):
+    """A new gymnax environment `name` if it is one of `GYMNAX_CLASSIC_CONTROL`, imported from its own module
+    alone; else None (None too if that module is not where this gymnax keeps it, or gymnax is missing).
+
+    Why: gymnax's package imports every one of its environments (bsuite, MinAtar and the rest, with matplotlib),
+    0.16-0.19 s of a process here, where the module of CartPole with the two it imports takes 0.005 s. Until
+    something reads from them, gymnax's packages are stand-ins (`DeferredModule`) that let their modules import
+    alone; reading from one imports the whole package as usual."""
+    path = GYMNAX_CLASSIC_CONTROL.get(name)
+    if path is None:
+        return None
+    module, _, cls = path.rpartition(".")
+    defer_imports(GYMNAX_PACKAGES, open_packages=True)
+    try:
+        for sibling in ("environment", "spaces"):  # what the module imports from its package, so imported first
+            importlib.import_module(f"gymnax.environments.{sibling}")
+        return getattr(importlib.import_module(f"gymnax.environments.classic_control.{module}"), cls)()
+    except (ImportError, AttributeError):
+        return None
+
+
 def _gymnax():
     # gymnax imports seaborn and pyplot for its render functions: about 2 s of every process that trains on it,
     # so until something reads from them they are stand-ins (jaxdqn's own plots import pyplot as usual)
-    if "gymnax" not in sys.modules:
+    if sys.modules.get("gymnax") is None or isinstance(sys.modules["gymnax"], DeferredModule):  # not imported yet
         defer_imports(GYMNAX_PLOTTING_MODULES)
     try:
         import gymnax
@@ -111,7 +143,7 @@ def load_jax_env(env_id: str) -> JaxEnv:
     """The `JaxEnv` named by `env_id` (`gymnax/NAME` or `module:attribute`); UnsupportedEnv with the reason."""
     if env_id.startswith(GYMNAX_PREFIX):
         name = env_id[len(GYMNAX_PREFIX):]
-        if name not in _gymnax().registered_envs:
+        if name not in GYMNAX_CLASSIC_CONTROL and name not in _gymnax().registered_envs:
             close = difflib.get_close_matches(name, gymnax_discrete_ids(), n=3, cutoff=0.5)
             hint = f"closest: {', '.join(GYMNAX_PREFIX + c for c in close)}" if close else (
                 "gymnax has: " + ", ".join(gymnax_discrete_ids()))
