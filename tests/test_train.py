@@ -163,3 +163,32 @@ def test_a_chunk_reports_its_agents_and_whether_their_parameters_are_finite():
     state = state._replace(agents=state.agents._replace(params=broken))
     _, output = chunk(state, jnp.int32(1), jnp.int32(cfg.loop.learning_starts))
     assert np.asarray(output.params_finite).tolist() == [True, False, True]
+
+
+def test_a_chunk_handed_the_state_before_the_last_is_read_logs_what_a_run_without_look_ahead_logs(tmp_path):
+    """The driver hands each chunk the state before it reads the chunk before (its records overlap the device's
+    work), except where a checkpoint is due after a chunk: a run saving after every chunk never looks ahead, one
+    saving only at the end always does, and both log the same records and end with the same parameters."""
+    import json
+
+    from jaxdqn.run.checkpoint import load_latest
+    from jaxdqn.run.driver import run_training
+
+    runs = {}
+    for name, interval in (("every-chunk", 2_000), ("at-the-end", 0)):
+        cfg = make_config(**dict(SMALL, total_steps=20_000, log_interval=2_000, checkpoint_interval=interval))
+        summary = run_training(cfg, tmp_path / name, log=lambda line: None)
+        records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        records = [{k: v for k, v in r.items() if k not in ("wall_seconds", "sps")} for r in records]
+        runs[name] = summary, records, load_latest(tmp_path / name, cfg)
+    def kept(name):  # the newest three are kept
+        return sorted(int(p.name.removeprefix("step_")) for p in (tmp_path / name / "checkpoints").iterdir())
+
+    assert kept("every-chunk") == [16_000, 18_000, 20_000] and kept("at-the-end") == [20_000]
+    (summary, records, last), (ahead_summary, ahead_records, ahead_last) = runs["every-chunk"], runs["at-the-end"]
+    assert len(records) == 10 and records[-1]["episodes"][0] > 50 and records[-1]["loss"][0] is not None
+    assert ahead_records == records
+    assert ahead_summary["eval_return_mean"] == summary["eval_return_mean"]
+    assert sorted(ahead_last.leaves) == sorted(last.leaves) and ahead_last.env_steps == last.env_steps == 20_000
+    for name, leaf in last.leaves.items():
+        np.testing.assert_array_equal(ahead_last.leaves[name], leaf, err_msg=name)

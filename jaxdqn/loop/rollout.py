@@ -66,8 +66,9 @@ class ChunkOutput(NamedTuple):
     """What one chunk hands the host: per-agent sums of the learn metrics, how many periods learned, the
     actions sent to the pool (row i: the chunk's i-th iteration), the episodes that finished, and, at the chunk's
     end, the agents' reports, whether their parameters are finite and whether the shares of each agent hold the
-    same parameters. (Checked in the chunk rather than by programs of their own, which a process would compile
-    when its first chunk ends.)"""
+    same parameters, and a copy of its episode statistics (which the host reads while the next chunk, given the
+    state, runs). (Checked in the chunk rather than by programs of their own, which a process would compile when
+    its first chunk ends.)"""
 
     metric_sums: dict  # name -> (A,)
     learn_calls: chex.Array
@@ -76,6 +77,7 @@ class ChunkOutput(NamedTuple):
     report: dict | None = None  # name -> (A,): `AgentFns.report` at the chunk's last step
     params_finite: chex.Array | None = None  # (A,) bool
     replicas_agree: chex.Array | None = None  # bool: True unless a data-parallel agent's shares differ
+    stats: EpisodeStats | None = None  # the state's at the chunk's end
 
 
 class Rollout(NamedTuple):
@@ -369,7 +371,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
             params_finite=jax.vmap(all_finite)(policies),
             # a data-parallel agent's shares are on different devices, one of each agent on every device
             replicas_agree=all_true([jax.lax.pmax(x, DEVICE_AXIS) == jax.lax.pmin(x, DEVICE_AXIS)
-                                     for x in jax.tree.leaves(policies)]) if shards > 1 else jnp.asarray(True))
+                                     for x in jax.tree.leaves(policies)]) if shards > 1 else jnp.asarray(True),
+            stats=state.stats)
         return state._replace(agents=agents), output
 
     if mesh is not None:
@@ -379,7 +382,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
         per_agent = replicated if shards > 1 else (lambda _: PartitionSpec(DEVICE_AXIS))
         output_specs = ChunkOutput(jax.tree.map(per_agent, metric_shapes()), PartitionSpec(),
                                    PartitionSpec(None, DEVICE_AXIS), jax.tree.map(per_agent, empty_episode_log(1, 1)),
-                                   jax.tree.map(per_agent, report_shapes()), per_agent(None), PartitionSpec())
+                                   jax.tree.map(per_agent, report_shapes()), per_agent(None), PartitionSpec(),
+                                   state_specs.stats)
         # the iteration counter and the count of learning periods are computed alike on every device
         run_chunk = jax.shard_map(run_chunk, mesh=mesh, in_specs=(state_specs, PartitionSpec(), PartitionSpec()),
                                   out_specs=(state_specs, output_specs), check_vma=False)

@@ -134,10 +134,9 @@ class Progress:
         return new
 
 
-def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, updates: int, sps: float,
-                 wall: float) -> dict:
+def chunk_record(rollout: Rollout, output, env_steps: int, updates: int, sps: float, wall: float) -> dict:
     """The metrics.jsonl record of one chunk: learn metrics averaged per agent, episode means, agent report.
-    `state` is the host's view (`host_view`); `output` the chunk's, gathered (`to_host`)."""
+    `output` is the chunk's, gathered (`to_host`)."""
     calls = int(output.learn_calls)
     record = {"env_steps": env_steps, "updates": updates, "wall_seconds": wall, "sps": sps}
     record.update({f"{k}": float(np.mean(v)) for k, v in output.report.items()})
@@ -145,9 +144,10 @@ def chunk_record(rollout: Rollout, state: LoopState, output, env_steps: int, upd
         record[name] = [float(v) / calls if calls else None for v in np.asarray(sums)]
     record.setdefault("loss", [None] * rollout.num_agents)
     record.setdefault("q_mean", [None] * rollout.num_agents)
-    record["episodes"] = np.asarray(state.stats.episodes).tolist()
-    record["return_mean_100"] = recent_means(state.stats.recent_returns, state.stats.episodes)
-    record["length_mean_100"] = recent_means(state.stats.recent_lengths, state.stats.episodes)
+    stats = output.stats
+    record["episodes"] = np.asarray(stats.episodes).tolist()
+    record["return_mean_100"] = recent_means(stats.recent_returns, stats.episodes)
+    record["length_mean_100"] = recent_means(stats.recent_lengths, stats.episodes)
     return record
 
 
@@ -203,7 +203,9 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
 
     `resume_from` (see `checkpoint.load_latest`) continues the run in `out_dir`: with a fresh pool from the
     checkpoint on, or, with `exact_resume`, by replaying the pool's logged actions (see resume.py).
-    SIGINT/SIGTERM stop after the current chunk with a checkpoint (saved in the background, see
+    One process on one device hands each chunk the state before it reads the chunk before, unless a checkpoint
+    is due after that one or the run stops when solved. SIGINT/SIGTERM stop after the chunks already handed the
+    state with a checkpoint (saved in the background, see
     `CheckpointWriter`); they and non-finite values raise `TrainingStopped`. Nothing is
     written before validation (and the checkpoint's checks) pass, the pool is built and the chunk compiled.
     `overwrite` removes a run already in `out_dir` at that point. `group` trains several configurations at once
@@ -232,6 +234,7 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         log(f"{rollout.num_agents} agents sharded over {rollout.devices} devices "
             f"({rollout.num_agents // rollout.devices} on each)")
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
+    in_flight = []  # (periods, output) of the chunks handed to the device and not read yet
     try:
         compile_start = time.perf_counter()
         key_of = functools.partial(run_program_key, cfg, group, rollout, progress)
@@ -261,28 +264,50 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                   if out is not None else None)
         progress.newly_solved(np.asarray(host_view(state).stats.solved_step))  # announced before the checkpoint
         last_time = time.perf_counter()
+        # The next chunk is handed the state before the host reads this chunk's output, so that the host's
+        # records overlap the device's work; not where this chunk's state must stay readable (a checkpoint is due
+        # after it, the run may stop when solved) nor over several devices or processes (whose collectives must
+        # not queue up).
+        look_ahead = rollout.devices == 1 and jax.process_count() == 1 and not cfg.loop.stop_when_solved
+        interval = cfg.checkpoint.checkpoint_interval
+        dispatched = progress.periods_done
+
+        def dispatch():
+            nonlocal state, dispatched
+            n = min(plan.log_periods, plan.total_periods - dispatched)
+            state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
+            dispatched += n
+            return n, output
+
         with StopSignals() as stop:
-            while progress.periods_done < plan.total_periods:
+            if progress.periods_done < plan.total_periods:
+                in_flight.append(dispatch())
+            while in_flight:
+                n, output = in_flight.pop()
                 previous_steps = progress.env_steps
-                n = min(plan.log_periods, plan.total_periods - progress.periods_done)
-                state, output = chunk(state, jnp.int32(n), jnp.int32(progress.learn_after))
-                output, view = to_host(output), host_view(state)
+                env_steps = previous_steps + n * plan.steps_per_period
+                due = interval > 0 and env_steps // interval > previous_steps // interval
+                last = dispatched == plan.total_periods
+                if look_ahead and not (due or last or stop.received):
+                    in_flight.append(dispatch())
+                # numpy from here on: np.all or np.mean of a jax.Array runs a jax op, queued behind the next chunk
+                output = jax.device_get(to_host(output))
                 progress.advance(n, output)
                 progress.check_finite(output, previous_steps, writer)
-                now, env_steps = time.perf_counter(), progress.env_steps
+                now = time.perf_counter()
                 sps = (env_steps - previous_steps) * rollout.num_agents / max(now - last_time, 1e-9)
                 last_time = now
-                recorder.write(chunk_record(rollout, view, output, env_steps, progress.updates, sps, now - start),
+                recorder.write(chunk_record(rollout, output, env_steps, progress.updates, sps, now - start),
                                output.finished)
-                solved = np.asarray(view.stats.solved_step)
+                solved = np.asarray(output.stats.solved_step)
                 for agent in progress.newly_solved(solved):
                     recorder.say(f"{agent_name(agent, num_seeds)}: solved at step {int(solved[agent])} "
                                  f"(100-episode mean >= {cfg.loop.solved_return})")
+                if in_flight:  # `state` is the next chunk's
+                    continue
                 all_solved = cfg.loop.stop_when_solved and (solved >= 0).all()
-                interval = cfg.checkpoint.checkpoint_interval
-                due = interval > 0 and env_steps // interval > previous_steps // interval
                 stopping = any_process(bool(stop.received))  # every process stops after the same chunk
-                if writes and (due or stopping or all_solved or progress.periods_done == plan.total_periods):
+                if writes and (due or stopping or all_solved or last):
                     counters = progress.counters()  # joins the action log into one array first
                     saved = to_host(state) if jax.process_count() > 1 else state  # process 0 writes every process's part
                     if writer is not None:
@@ -294,6 +319,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
                 if all_solved:
                     recorder.say(f"all seeds solved; stopping at step {env_steps}")
                     break
+                if not last:
+                    in_flight.append(dispatch())
             recorder.close()
             return finish(cfg, out, rollout, state, progress, resume_from, start_steps, time.perf_counter() - start,
                           compile_seconds, log, writer, stop)
@@ -302,6 +329,8 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     finally:
         if recorder is not None:
             recorder.close(failed=True)  # does nothing when the run closed it after its last chunk
+        if in_flight:  # a chunk still stepping the pool (the run stopped on the chunk before it)
+            jax.block_until_ready(state)
         rollout.env.close()
         if writer is not None:
             writer.close()
