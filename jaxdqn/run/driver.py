@@ -236,7 +236,6 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     progress.updates_per_learn = rollout.fns.updates_per_learn or plan.updates_per_period
     in_flight = []  # (periods, output) of the chunks handed to the device and not read yet
     try:
-        compile_start = time.perf_counter()
         key_of = functools.partial(run_program_key, cfg, group, rollout, progress)
         state = rollout.place(rollout.start(key, key_of) if resume_from is None
                               else resume_state(rollout, resume_from, key, exact_resume))
@@ -245,7 +244,9 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
         with threefry.unrolled(not any(has_noisy_layers(c) for c in (group.configs if group else (cfg,)))):
             chunk = compile_program(rollout.run_chunk, chunk_args, key_of("chunk", chunk_args),
                                     donate_argnums=(0,), compiler_options=chunk_compiler_options())
-        compile_seconds = time.perf_counter() - compile_start
+        # from `start`: building the pool compiles (or loads) a program too, a JAX environment's reset, and the
+        # backend starts there
+        compile_seconds = time.perf_counter() - start
         start_steps = progress.env_steps
         if out is not None:  # a resumed run's config.json gets its raised total_steps
             if overwrite and resume_from is None:
