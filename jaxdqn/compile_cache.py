@@ -17,6 +17,7 @@ with the programs that came after it last time loaded ahead on other threads.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import hashlib
@@ -239,6 +240,10 @@ class _Ahead(NamedTuple):
 
 _ahead: dict = {}
 """Path of a stored program -> Future of its `_Ahead` (None where it could not be loaded)."""
+_compiled_here: collections.OrderedDict = collections.OrderedDict()
+"""Path of a stored program -> its `_Ahead`, loaded or compiled by this process for arguments on the default
+device: asked for again, it is not loaded again (the last `KEPT_HERE` kept; see `_keep_here`)."""
+KEPT_HERE = 16
 _last_program: list = [None]
 """The path of the program this process asked `compile_program` for last."""
 
@@ -285,13 +290,31 @@ def _load_ahead(path: Path, limit: int = 8) -> None:
         threading.Thread(target=load, args=(path, _ahead[path]), name="jaxdqn-load-ahead").start()
 
 
+def _matches(ahead: _Ahead, leaves: list, donated: tuple, compiler_options: dict | None) -> bool:
+    """Whether `ahead` serves arguments placed as `leaves` are, donating `donated`, compiled with
+    `compiler_options`."""
+    return (ahead.donated == donated and ahead.compiler_options == compiler_options
+            and _on_device(leaves, ahead.device))
+
+
 def _taken_ahead(path: Path, leaves: list, donated: tuple, compiler_options: dict | None) -> _Ahead | None:
-    """The program at `path` if it was loaded ahead for arguments placed as `leaves` are, donating `donated`,
-    compiled with `compiler_options`; else None."""
+    """The program at `path` if it was loaded ahead and `_matches` the call; else None. A program taken is kept
+    for the process's later asks (`_compiled_here`)."""
     future = _ahead.pop(path, None)
     ahead = future.result() if future is not None else None
-    return (ahead if ahead is not None and ahead.donated == donated and ahead.compiler_options == compiler_options
-            and _on_device(leaves, ahead.device) else None)
+    if ahead is None or not _matches(ahead, leaves, donated, compiler_options):
+        return None
+    _keep_here(path, ahead)
+    return ahead
+
+
+def _keep_here(path: Path, program: _Ahead) -> None:
+    """Keep `program` for this process's later asks for `path`, dropping the least recently asked beyond
+    KEPT_HERE (a process that trains many configurations, a test session, would otherwise hold every one)."""
+    _compiled_here[path] = program
+    _compiled_here.move_to_end(path)
+    while len(_compiled_here) > KEPT_HERE:
+        _compiled_here.popitem(last=False)
 
 
 def _note_successor(path: Path) -> None:
@@ -335,9 +358,17 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     # lowering a loaded program readies JAX's LAPACK kernels on CPU, which take their BLAS from
     # scipy.linalg.cython_blas: with scipy.linalg an open stand-in, that module loads alone (0.02 s, not 0.2 s)
     defer_imports(["scipy.linalg"], open_packages=True)
-    _note_successor(path)
-    ahead = _taken_ahead(path, leaves, donated, compiler_options)
-    _load_ahead(path)
+    # a program this process asked for before (an evaluation pool's reset, the training pool's) is taken from
+    # here, and is not the next one in the chain that later processes load ahead
+    ahead = _compiled_here.get(path)
+    if ahead is not None and not _matches(ahead, leaves, donated, compiler_options):
+        ahead = None
+    elif ahead is not None:
+        _compiled_here.move_to_end(path)
+    else:
+        _note_successor(path)
+        ahead = _taken_ahead(path, leaves, donated, compiler_options)
+        _load_ahead(path)
     if ahead is not None:
         compiled, out_tree = ahead.compiled, ahead.out_tree
     else:
@@ -359,8 +390,11 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
             _save_program(path, *loaded)
         exported, out_tree, _, _ = loaded
         device = jax.local_devices()[0]
-        compiled = (_compile_exported(exported, donated, device, compiler_options) if _on_device(leaves, device)
-                    else jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile(compiler_options))
+        if _on_device(leaves, device):
+            compiled = _compile_exported(exported, donated, device, compiler_options)
+            _keep_here(path, _Ahead(compiled, out_tree, device, donated, compiler_options))
+        else:
+            compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile(compiler_options)
 
     def call(*call_args):
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))

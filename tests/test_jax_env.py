@@ -365,6 +365,51 @@ def test_the_program_that_came_next_is_loaded_ahead_and_a_broken_one_is_traced_a
     assert process() == {**expected, "traced": [], "ahead": [second_name]}  # the broken copy was replaced
 
 
+ASKED_AGAIN = """
+import json
+import jax.numpy as jnp
+from jaxdqn import compile_cache
+from jaxdqn.compile_cache import compile_program, program_key
+
+traced = []
+
+def make(name, factor):
+    def fn(x):
+        traced.append(name)
+        return x * factor
+    return fn
+
+args = (jnp.arange(3.0),)
+keys = {name: program_key(name, {}, args) for name in ("double", "triple", "halve")}
+double = compile_program(make("double", 2), args, keys["double"])
+ahead = sorted(path.name for path in compile_cache._ahead)
+triple = compile_program(make("triple", 3), args, keys["triple"])
+again = compile_program(make("double", 2), args, keys["double"])
+halve = compile_program(make("halve", 0.5), args, keys["halve"])
+names = {compile_cache.program_path(key).name: name for name, key in keys.items()}
+successors = {name: names.get(compile_cache.program_path(key).with_suffix(".next").read_text())
+              for name, key in keys.items() if compile_cache.program_path(key).with_suffix(".next").exists()}
+print(json.dumps({"traced": traced, "ahead": sorted(names[name] for name in ahead), "successors": successors,
+                  "values": [f(*args).tolist() for f in (double, triple, again, halve)]}))
+"""
+
+
+def test_a_program_asked_for_again_is_not_loaded_again_nor_breaks_the_chain_loaded_ahead(tmp_path):
+    """A program a process asks for a second time (a gymnax evaluation pool's reset is the training pool's when
+    both have as many environments) is the one it loaded first, untraced and not the next link of the chain: the
+    chain is each program's first successor, so a later process loads every program after the first ahead."""
+    def process():
+        result = subprocess.run([sys.executable, "-c", ASKED_AGAIN], capture_output=True, text=True, timeout=300,
+                                env={**os.environ, CACHE_ENV_VAR: str(tmp_path)})
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    values = [[0.0, 2.0, 4.0], [0.0, 3.0, 6.0], [0.0, 2.0, 4.0], [0.0, 0.5, 1.0]]
+    chain = {"double": "triple", "triple": "halve"}
+    assert process() == {"traced": ["double", "triple", "halve"], "ahead": [], "successors": chain, "values": values}
+    assert process() == {"traced": [], "ahead": ["halve", "triple"], "successors": chain, "values": values}
+
+
 def test_the_cache_lives_in_the_users_cache_folder_unless_moved_or_off(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAXDQN_COMPILE_CACHE")
