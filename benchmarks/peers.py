@@ -28,7 +28,7 @@ updates of batch 128, an MLP 120-84, a target copy every 500 steps. jaxdqn's `ca
   loop was the default and the cases were `-threefry-unrolled`, with `JAXDQN_CPU_THREEFRY=unrolled`.)
 
 jaxdqn's `run_s` is its summary's wall time less its compile time (the chunks, logging and checkpoint
-writes; not the final evaluation, which PureJaxRL does not do). Since 2026-11-29 20:40 its compile time includes
+writes; not the final evaluation, which PureJaxRL does not do). Since 694ea8a (2026-11-29) its compile time includes
 building the environment pool, as PureJaxRL's runner makes its environment and starts JAX's backend before it
 times anything: a JAX environment's pool compiles (or loads) its reset there, the process's first program, 0.1-0.2 s
 that were counted in `run_s` before. The process wall is the whole command

@@ -181,6 +181,7 @@ def test_a_chunk_handed_the_state_before_the_last_is_read_logs_what_a_run_withou
         records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         records = [{k: v for k, v in r.items() if k not in ("wall_seconds", "sps")} for r in records]
         runs[name] = summary, records, load_latest(tmp_path / name, cfg)
+
     def kept(name):  # the newest three are kept
         return sorted(int(p.name.removeprefix("step_")) for p in (tmp_path / name / "checkpoints").iterdir())
 
