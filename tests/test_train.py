@@ -11,6 +11,7 @@ import pytest
 from jaxdqn.compile_cache import once_compiler_options
 from jaxdqn.config.build import make_config
 from jaxdqn.core import threefry
+from jaxdqn.loop.rollout import make_rollout
 from jaxdqn.run.driver import build_rollout, chunk_compiler_options
 
 SMALL = dict(num_envs=4, total_steps=100_000, learning_starts=400, buffer_size=4096, batch_size=32,
@@ -103,6 +104,26 @@ def test_chunk_compiles_once_and_seeds_differ():
     assert not np.allclose(kernels[0], kernels[1])
     returns = np.asarray(state.stats.recent_returns)
     assert not np.array_equal(returns[0], returns[1]), "seeds produced identical episodes"
+    rollout.env.close()
+
+
+@pytest.mark.parametrize("num_seeds", [1, 2])
+def test_the_chunk_traces_the_agents_learn_once(num_seeds):
+    """The chunk's trace asks for the shapes of `learn`'s metrics (its running sums start at zero) and calls `learn`
+    in its loop: both find one trace of it (jit's cache), where each had traced it, a quarter of a second of the
+    chunk's cold compile for `cartpole`."""
+    cfg = make_config(**SMALL, num_seeds=num_seeds)
+    rollout = build_rollout(cfg)
+    traces = []
+
+    def counted(*args):
+        traces.append(1)
+        return rollout.fns.learn(*args)
+
+    counting = make_rollout(cfg, rollout.fns._replace(learn=counted), rollout.env)
+    state = jax.eval_shape(counting.init, jax.random.PRNGKey(0))
+    jax.jit(counting.run_chunk).lower(state, jnp.int32(5), jnp.int32(0))
+    assert len(traces) == 1
     rollout.env.close()
 
 

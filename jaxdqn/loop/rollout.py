@@ -196,6 +196,8 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     """The compiled loop of `fns` (one agent's functions) over the agents `agents` (default: `cfg.loop.num_seeds`
     seeds of `fns.hyperparameters`) on the pool `env` (A x N environments, agent-major)."""
     the_plan = plan(cfg)
+    # jitted, so that the trace that finds its metrics' shapes (`metric_shapes`) is the one the chunk calls
+    fns = fns._replace(learn=jax.jit(fns.learn))
     agents = agents if agents is not None else seeds_axis(fns.hyperparameters, cfg.loop.num_seeds)
     num_agents, num_envs = len(agents.seed_indices), cfg.env.num_envs
     shards = cfg.loop.data_parallel
@@ -336,15 +338,21 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
 
     @functools.cache
     def metric_shapes():  # traced when first asked for: a chunk loaded from the program cache never asks
-        return jax.eval_shape(bound_learn, jax.eval_shape(init, jax.random.PRNGKey(0)).agents,
-                              jax.ShapeDtypeStruct((slots, 2), jnp.uint32), jnp.int32(0))[1]
+        """One agent's metrics, as `ShapeDtypeStruct`s."""
+        agents = jax.eval_shape(init, jax.random.PRNGKey(0)).agents
+        if shards > 1:  # its learn averages over the mesh axis: bound here by a vmap
+            return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[2:], s.dtype), jax.eval_shape(
+                bound_learn, agents, jax.ShapeDtypeStruct((slots, 2), jnp.uint32), jnp.int32(0))[1])
+        # the very arguments the chunk's learn gets, so that the chunk's trace finds this one in jit's cache
+        one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), agents)
+        return jax.eval_shape(fns.learn, one, jax.ShapeDtypeStruct((2,), jnp.uint32), jnp.int32(0))[1]
 
     def report_shapes():
         return jax.eval_shape(lambda agents: jax.vmap(fns.report, in_axes=(0, None))(agents, 0),
                               jax.eval_shape(init, jax.random.PRNGKey(0)).agents)
 
     def zero_metrics():
-        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape[2:]), s.dtype), metric_shapes())
+        return jax.tree.map(lambda s: jnp.zeros((local, *s.shape), s.dtype), metric_shapes())
 
     def run_chunk(state: LoopState, n_periods, learn_after):
         output = ChunkOutput(zero_metrics(), jnp.zeros((), jnp.int32),
