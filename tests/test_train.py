@@ -127,6 +127,27 @@ def test_the_chunk_traces_the_agents_learn_once(num_seeds):
     rollout.env.close()
 
 
+@pytest.mark.parametrize("num_seeds", [1, 2])
+def test_one_loop_with_a_branch_computes_what_two_loops_compute(num_seeds):
+    """On CPU a chunk's periods that only act (before learning_starts) and those that learn are one loop with `learn`
+    behind a branch, so that the acting iteration is compiled once; elsewhere they are two loops. A chunk that acts
+    and then learns from its 101st period on ends in the same state with the same output either way, bit for bit."""
+    cfg = make_config(**SMALL, num_seeds=num_seeds)  # 4 environments, 4 steps a period: 100 periods only act
+    results, whiles = [], []
+    for one_loop in (True, False):
+        rollout = build_rollout(cfg, one_loop=one_loop)
+        state = jax.jit(rollout.init)(jax.random.PRNGKey(0))
+        args = (state, jnp.int32(150), jnp.int32(cfg.loop.learning_starts))
+        whiles.append(jax.jit(rollout.run_chunk).lower(*args).as_text().count("stablehlo.while"))
+        state, output = jax.jit(rollout.run_chunk)(*args)
+        results.append(jax.device_get((state.agents, state.stats, state.obs, output)))
+        rollout.env.close()
+    assert whiles[0] < whiles[1]
+    assert int(results[0][3].learn_calls) == int(results[1][3].learn_calls) == 50
+    assert int(np.asarray(results[0][0].updates).max()) == 50
+    jax.tree.map(np.testing.assert_array_equal, results[0], results[1])
+
+
 @pytest.mark.parametrize("preset", ["cartpole", "rainbow-cartpole"])
 def test_a_runs_start_compiled_for_compile_speed_computes_the_same_bits(preset):
     """A run's start (`init`: the parameters' initialisers, the target, Adam's state, the replay) compiles on CPU with

@@ -192,9 +192,12 @@ def chunk_agents(fns: AgentFns, num_agents: int) -> ChunkAgents:
     return ChunkAgents(act, observe, learn, first, stacked)
 
 
-def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Rollout:
+def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None, one_loop: bool | None = None) -> Rollout:
     """The compiled loop of `fns` (one agent's functions) over the agents `agents` (default: `cfg.loop.num_seeds`
-    seeds of `fns.hyperparameters`) on the pool `env` (A x N environments, agent-major)."""
+    seeds of `fns.hyperparameters`) on the pool `env` (A x N environments, agent-major).
+
+    `one_loop`: whether the chunk's periods that only act and those that learn are one loop with a branch (the
+    default on CPU) or two loops (elsewhere); both compute the same."""
     the_plan = plan(cfg)
     # jitted, so that the trace that finds its metrics' shapes (`metric_shapes`) is the one the chunk calls
     fns = fns._replace(learn=jax.jit(fns.learn))
@@ -210,6 +213,11 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
     local = slots // devices
     # jax.devices(): this process's devices, or, with several processes, every process's (each owns its share)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), (DEVICE_AXIS,)) if devices > 1 else None
+    # On CPU the periods that only act (at a run's start) and those that learn are one loop, with `learn` behind a
+    # `lax.cond`, so that the acting iteration is compiled once: `cartpole` on gymnax, the chunk's XLA compile
+    # 2.2 -> 1.7 s; the branch costs about 1 us a period (its run at 1 environment 0.05-0.1 s longer, at 10 within
+    # the noise). Elsewhere two loops: a branch costs a device-host sync on a GPU.
+    one_loop = jax.devices()[0].platform == "cpu" if one_loop is None else one_loop
 
     def loop_specs(state: LoopState):
         specs = agent_specs(state)
@@ -310,24 +318,33 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
                           state.iteration + 1)
         return (state, action_log, first_iteration, learn_after, pending, end_iteration), ends
 
-    def period(learns: bool):
-        """One period's body for `fori_loop`: its iterations, then (`learns`) one `learn`."""
+    def period(learns):
+        """One period's body for `fori_loop`: its iterations, then one `learn` if `learns` is True, none if it is
+        False, or, given a (traced) period number, one in the periods from that number on (`lax.cond`)."""
 
-        def body(_, carry):
+        def body(i, carry):
             state, output, first_iteration, learn_after, pending, end_iteration = carry
             (state, action_log, _, _, pending, _), ends = jax.lax.scan(
                 iterate, (state, output.actions, first_iteration, learn_after, pending, end_iteration), None,
                 length=the_plan.iters_per_period)
             output = output._replace(actions=action_log, finished=log_episode_ends(output.finished, ends))
-            if learns:
+
+            def learned(agents, metric_sums, learn_calls):
                 env_steps = state.iteration * num_envs
-                agents, metrics = chunk_fns.learn(state.agents, fold(state.keys, 2 * state.iteration + 1),
-                                                  env_steps)
+                agents, metrics = chunk_fns.learn(agents, fold(state.keys, 2 * state.iteration + 1), env_steps)
                 if shards > 1:  # the whole batch's
                     metrics = jax.lax.pmean(metrics, DEVICE_AXIS)
-                state = state._replace(agents=agents)
-                output = output._replace(metric_sums=jax.tree.map(jnp.add, output.metric_sums, metrics),
-                                         learn_calls=output.learn_calls + 1)
+                return agents, jax.tree.map(jnp.add, metric_sums, metrics), learn_calls + 1
+
+            operands = (state.agents, output.metric_sums, output.learn_calls)
+            if learns is True:
+                agents, sums, calls = learned(*operands)
+            elif learns is False:
+                agents, sums, calls = operands
+            else:
+                agents, sums, calls = jax.lax.cond(i >= learns, learned, lambda *a: a, *operands)
+            state = state._replace(agents=agents)
+            output = output._replace(metric_sums=sums, learn_calls=calls)
             return state, output, first_iteration, learn_after, pending, end_iteration
 
         return body
@@ -365,13 +382,16 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None) -> Ro
             pending = choose(state.agents, state.obs, state.keys, state.iteration)
             state = state._replace(env_state=jax.lax.cond(n_periods > 0, send, lambda e, _: e, state.env_state,
                                                           pending))
-        # A period learns when it ends past learn_after; the periods before that (at the start of a run) run in a
-        # loop of their own, so that no period branches on it (a branch costs a device-host sync on a GPU).
+        # A period learns when it ends past learn_after: on CPU a branch in every period, elsewhere the periods
+        # before that (at the start of a run) in a loop of their own (see `one_loop`).
         learn_after = jnp.asarray(learn_after, jnp.int32)
         acting_only = jnp.clip((learn_after - state.iteration * num_envs) // the_plan.steps_per_period, 0, n_periods)
         carry = (state, output, state.iteration, learn_after, pending, end_iteration)
-        carry = jax.lax.fori_loop(0, acting_only, period(learns=False), carry)
-        state, output, _, _, _, _ = jax.lax.fori_loop(acting_only, n_periods, period(learns=True), carry)
+        if one_loop:
+            state, output, _, _, _, _ = jax.lax.fori_loop(0, n_periods, period(learns=acting_only), carry)
+        else:
+            carry = jax.lax.fori_loop(0, acting_only, period(learns=False), carry)
+            state, output, _, _, _, _ = jax.lax.fori_loop(acting_only, n_periods, period(learns=True), carry)
         agents = chunk_fns.stacked(state.agents)
         policies = fns.policy(agents)
         output = output._replace(

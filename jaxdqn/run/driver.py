@@ -58,12 +58,13 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-def build_rollout(cfg, pool_start_step: int = 0, configs=None) -> Rollout:
+def build_rollout(cfg, pool_start_step: int = 0, configs=None, one_loop: bool | None = None) -> Rollout:
     """The agent's functions, the environment pool (agent-major, hashed per-environment seeds of the training
     stream of a pool started at `pool_start_step`) and the loop.
 
     `configs` (a sweep group: configs that differ from `cfg` only in their agent's run-time values) trains
-    `cfg.loop.num_seeds` seeds of each of them as one program; None trains `cfg` alone."""
+    `cfg.loop.num_seeds` seeds of each of them as one program; None trains `cfg` alone. `one_loop`: see
+    `make_rollout`."""
     spec = env_spec(cfg.env.env_id)
     agent = resolve_agent(cfg.agent)
     fns = agent.build(cfg, spec)
@@ -74,7 +75,7 @@ def build_rollout(cfg, pool_start_step: int = 0, configs=None) -> Rollout:
     env = make_env(cfg.env.env_id, seeds, cfg.env.env_threads, cfg.env.episodic_life, cfg.env.reward_clip,
                    repeat_action_probability=cfg.env.repeat_action_probability,
                    devices=agent_devices(cfg, len(agents.seed_indices)))
-    return make_rollout(cfg, fns, env, agents)
+    return make_rollout(cfg, fns, env, agents, one_loop)
 
 
 class Progress:
