@@ -40,19 +40,24 @@ MIN_COMPILE_SECONDS = 0.1
 """Executables that compiled faster than this are not written (JAX's default is 1 s; jaxdqn's small helper
 programs take 0.1-0.5 s each and add up to seconds at start-up, where reading one back takes 0.03-0.06 s)."""
 
-CPU_ONCE_OPTIONS = {"xla_backend_optimization_level": 1}
-"""XLA's options on CPU for programs that run once or a few times a run (its start): LLVM's
-optimisation level 1 instead of XLA's default 3. Compiling is most of their cost, and at level 1 it takes about
-half as long (a run's start, compiled cold: `cartpole` on gymnax 0.77-0.85 s -> 0.45-0.56 s, `breakout`
-2.3-2.4 s -> 1.0-1.3 s), for programs that compute the same bits (checked on five presets' starts) and run as
-fast (`breakout`'s start, filling its replay: 0.44 s either way). Not for the training loop: the chunk of
-`cartpole` on gymnax ran about 1% slower at level 1 and compiled about as fast. (Level 0 compiles faster still,
-but its starts differ in the last bits of some initial parameters, and `breakout`'s filled a replay of 200,000
-frames in 1.28 s instead of 0.44 s.)"""
+CPU_ONCE_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+"""XLA's options on CPU for programs that run once or a few times a run (a run's start, a pool's reset). Compiling
+is most of their cost:
+- LLVM's optimisation level 1 instead of XLA's default 3 halves it (a run's start, compiled cold: `cartpole` on
+  gymnax 0.77-0.85 s -> 0.45-0.56 s, `breakout` 2.3-2.4 s -> 1.0-1.3 s);
+- XLA's elementwise emitters instead of its MLIR fusion emitters take another quarter off (the start of
+  `cartpole` on gymnax at 2 seeds 0.53 -> 0.41 s, `rainbow-cartpole` 0.93 -> 0.69 s, `breakout` 1.14 -> 0.87 s;
+  the gymnax pool's reset 0.22 -> 0.12 s).
+Both compute the same bits (checked on ten presets' starts at 2 seeds) and run as fast (`breakout`'s start at 2
+seeds: 0.14 s at either level, with either emitters). Not for the training loop: the chunk of `cartpole` on gymnax
+ran about 1% slower at level 1 and compiled about as fast; with the elementwise emitters it compiled in 1.5 s
+instead of 1.86 s but ran 11.0 s instead of 8.7 s. (Level 0 compiles faster still, but its starts differ in the
+last bits of some initial parameters, and `breakout`'s filled a replay of 200,000 frames in 1.28 s instead of
+0.44 s.)"""
 
 
 def once_compiler_options() -> dict | None:
-    """The XLA options for a program that runs once, on the default backend (`CPU_ONCE_OPTIONS`)."""
+    """The XLA options for a program that runs once or a few times, on the default backend (`CPU_ONCE_OPTIONS`)."""
     import jax
 
     return CPU_ONCE_OPTIONS if jax.default_backend() == "cpu" else None

@@ -11,6 +11,7 @@ import pytest
 from jaxdqn.compile_cache import once_compiler_options
 from jaxdqn.config.build import make_config
 from jaxdqn.core import threefry
+from jaxdqn.envs import env_seeds, make_env
 from jaxdqn.loop.rollout import make_rollout
 from jaxdqn.run.driver import build_rollout, chunk_compiler_options
 
@@ -150,18 +151,22 @@ def test_one_loop_with_a_branch_computes_what_two_loops_compute(num_seeds):
 
 @pytest.mark.parametrize("preset", ["cartpole", "rainbow-cartpole"])
 def test_a_runs_start_compiled_for_compile_speed_computes_the_same_bits(preset):
-    """A run's start (`init`: the parameters' initialisers, the target, Adam's state, the replay) compiles on CPU with
-    `once_compiler_options` (LLVM's level 1, for a faster compile) and computes exactly what XLA's default level, 3,
-    computes: the same initial parameters, bit for bit, so that no run changes with it. (The suite's own default is
-    level 0, `tests.conftest.UNOPTIMIZED_XLA`, whose starts differ in the last bits of some parameters.)"""
+    """A run's start (`init`: the parameters' initialisers, the target, Adam's state, the replay) and a gymnax pool's
+    reset compile on CPU with `once_compiler_options` (LLVM's level 1 and XLA's elementwise emitters, for a faster
+    compile) and compute exactly what XLA's defaults (level 3, the MLIR fusion emitters) compute: the same initial
+    parameters and environments, bit for bit, so that no run changes with it. (The suite's own default is level 0,
+    `tests.conftest.UNOPTIMIZED_XLA`, whose starts differ in the last bits of some parameters.)"""
     assert once_compiler_options() is not None
     rollout = build_rollout(make_config(preset, env_id="gymnax/CartPole-v1", num_seeds=2))
-    lowered = jax.jit(rollout.init).lower(jax.random.PRNGKey(7))
-    fast, default = (jax.tree.leaves(lowered.compile(options)(jax.random.PRNGKey(7)))
-                     for options in (once_compiler_options(), {"xla_backend_optimization_level": 3}))
-    assert len(fast) == len(default)
-    for a, b in zip(fast, default):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    defaults = {"xla_backend_optimization_level": 3, "xla_cpu_use_fusion_emitters": True}
+    pool = make_env("gymnax/CartPole-v1", env_seeds(3, 2, 10))
+    for program, args in ((rollout.init, (jax.random.PRNGKey(7),)), (pool._reset_pool, (pool._seeds, np.uint32(1)))):
+        lowered = jax.jit(program).lower(*args)
+        fast, default = (jax.tree.leaves(lowered.compile(options)(*args)) for options in (once_compiler_options(),
+                                                                                          defaults))
+        assert len(fast) == len(default)
+        for a, b in zip(fast, default):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize("num_envs, num_seeds", [(1, 1), (10, 2)])

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from jaxdqn.compile_cache import compile_program, program_key
+from jaxdqn.compile_cache import compile_program, once_compiler_options, program_key
 from jaxdqn.core import threefry
 from jaxdqn.envs.base import EnvSpec, StepResult, UnsupportedEnv, as_seed_list, jax_dtype
 from jaxdqn.importing import DeferredModule, defer_imports, load_object
@@ -239,7 +239,7 @@ class JaxBackend:
             # its hash lowered unrolled, as in the training loop's step: on CPU the program then compiles in half
             # the time (gymnax CartPole, Acrobot, MountainCar at 10 environments: 0.36-0.44 s -> 0.17-0.24 s)
             with threefry.unrolled():
-                self._reset = compile_program(self._reset_pool, args, key)
+                self._reset = compile_program(self._reset_pool, args, key, compiler_options=once_compiler_options())
         return self._reset(self._seeds, resets)
 
     def step(self, env_state: PoolState, actions):
