@@ -238,6 +238,7 @@ class _Ahead(NamedTuple):
 
     compiled: Callable
     out_tree: object
+    out_avals: tuple
     device: object
     donated: tuple
     compiler_options: dict | None
@@ -251,6 +252,8 @@ device: asked for again, it is not loaded again (the last `KEPT_HERE` kept; see 
 KEPT_HERE = 16
 _last_program: list = [None]
 """The path of the program this process asked `compile_program` for last."""
+_lock = threading.RLock()
+"""Guards `_compiled_here` and the order of `_note_successor`'s calls."""
 
 
 def _load_one_ahead(path: Path) -> _Ahead | None:
@@ -264,7 +267,8 @@ def _load_one_ahead(path: Path) -> _Ahead | None:
     if exported.nr_devices != 1:  # a program over several devices is compiled for its arguments' shardings
         return None
     device = jax.local_devices()[0]  # JAX's default: with several processes, jax.devices()[0] is process 0's
-    return _Ahead(_compile_exported(exported, donated, device, compiler_options), out_tree, device, donated,
+    return _Ahead(_compile_exported(exported, donated, device, compiler_options), out_tree, exported.out_avals, device,
+                  donated,
                   compiler_options)
 
 
@@ -316,10 +320,11 @@ def _taken_ahead(path: Path, leaves: list, donated: tuple, compiler_options: dic
 def _keep_here(path: Path, program: _Ahead) -> None:
     """Keep `program` for this process's later asks for `path`, dropping the least recently asked beyond
     KEPT_HERE (a process that trains many configurations, a test session, would otherwise hold every one)."""
-    _compiled_here[path] = program
-    _compiled_here.move_to_end(path)
-    while len(_compiled_here) > KEPT_HERE:
-        _compiled_here.popitem(last=False)
+    with _lock:
+        _compiled_here[path] = program
+        _compiled_here.move_to_end(path)
+        while len(_compiled_here) > KEPT_HERE:
+            _compiled_here.popitem(last=False)
 
 
 def _note_successor(path: Path) -> None:
@@ -336,10 +341,62 @@ def _note_successor(path: Path) -> None:
     _write_whole(marker, path.name.encode())
 
 
+class PreparedProgram(NamedTuple):
+    """A program traced and lowered, or loaded, by `prepare_program`: `compile()` compiles it with XLA (or takes it
+    loaded ahead) and returns it, called as the function it was made from. Most of that time is XLA's, outside
+    Python's lock, so another thread may trace and lower the next program meanwhile; `out_info` are its outputs'
+    shapes, dtypes and placements (`jax.ShapeDtypeStruct`s, in the function's output tree), to prepare the next
+    program for them before this one has run."""
+
+    out_info: object
+    compile: Callable[[], Callable]
+
+
+def _out_info(out_tree, out_avals, device):
+    """The `PreparedProgram.out_info` of a stored program's outputs, on `device` (None: placed as its arguments)."""
+    import jax
+
+    placed = None if device is None else jax.sharding.SingleDeviceSharding(device)
+    return jax.tree.unflatten(out_tree, [jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=aval.weak_type,
+                                                              sharding=placed) for aval in out_avals])
+
+
+def _lowered_program(lowered, leaves: list, compiler_options: dict | None) -> PreparedProgram:
+    """The `PreparedProgram` of a program lowered by `jax.jit` for the arguments `leaves`: its outputs on the default
+    device where the arguments are (as a stored program's are, see `_out_info`)."""
+    import jax
+
+    device = jax.local_devices()[0]
+    info = lowered.out_info
+    if _on_device(leaves, device):
+        placed = jax.sharding.SingleDeviceSharding(device)
+        info = jax.tree.map(lambda out: jax.ShapeDtypeStruct(out.shape, out.dtype, weak_type=out.weak_type,
+                                                             sharding=placed), info)
+    return PreparedProgram(info, lambda: lowered.compile(compiler_options))
+
+
+def _flat_call(compiled: Callable, out_tree) -> Callable:
+    """`compiled`, a program of flat arguments and results, called with trees of arguments and returning `out_tree`."""
+    import jax
+
+    def call(*call_args):
+        return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))
+
+    return call
+
+
 def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_argnums: tuple = (),
                     compiler_options: dict | None = None) -> Callable:
     """`fn` compiled for `args` (as `jax.jit(fn, donate_argnums=...).lower(*args).compile(compiler_options)`), called
-    as `fn` is.
+    as `fn` is: `prepare_program(...).compile()`."""
+    return prepare_program(fn, args, key, donate_argnums, compiler_options).compile()
+
+
+def prepare_program(fn: Callable, args: tuple, key: str | None = None, donate_argnums: tuple = (),
+                    compiler_options: dict | None = None) -> PreparedProgram:
+    """`fn` traced and lowered for `args` (arrays, or `jax.ShapeDtypeStruct`s placed as the arrays it will be
+    called with), to be compiled by XLA with `compiler_options` (as `Lowered.compile` takes them) when the caller
+    asks (see `PreparedProgram`).
 
     With a `key` (`program_key`) and the cache on, the program goes through a copy exported with `jax.export`
     and stored under the key: a later process asking for the same key deserializes it instead of tracing and
@@ -347,16 +404,17 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     is a miss: `fn` is traced, exported and stored (a program `jax.export` refuses compiles without the cache's
     copy). The caller vouches that the key holds everything the program depends on (see `program_key`).
 
-    Each stored program also records which stored program the process asked for next; a later process asking for
-    it starts loading that chain on other threads (`_load_ahead`), and takes a program from there when its turn
-    comes and its arguments are placed as expected. The copy keeps `compiler_options` (XLA's, as `Lowered.compile`
-    takes them), with which it is loaded ahead."""
+    Each stored program also records which stored program the process asked for next (in the order of the calls
+    here); a later process asking for it starts loading that chain on other threads (`_load_ahead`), and takes a
+    program from there when its turn comes and its arguments are placed as expected. The copy keeps
+    `compiler_options`, with which it is loaded ahead."""
     import jax
     from jax import export
 
     path = program_path(key)
     if path is None or importlib.util.find_spec("flatbuffers") is None:  # jax.export serializes with flatbuffers
-        return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile(compiler_options)
+        lowered = jax.jit(fn, donate_argnums=donate_argnums).lower(*args)
+        return _lowered_program(lowered, jax.tree.leaves(args), compiler_options)
     leaves, in_tree = jax.tree.flatten(args)
     owners = [i for i, arg in enumerate(args) for _ in jax.tree.leaves(arg)]
     donated = tuple(leaf for leaf, owner in enumerate(owners) if owner in donate_argnums)
@@ -365,43 +423,45 @@ def compile_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     defer_imports(["scipy.linalg"], open_packages=True)
     # a program this process asked for before (an evaluation pool's reset, the training pool's) is taken from
     # here, and is not the next one in the chain that later processes load ahead
-    ahead = _compiled_here.get(path)
-    if ahead is not None and not _matches(ahead, leaves, donated, compiler_options):
-        ahead = None
-    elif ahead is not None:
-        _compiled_here.move_to_end(path)
-    else:
-        _note_successor(path)
-        ahead = _taken_ahead(path, leaves, donated, compiler_options)
-        _load_ahead(path)
-    if ahead is not None:
-        compiled, out_tree = ahead.compiled, ahead.out_tree
-    else:
-        loaded = _load_program(path)
-        if loaded is None:
-            out_trees = []
-
-            def flat_fn(*flat_args):
-                flat_out, out_tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat_args)))
-                out_trees.append(out_tree)
-                return flat_out
-
-            try:
-                exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
-                # run what a later process will load (a deserialized program returns strongly typed arrays)
-                loaded = export.deserialize(exported.serialize()), out_trees[0], donated, compiler_options
-            except Exception:  # what jax.export refuses (a custom call it does not vouch for) compiles as it would
-                return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile(compiler_options)
-            _save_program(path, *loaded)
-        exported, out_tree, _, _ = loaded
-        device = jax.local_devices()[0]
-        if _on_device(leaves, device):
-            compiled = _compile_exported(exported, donated, device, compiler_options)
-            _keep_here(path, _Ahead(compiled, out_tree, device, donated, compiler_options))
+    with _lock:  # another thread may be compiling a program prepared before (`PreparedProgram.compile`)
+        ahead = _compiled_here.get(path)
+        if ahead is not None and not _matches(ahead, leaves, donated, compiler_options):
+            ahead = None
+        elif ahead is not None:
+            _compiled_here.move_to_end(path)
         else:
-            compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile(compiler_options)
+            _note_successor(path)
+            ahead = _taken_ahead(path, leaves, donated, compiler_options)
+            _load_ahead(path)
+    if ahead is not None:
+        return PreparedProgram(_out_info(ahead.out_tree, ahead.out_avals, ahead.device),
+                               lambda: _flat_call(ahead.compiled, ahead.out_tree))
+    loaded = _load_program(path)
+    if loaded is None:
+        out_trees = []
 
-    def call(*call_args):
-        return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))
+        def flat_fn(*flat_args):
+            flat_out, out_tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat_args)))
+            out_trees.append(out_tree)
+            return flat_out
 
-    return call
+        try:
+            exported = export.export(jax.jit(flat_fn, donate_argnums=donated))(*leaves)
+            # run what a later process will load (a deserialized program returns strongly typed arrays)
+            loaded = export.deserialize(exported.serialize()), out_trees[0], donated, compiler_options
+        except Exception:  # what jax.export refuses (a custom call it does not vouch for) compiles as it would
+            return _lowered_program(jax.jit(fn, donate_argnums=donate_argnums).lower(*args), leaves, compiler_options)
+        _save_program(path, *loaded)
+    exported, out_tree, _, _ = loaded
+    device = jax.local_devices()[0]
+    if not _on_device(leaves, device):
+        lowered = jax.jit(exported.call, donate_argnums=donated).lower(*leaves)
+        return PreparedProgram(_out_info(out_tree, exported.out_avals, None),
+                               lambda: _flat_call(lowered.compile(compiler_options), out_tree))
+
+    def compile_here():
+        compiled = _compile_exported(exported, donated, device, compiler_options)
+        _keep_here(path, _Ahead(compiled, out_tree, exported.out_avals, device, donated, compiler_options))
+        return _flat_call(compiled, out_tree)
+
+    return PreparedProgram(_out_info(out_tree, exported.out_avals, device), compile_here)

@@ -296,6 +296,25 @@ def test_compile_program_uses_its_stored_copy_and_treats_a_broken_one_as_missing
     assert not program_path(refused).exists()
 
 
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_a_prepared_start_says_its_outputs_as_they_come_and_keys_the_chunk_as_they_do(monkeypatch, tmp_path, cache):
+    """A fresh run on one device traces its chunk for the outputs its start will have (`PreparedProgram.out_info`)
+    while the start compiles on a thread: those are the outputs' shapes, dtypes, weak types and placements, so the
+    chunk's program key is the one a resumed run (whose chunk is traced for arrays) computes, with the program
+    cache on and off."""
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path) if cache == "on" else "off")
+    for preset in ("cartpole", "pqn-cartpole"):
+        rollout = build_rollout(make_config(preset, env_id="gymnax/CartPole-v1", num_envs=4, num_seeds=2))
+        key_of = lambda name, args: program_key(name, {"preset": preset}, args)  # noqa: E731
+        prepared, args = rollout.prepare_start(jax.random.PRNGKey(3), key_of)
+        said = prepared.out_info
+        state = prepared.compile()(*args)
+        assert jax.tree.structure(said) == jax.tree.structure(state)
+        for info, array in zip(jax.tree.leaves(said), jax.tree.leaves(state)):
+            assert (info.shape, info.dtype, info.weak_type) == (array.shape, array.dtype, jax.typeof(array).weak_type)
+        assert key_of("chunk", (said, jnp.int32(1))) == key_of("chunk", (state, jnp.int32(1)))
+
+
 def test_a_stored_program_keeps_its_compiler_options_for_the_load_ahead(monkeypatch, tmp_path):
     """`compile_program` stores a program's XLA options with it (as the training loop's chunk has them); loaded
     ahead by a later process, it is compiled with them, and taken only by a caller asking for the same options."""

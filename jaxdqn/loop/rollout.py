@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdqn.agents.base import AgentFns, Step
-from jaxdqn.compile_cache import compile_program, once_compiler_options
+from jaxdqn.compile_cache import PreparedProgram, once_compiler_options, prepare_program
 from jaxdqn.config.schema import ConfigError, Plan, plan
 from jaxdqn.config.validate import agent_devices
 from jaxdqn.core.optim import DEVICE_AXIS
@@ -90,6 +90,7 @@ class Rollout(NamedTuple):
     num_agents: int
     init: Callable
     start: Callable  # start(key, program_key) -> init(key), compiled; program_key(name, args) keys `compile_program`
+    prepare_start: Callable  # prepare_start(key, program_key) -> (PreparedProgram, args) of `start`, not compiled yet
     run_chunk: Callable
     cut_episodes: Callable  # cut_episodes(state) -> state, jitted (see make_rollout)
     action_log_length: int
@@ -268,10 +269,14 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None, one_l
     # The seeds, hyperparameters and the pool's reset state go in as arguments, not as constants of the program,
     # so that the persistent compile cache serves other seeds and settings, and EnvPool runs at all: the state of
     # an EnvPool pool holds the address of this process's pool.
-    def start(key, program_key: Callable = lambda name, args: None) -> LoopState:
+    def prepare_start(key, program_key: Callable = lambda name, args: None) -> tuple[PreparedProgram, tuple]:
         args = (key, seed_indices, agent_hypers, env_state0, first_obs)
-        return compile_program(init_from, args, program_key("init", args), compiler_options=once_compiler_options())(
-            *args)
+        options = once_compiler_options()
+        return prepare_program(init_from, args, program_key("init", args), compiler_options=options), args
+
+    def start(key, program_key: Callable = lambda name, args: None) -> LoopState:
+        prepared, args = prepare_start(key, program_key)
+        return prepared.compile()(*args)
 
     def choose(agents, obs, keys, iteration):
         # the actions of the pool's step number `iteration`: its key and its epsilon, with or without overlap
@@ -432,7 +437,7 @@ def make_rollout(cfg, fns: AgentFns, env, agents: AgentAxis | None = None, one_l
     def whole_agents(agent_states):
         return jax.tree.map(lambda x: x[:num_agents], agent_states) if shards > 1 else agent_states
 
-    return Rollout(fns, env, the_plan, num_agents, init, start, run_chunk, jax.jit(cut_episodes),
+    return Rollout(fns, env, the_plan, num_agents, init, start, prepare_start, run_chunk, jax.jit(cut_episodes),
                    action_log_length, action_dtype, (env_state0, obs0), tuple(agents.seed_indices), devices, place,
                    whole_agents)
 
