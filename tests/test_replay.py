@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from scipy.stats import chi2_contingency, chisquare
 
 from jaxdqn.core.replay import make_replay, replay_bytes
 from jaxdqn.envs import ATARI_PREPROCESSING
@@ -86,6 +86,29 @@ def test_uniform_sampling_is_uniform_over_sampleable_slots_only(steps):
     np.testing.assert_array_equal(out.batch.next_obs[..., 0], t + 1)
     np.testing.assert_array_equal(out.batch.action, t % 3)
     np.testing.assert_array_equal(out.batch.terminated, t % 4 == 3)
+
+
+@pytest.mark.parametrize("unreal", [{(15, 1)}, {(11, 2), (12, 0), (13, 1), (15, 0), (16, 1), (17, 2)}],
+                         ids=["one-auto-reset", "six-auto-resets"])
+def test_uniform_rows_are_independent_draws_whichever_rule_picks_them(unreal):
+    """A batch's rows are i.i.d. uniform over the sampleable slots whether each row found a real candidate in its
+    own pair or the first real candidates were taken in order (`_uniform_draws`; with one auto-reset slot of 21
+    candidates the pairs serve most batches, with six few): each row position is uniform over the slots (the same
+    for every position), and two rows of a batch hold the same slot as often as independent draws do. Sampled
+    unbatched, so on CPU the rule is chosen by a branch."""
+    num_envs, batch = 3, 32
+    replay = make_replay(24, batch, num_envs, (2,), jnp.float32, False)  # 8 slots per environment
+    state = _add_steps(replay, replay.init(jnp.zeros(2)), 19, num_envs, unreal)
+    sampleable = np.flatnonzero(_sampleable(replay, state).ravel())
+    sample = jax.jit(replay.sample)
+    indices = np.stack([np.asarray(sample(state, jax.random.PRNGKey(i), 0.4).indices) for i in range(1000)])
+    assert np.isin(indices, sampleable).all()
+    by_position = np.stack([np.bincount(indices[:, row], minlength=24)[sampleable] for row in range(batch)])
+    assert chisquare(by_position.sum(0)).pvalue > 0.001
+    assert chi2_contingency(by_position).pvalue > 0.001
+    same_pairs = [(np.bincount(rows) * (np.bincount(rows) - 1) // 2).sum() for rows in indices]
+    independent = batch * (batch - 1) / 2 / sampleable.size
+    assert abs(np.mean(same_pairs) / independent - 1) < 0.05
 
 
 def test_uniform_fallback_when_few_or_no_slots_are_sampleable():

@@ -241,21 +241,35 @@ def make_replay(capacity: int, batch_size: int, num_envs: int, obs_shape: tuple,
         """(envs, slots, any sampleable) of `batch_size` slots uniform over the sampleable ones.
 
         2 * batch_size candidates are drawn uniformly from the slots of ring age 1..size-1-history (every
-        sampleable slot, and auto-reset slots), and the first batch_size real ones are kept in order:
-        i.i.d. uniform over sampleable slots. Fewer than batch_size real candidates (probability
+        sampleable slot, and auto-reset slots). Row i takes candidate i if it is real, else candidate
+        batch_size + i if that one is; when some row has neither, the rows take the first batch_size real
+        candidates in order instead. Either rule looks only at which candidates are real, and given that, each
+        real candidate is uniform over the sampleable slots and independent of the others: the rows are i.i.d.
+        uniform over sampleable slots. Fewer than batch_size real candidates (probability
         P(Binomial(2B, real fraction) < B), vanishing once past learning starts) fall back to repeating
         the real ones cyclically; if none is real, the rows are meaningless and the flag is False.
+        On CPU the first rule is taken behind a `lax.cond` (the second, a running count and a scatter, costs about
+        3 us an update); elsewhere, where a branch waits on the host, every batch takes the second.
         """
         ages = jnp.maximum(state.size - 1 - history, 0)  # candidate ages 1..ages per environment
         draws = jax.random.randint(key, (2 * batch_size,), 0, jnp.maximum(num_envs * ages, 1))
         envs, age = jnp.divmod(draws, jnp.maximum(ages, 1))
         slots = (state.position - 1 - (age + 1)) % slots_per_env
         ok = state.storage.real[envs, slots] & (ages > 0)
-        rank = jnp.cumsum(ok) - 1
-        keep = jnp.zeros(batch_size, jnp.int32).at[jnp.where(ok, rank, batch_size)].set(
-            jnp.arange(2 * batch_size), mode="drop")
         count = jnp.minimum(ok.sum(), batch_size)
-        keep = keep[jnp.arange(batch_size) % jnp.maximum(count, 1)]
+
+        def in_order():
+            rank = jnp.cumsum(ok) - 1
+            keep = jnp.zeros(batch_size, jnp.int32).at[jnp.where(ok, rank, batch_size)].set(
+                jnp.arange(2 * batch_size), mode="drop")
+            return keep[jnp.arange(batch_size) % jnp.maximum(count, 1)]
+
+        if jax.default_backend() == "cpu":
+            rows = jnp.arange(batch_size)
+            first, second = ok[:batch_size], ok[batch_size:]
+            keep = jax.lax.cond(jnp.all(first | second), lambda: jnp.where(first, rows, rows + batch_size), in_order)
+        else:
+            keep = in_order()
         return envs[keep], slots[keep], count > 0
 
     def update(state: ReplayState, indices, td_errors, alpha, eps, valid=True) -> ReplayState:
