@@ -252,8 +252,9 @@ device: asked for again, it is not loaded again (the last `KEPT_HERE` kept; see 
 KEPT_HERE = 16
 _last_program: list = [None]
 """The path of the program this process asked `compile_program` for last."""
-_lock = threading.RLock()
-"""Guards `_compiled_here` and the order of `_note_successor`'s calls."""
+_lock = threading.Lock()
+"""Guards `_compiled_here`, which a program prepared on one thread and compiled on another writes
+(`PreparedProgram.compile`)."""
 
 
 def _load_one_ahead(path: Path) -> _Ahead | None:
@@ -268,8 +269,7 @@ def _load_one_ahead(path: Path) -> _Ahead | None:
         return None
     device = jax.local_devices()[0]  # JAX's default: with several processes, jax.devices()[0] is process 0's
     return _Ahead(_compile_exported(exported, donated, device, compiler_options), out_tree, exported.out_avals, device,
-                  donated,
-                  compiler_options)
+                  donated, compiler_options)
 
 
 def _load_ahead(path: Path, limit: int = 8) -> None:
@@ -425,14 +425,15 @@ def prepare_program(fn: Callable, args: tuple, key: str | None = None, donate_ar
     # here, and is not the next one in the chain that later processes load ahead
     with _lock:  # another thread may be compiling a program prepared before (`PreparedProgram.compile`)
         ahead = _compiled_here.get(path)
-        if ahead is not None and not _matches(ahead, leaves, donated, compiler_options):
+        asked_before = ahead is not None
+        if asked_before and not _matches(ahead, leaves, donated, compiler_options):
             ahead = None
-        elif ahead is not None:
+        elif asked_before:
             _compiled_here.move_to_end(path)
-        else:
-            _note_successor(path)
-            ahead = _taken_ahead(path, leaves, donated, compiler_options)
-            _load_ahead(path)
+    if not asked_before:
+        _note_successor(path)
+        ahead = _taken_ahead(path, leaves, donated, compiler_options)
+        _load_ahead(path)
     if ahead is not None:
         return PreparedProgram(_out_info(ahead.out_tree, ahead.out_avals, ahead.device),
                                lambda: _flat_call(ahead.compiled, ahead.out_tree))
