@@ -353,7 +353,8 @@ class PreparedProgram(NamedTuple):
 
 
 def _out_info(out_tree, out_avals, device):
-    """The `PreparedProgram.out_info` of a stored program's outputs, on `device` (None: placed as its arguments)."""
+    """The `PreparedProgram.out_info` of a program's outputs `out_avals` (anything with a shape, a dtype and a weak
+    type), on `device` (None: placed as its arguments)."""
     import jax
 
     placed = None if device is None else jax.sharding.SingleDeviceSharding(device)
@@ -367,12 +368,9 @@ def _lowered_program(lowered, leaves: list, compiler_options: dict | None) -> Pr
     import jax
 
     device = jax.local_devices()[0]
-    info = lowered.out_info
-    if _on_device(leaves, device):
-        placed = jax.sharding.SingleDeviceSharding(device)
-        info = jax.tree.map(lambda out: jax.ShapeDtypeStruct(out.shape, out.dtype, weak_type=out.weak_type,
-                                                             sharding=placed), info)
-    return PreparedProgram(info, lambda: lowered.compile(compiler_options))
+    outs, out_tree = jax.tree.flatten(lowered.out_info)
+    return PreparedProgram(_out_info(out_tree, outs, device if _on_device(leaves, device) else None),
+                           lambda: lowered.compile(compiler_options))
 
 
 def _flat_call(compiled: Callable, out_tree) -> Callable:

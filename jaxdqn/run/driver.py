@@ -239,27 +239,24 @@ def run_training(cfg, out_dir=None, log: Callable[[str], None] = print, resume_f
     in_flight = []  # (periods, output) of the chunks handed to the device and not read yet
     try:
         key_of = functools.partial(run_program_key, cfg, group, rollout, progress)
-        starting = None
-        if resume_from is not None:
-            state = rollout.place(resume_state(rollout, resume_from, key, exact_resume))
-        elif rollout.devices > 1:
-            state = rollout.place(rollout.start(key, key_of))
-        else:  # one device: the start compiles and runs on a thread while the chunk is traced for its outputs
-            prepared, start_args = rollout.prepare_start(key, key_of)
-            starting = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxdqn-start")
-            started = starting.submit(lambda: prepared.compile()(*start_args))
-            state = prepared.out_info
-        try:
+        started = None
+        # one device: the start compiles and runs on a thread while the chunk is traced for its outputs
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxdqn-start") as starting:
+            if resume_from is not None:
+                state = rollout.place(resume_state(rollout, resume_from, key, exact_resume))
+            elif rollout.devices > 1:
+                state = rollout.place(rollout.start(key, key_of))
+            else:
+                prepared, start_args = rollout.prepare_start(key, key_of)
+                started = starting.submit(lambda: prepared.compile()(*start_args))
+                state = prepared.out_info
             chunk_args = (state, jnp.int32(plan.log_periods), jnp.int32(progress.learn_after))
             # its random numbers are drawn at every step, unrolled but for noisy layers' (see jaxdqn.core.threefry)
             with threefry.unrolled(not any(has_noisy_layers(c) for c in (group.configs if group else (cfg,)))):
                 chunk = compile_program(rollout.run_chunk, chunk_args, key_of("chunk", chunk_args),
                                         donate_argnums=(0,), compiler_options=chunk_compiler_options())
-        finally:
-            if starting is not None:
-                starting.shutdown()
-        if starting is not None:
-            state = started.result()
+            if started is not None:
+                state = started.result()
         # from `start`: building the pool compiles (or loads) a program too, a JAX environment's reset, and the
         # backend starts there
         compile_seconds = time.perf_counter() - start
